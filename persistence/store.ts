@@ -1,0 +1,108 @@
+/**
+ * The snapshot store contract (DESIGN.md section 8). Two implementations pass one shared
+ * conformance suite (`test/persistence/store-conformance.ts`): `PostgresStore` and
+ * `EmbeddedStore`.
+ *
+ * A checkpoint goes `pending -> completed` or `pending -> aborted`. Chunks are written while it
+ * is pending, in atomic batches (one batch per instance ack); `completeCheckpoint` is the last
+ * write, so a reader never sees a half-written checkpoint as completed.
+ */
+
+/** Whether a snapshot was taken automatically (pruned by retention) or asked for (kept). */
+export type SnapshotKind = 'checkpoint' | 'savepoint'
+
+/** Where a snapshot is in its life. */
+export type SnapshotStatus = 'pending' | 'completed' | 'aborted'
+
+/**
+ * What a chunk holds. `keyed`: the keyed state of one key group (`index` = key group).
+ * `operator`: the operator state of one instance (`index` = instance index), e.g. source offsets.
+ */
+export type ChunkKind = 'keyed' | 'operator'
+
+/** Where a chunk lives inside a checkpoint. */
+export interface ChunkAddress {
+  operatorUid: string
+  kind: ChunkKind
+  index: number
+}
+
+/** One unit of snapshot data. The store computes the checksum on write and verifies it on read. */
+export interface StateChunk extends ChunkAddress {
+  /** Version of the chunk's payload layout, so readers can refuse what they do not know. */
+  format: number
+  data: Uint8Array
+}
+
+/** The shape of the job a snapshot was taken from; restore checks it. */
+export interface SnapshotLayout {
+  maxParallelism: number
+  operators: { uid: string; parallelism: number }[]
+}
+
+/** A snapshot's header row. */
+export interface SnapshotInfo {
+  job: string
+  id: number
+  kind: SnapshotKind
+  status: SnapshotStatus
+  /** The job attempt (restart count) that took it. */
+  attempt: number
+  layout: SnapshotLayout
+  /** Epoch milliseconds. */
+  triggeredAt: number
+  completedAt?: number
+  /** Total bytes of chunk data. */
+  sizeBytes?: number
+  durationMs?: number
+  /** Why it was aborted. */
+  reason?: string
+}
+
+export interface BeginSnapshot {
+  job: string
+  id: number
+  kind: SnapshotKind
+  attempt: number
+  layout: SnapshotLayout
+  triggeredAt: number
+}
+
+export interface CompleteSnapshot {
+  completedAt: number
+  durationMs: number
+}
+
+export interface ChunkFilter {
+  operatorUid?: string
+  kind?: ChunkKind
+  /** Only these indexes (key groups or instance indexes). */
+  indexes?: readonly number[]
+}
+
+export interface SnapshotStore {
+  /** A short description for logs, e.g. `postgres(weir@127.0.0.1:5432/test)`. */
+  readonly description: string
+  /** Connects and creates or migrates the schema. Idempotent. */
+  open(): Promise<void>
+  close(): Promise<void>
+  /** The next unused snapshot id of a job (greater than every id ever begun). */
+  nextSnapshotId(job: string): Promise<number>
+  /** Records a pending snapshot. Fails if the id exists. */
+  beginSnapshot(begin: BeginSnapshot): Promise<void>
+  /** Writes chunks atomically (all or none); fails unless the snapshot is pending. Returns bytes written. */
+  writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number>
+  /** Marks a pending snapshot completed; the last write of a snapshot. */
+  completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo>
+  /** Marks a pending snapshot aborted and drops its chunks. A completed one is never touched. */
+  abortSnapshot(job: string, id: number, reason: string): Promise<void>
+  getSnapshot(job: string, id: number): Promise<SnapshotInfo | undefined>
+  /** All snapshots of a job, by id ascending. */
+  listSnapshots(job: string): Promise<SnapshotInfo[]>
+  /** The completed snapshot with the highest id, of any kind. */
+  latestCompleted(job: string): Promise<SnapshotInfo | undefined>
+  /** Reads and verifies chunks of a completed snapshot; a bad checksum throws `CorruptChunkError`. */
+  readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]>
+  /** Deletes a snapshot and its chunks (retention). */
+  discardSnapshot(job: string, id: number): Promise<void>
+}

@@ -1,0 +1,47 @@
+/**
+ * Errors of the control plane. Each says which failure it is and whether retrying can help
+ * (`retryable`), so the supervisor and the user know what to do.
+ */
+
+/** An option has a wrong type or value. A user's mistake: fix the option, retrying cannot help. */
+export class InvalidOptionError extends TypeError {
+  override readonly name = 'InvalidOptionError'
+  readonly retryable = false
+  constructor(
+    /** Dotted path of the option, e.g. `checkpoints.intervalMs`. */
+    readonly option: string,
+    /** What was expected, e.g. `a positive integer`. */
+    readonly expected: string,
+    readonly value: unknown,
+  ) {
+    super(`option ${option}: expected ${expected}, got ${describe(value)}`)
+  }
+}
+
+/** An option name that does not exist (often a typo). */
+export class UnknownOptionError extends TypeError {
+  override readonly name = 'UnknownOptionError'
+  readonly retryable = false
+  constructor(
+    readonly option: string,
+    readonly known: readonly string[],
+  ) {
+    super(`unknown option ${option}; known options: ${known.join(', ')}`)
+  }
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (Array.isArray(value)) return 'an array'
+  if (value === null) return 'null'
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}
+
+/** Rejects keys of `given` that are not in `known`, naming the first stranger. */
+export function rejectUnknownKeys(path: string, given: object, known: readonly string[]): void {
+  for (const key of Object.keys(given)) {
+    if (!known.includes(key)) throw new UnknownOptionError(path ? `${path}.${key}` : key, known)
+  }
+}
