@@ -1,0 +1,101 @@
+/**
+ * Barrier alignment (DESIGN.md section 6, step 3), as pure bookkeeping: which input channels
+ * are held, and when an instance with several inputs takes its snapshot.
+ *
+ * Exactly-once: a channel that delivered barrier n is held until barrier n arrived on every
+ * channel. At-least-once: nothing is held; the snapshot is taken when the last barrier arrives.
+ * A channel that ended counts as having delivered every barrier.
+ */
+
+export type CheckpointMode = 'exactly-once' | 'at-least-once'
+
+/** What the instance must do after telling the aligner about a barrier or an end. */
+export interface AlignmentStep {
+  /** Take the snapshot of this checkpoint now (and forward its barrier). */
+  snapshot?: number
+  /** Alignment of this checkpoint was given up because a newer barrier overtook it. */
+  aborted?: number
+}
+
+const NOTHING: AlignmentStep = Object.freeze({})
+
+export class BarrierAligner {
+  private readonly arrived: boolean[]
+  private readonly ended: boolean[]
+  private pending: number | undefined
+  private last = 0
+  private arrivedCount = 0
+  private endedCount = 0
+
+  constructor(
+    readonly channels: number,
+    readonly mode: CheckpointMode,
+  ) {
+    this.arrived = new Array<boolean>(channels).fill(false)
+    this.ended = new Array<boolean>(channels).fill(false)
+  }
+
+  /** The checkpoint being aligned, if any. */
+  get aligning(): number | undefined {
+    return this.pending
+  }
+
+  /** The newest checkpoint this instance snapshotted. */
+  get lastSnapshot(): number {
+    return this.last
+  }
+
+  /** True if records of this channel must wait (exactly-once, barrier seen, others pending). */
+  isHeld(channel: number): boolean {
+    return this.mode === 'exactly-once' && this.pending !== undefined && this.arrived[channel] === true
+  }
+
+  /** Barrier `id` arrived on `channel`. */
+  onBarrier(channel: number, id: number): AlignmentStep {
+    if (id <= this.last) return NOTHING
+    let aborted: number | undefined
+    if (this.pending !== undefined && id > this.pending) {
+      aborted = this.pending
+      this.reset()
+    }
+    if (this.pending === undefined) this.pending = id
+    if (id < this.pending || this.arrived[channel] === true) return aborted === undefined ? NOTHING : { aborted }
+    this.arrived[channel] = true
+    this.arrivedCount++
+    return this.complete(aborted)
+  }
+
+  /** `channel` delivered its last record. */
+  onEnd(channel: number): AlignmentStep {
+    if (this.ended[channel] === true) return NOTHING
+    this.ended[channel] = true
+    this.endedCount++
+    if (this.pending === undefined) return NOTHING
+    if (this.arrived[channel] === true) {
+      this.arrived[channel] = false
+      this.arrivedCount--
+    }
+    return this.complete(undefined)
+  }
+
+  /** Every channel ended. */
+  get allEnded(): boolean {
+    return this.endedCount === this.channels
+  }
+
+  private complete(aborted: number | undefined): AlignmentStep {
+    if (this.pending === undefined || this.arrivedCount + this.endedCount < this.channels) {
+      return aborted === undefined ? NOTHING : { aborted }
+    }
+    const snapshot = this.pending
+    this.last = snapshot
+    this.reset()
+    return aborted === undefined ? { snapshot } : { snapshot, aborted }
+  }
+
+  private reset(): void {
+    this.pending = undefined
+    this.arrived.fill(false)
+    this.arrivedCount = 0
+  }
+}

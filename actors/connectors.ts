@@ -1,0 +1,51 @@
+/**
+ * The contracts of sources and sinks: the edges of a job where records enter and leave.
+ */
+
+/** What a source or sink instance knows about itself. */
+export interface ConnectorContext {
+  job: string
+  operator: string
+  /** This instance's index, `0 <= instance < parallelism`. */
+  instance: number
+  parallelism: number
+}
+
+/** What `poll` reports: more records are ready, none are ready yet, or the input is exhausted. */
+export type PollResult = 'more' | 'idle' | 'end'
+
+/**
+ * One instance of a replayable source. Between two `poll` calls the runtime may ask for the
+ * `offset`, which must say exactly where to resume so no record is read twice or missed.
+ */
+export interface SourceReader<T> {
+  /** Resumes from an offset taken by `offset()` in an earlier run. Called before the first `poll`. */
+  restore?(offset: unknown): void | Promise<void>
+  /** Emits up to `max` records synchronously. */
+  poll(emit: (record: T) => void, max: number): PollResult
+  /** The position after the last emitted record (CBOR-encodable). */
+  offset(): unknown
+  close?(): void | Promise<void>
+}
+
+/** A replayable source of records; the runtime creates one reader per instance. */
+export interface Source<T> {
+  readonly kind: string
+  open(ctx: ConnectorContext): SourceReader<T> | Promise<SourceReader<T>>
+}
+
+/** One instance of a sink. */
+export interface SinkWriter<T> {
+  /** Takes a batch of records; called synchronously on the hot path. */
+  write(records: readonly T[]): void
+  /** Called when a checkpoint that covers everything written so far completed. */
+  checkpointCompleted?(checkpointId: number): void | Promise<void>
+  /** Flushes and releases resources at the end of the job or before a restart. */
+  close?(): void | Promise<void>
+}
+
+/** Where records leave the job; the runtime creates one writer per instance. */
+export interface Sink<T> {
+  readonly kind: string
+  open(ctx: ConnectorContext): SinkWriter<T> | Promise<SinkWriter<T>>
+}

@@ -1,0 +1,379 @@
+/**
+ * The heap state backend: keyed state in Maps, one Map per state and key group, so a snapshot and
+ * a rescale work key group by key group (DESIGN.md sections 3 and 6).
+ *
+ * Snapshots are copy-on-write at key-group granularity. `startSnapshot` only marks the key
+ * groups that hold data; `serializeSome` encodes them a few at a time between batches of records;
+ * a write to a group that is still marked encodes that group first. So the synchronous part of a
+ * checkpoint is a flag per key group, and a write never changes what the snapshot holds.
+ */
+import type { Serde } from '../persistence/serde.ts'
+import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
+import { JobDefinitionError } from './errors.ts'
+import type { Key, KeyGroupRange } from './key-groups.ts'
+import type {
+  AggregatingState,
+  AggregatingStateDescriptor,
+  ListState,
+  ListStateDescriptor,
+  MapState,
+  MapStateDescriptor,
+  ReducingState,
+  ReducingStateDescriptor,
+  StateDescriptor,
+  ValueState,
+  ValueStateDescriptor,
+} from './state.ts'
+
+type Group = Map<Key, unknown>
+
+/** One state of one operator instance: a Map per key group of the instance's range. */
+class StateTable {
+  readonly groups: (Group | undefined)[]
+  constructor(
+    readonly descriptor: StateDescriptor,
+    readonly backend: HeapKeyedBackend,
+    size: number,
+  ) {
+    this.groups = new Array<Group | undefined>(size).fill(undefined)
+  }
+
+  read(): unknown {
+    return this.groups[this.backend.currentIndex]?.get(this.backend.currentKey)
+  }
+
+  /** Encodes the current key group first if a snapshot still needs its old contents. */
+  touch(): void {
+    const b = this.backend
+    if (b.marked !== 0 && b.marks[b.currentIndex] === 1) b.encodeGroup(b.currentIndex)
+  }
+
+  write(value: unknown): void {
+    const b = this.backend
+    const i = b.currentIndex
+    if (b.marked !== 0 && b.marks[i] === 1) b.encodeGroup(i)
+    let g = this.groups[i]
+    if (g === undefined) this.groups[i] = g = new Map()
+    g.set(b.currentKey, value)
+  }
+
+  remove(): void {
+    const b = this.backend
+    const i = b.currentIndex
+    const g = this.groups[i]
+    if (g === undefined || !g.has(b.currentKey)) return
+    if (b.marked !== 0 && b.marks[i] === 1) b.encodeGroup(i)
+    g.delete(b.currentKey)
+  }
+}
+
+class ValueHandle implements ValueState<unknown> {
+  constructor(private readonly t: StateTable) {}
+  value(): unknown {
+    const v = this.t.read()
+    return v === undefined ? (this.t.descriptor as ValueStateDescriptor<unknown>).default : v
+  }
+  update(value: unknown): void {
+    if (value === undefined) this.t.remove()
+    else this.t.write(value)
+  }
+  clear(): void {
+    this.t.remove()
+  }
+}
+
+const EMPTY: readonly unknown[] = Object.freeze([])
+
+class ListHandle implements ListState<unknown> {
+  constructor(private readonly t: StateTable) {}
+  get(): readonly unknown[] {
+    return (this.t.read() as unknown[] | undefined) ?? EMPTY
+  }
+  // Appending in place is safe: `touch` encodes a key group a snapshot still needs first.
+  add(value: unknown): void {
+    const list = this.t.read() as unknown[] | undefined
+    if (list === undefined) this.t.write([value])
+    else {
+      this.t.touch()
+      list.push(value)
+    }
+  }
+  addAll(values: readonly unknown[]): void {
+    if (values.length === 0) return
+    const list = this.t.read() as unknown[] | undefined
+    if (list === undefined) this.t.write([...values])
+    else {
+      this.t.touch()
+      for (const v of values) list.push(v)
+    }
+  }
+  update(values: readonly unknown[]): void {
+    if (values.length === 0) this.t.remove()
+    else this.t.write([...values])
+  }
+  clear(): void {
+    this.t.remove()
+  }
+}
+
+class MapHandle implements MapState<unknown, unknown> {
+  constructor(private readonly t: StateTable) {}
+  private map(): Map<unknown, unknown> | undefined {
+    return this.t.read() as Map<unknown, unknown> | undefined
+  }
+  private writable(): Map<unknown, unknown> {
+    const m = this.map()
+    if (m === undefined) {
+      const fresh = new Map<unknown, unknown>()
+      this.t.write(fresh)
+      return fresh
+    }
+    this.t.touch()
+    return m
+  }
+  get(key: unknown): unknown {
+    return this.map()?.get(key)
+  }
+  put(key: unknown, value: unknown): void {
+    this.writable().set(key, value)
+  }
+  putAll(entries: Iterable<readonly [unknown, unknown]>): void {
+    const m = this.writable()
+    for (const [k, v] of entries) m.set(k, v)
+  }
+  remove(key: unknown): void {
+    const m = this.map()
+    if (m === undefined || !m.has(key)) return
+    if (m.size === 1) this.t.remove()
+    else this.writable().delete(key)
+  }
+  contains(key: unknown): boolean {
+    return this.map()?.has(key) ?? false
+  }
+  entries(): IterableIterator<[unknown, unknown]> {
+    return (this.map() ?? new Map()).entries()
+  }
+  keys(): IterableIterator<unknown> {
+    return (this.map() ?? new Map()).keys()
+  }
+  values(): IterableIterator<unknown> {
+    return (this.map() ?? new Map()).values()
+  }
+  isEmpty(): boolean {
+    return (this.map()?.size ?? 0) === 0
+  }
+  clear(): void {
+    this.t.remove()
+  }
+}
+
+class ReducingHandle implements ReducingState<unknown> {
+  private readonly reduce: (a: unknown, b: unknown) => unknown
+  constructor(private readonly t: StateTable) {
+    this.reduce = (t.descriptor as ReducingStateDescriptor<unknown>).reduce
+  }
+  get(): unknown {
+    return this.t.read()
+  }
+  add(value: unknown): void {
+    const old = this.t.read()
+    this.t.write(old === undefined ? value : this.reduce(old, value))
+  }
+  clear(): void {
+    this.t.remove()
+  }
+}
+
+class AggregatingHandle implements AggregatingState<unknown, unknown> {
+  private readonly agg: AggregatingStateDescriptor<unknown, unknown, unknown>['aggregator']
+  constructor(private readonly t: StateTable) {
+    this.agg = (t.descriptor as AggregatingStateDescriptor<unknown, unknown, unknown>).aggregator
+  }
+  get(): unknown {
+    const acc = this.t.read()
+    return acc === undefined ? undefined : this.agg.getResult(acc)
+  }
+  add(value: unknown): void {
+    const acc = this.t.read()
+    this.t.write(this.agg.add(acc === undefined ? this.agg.createAccumulator() : acc, value))
+  }
+  clear(): void {
+    this.t.remove()
+  }
+}
+
+function makeHandle(t: StateTable): unknown {
+  switch (t.descriptor.kind) {
+    case 'value':
+      return new ValueHandle(t)
+    case 'list':
+      return new ListHandle(t)
+    case 'map':
+      return new MapHandle(t)
+    case 'reducing':
+      return new ReducingHandle(t)
+    case 'aggregating':
+      return new AggregatingHandle(t)
+  }
+}
+
+/** The encoded keyed state of one key group. */
+export interface KeyGroupBytes {
+  keyGroup: number
+  data: Uint8Array
+}
+
+/** The key groups one snapshot encoded; complete once `serializeSome` returned true. */
+export class KeyedSnapshot {
+  readonly groups: KeyGroupBytes[] = []
+  complete = false
+}
+
+/** Keyed state of one operator instance, for the key groups of its range. */
+export class HeapKeyedBackend {
+  /** The key of the record being processed; set by the instance before user code runs. */
+  currentKey: Key = ''
+  /** `keyGroup - range.start` of the current key. */
+  currentIndex = 0
+  /** Per key group: 1 while a snapshot still has to encode it. */
+  marks: Uint8Array
+  marked = 0
+  private readonly tables: StateTable[]
+  private readonly byDescriptor = new Map<StateDescriptor, unknown>()
+  private readonly byName = new Map<string, StateTable>()
+  private current: KeyedSnapshot | undefined
+  private cursor = 0
+
+  constructor(
+    descriptors: readonly StateDescriptor[],
+    readonly range: KeyGroupRange,
+  ) {
+    const size = range.end - range.start + 1
+    this.marks = new Uint8Array(size)
+    this.tables = descriptors.map((d) => {
+      if (this.byName.has(d.name)) throw new JobDefinitionError(`two states are named ${d.name}`)
+      const t = new StateTable(d, this, size)
+      this.byName.set(d.name, t)
+      this.byDescriptor.set(d, makeHandle(t))
+      return t
+    })
+  }
+
+  /** Points every handle at `key` of key group `keyGroup`. */
+  setCurrentKey(key: Key, keyGroup: number): void {
+    this.currentKey = key
+    this.currentIndex = keyGroup - this.range.start
+  }
+
+  /** The handle of a declared state, or undefined if the descriptor was not declared. */
+  handle(descriptor: StateDescriptor): unknown {
+    return this.byDescriptor.get(descriptor)
+  }
+
+  /** Number of keys per state, for logs and tests. */
+  keyCount(): number {
+    let n = 0
+    for (const t of this.tables) for (const g of t.groups) n += g?.size ?? 0
+    return n
+  }
+
+  /**
+   * Starts a snapshot: marks every key group that holds state. A snapshot still being encoded
+   * is finished first, so at most one is in flight.
+   */
+  startSnapshot(): KeyedSnapshot {
+    if (this.marked !== 0) this.serializeSome(Infinity)
+    const snapshot = new KeyedSnapshot()
+    this.current = snapshot
+    this.cursor = 0
+    for (let i = 0; i < this.marks.length; i++) {
+      if (this.tables.some((t) => (t.groups[i]?.size ?? 0) > 0)) {
+        this.marks[i] = 1
+        this.marked++
+      }
+    }
+    if (this.marked === 0) snapshot.complete = true
+    return snapshot
+  }
+
+  /** Encodes marked key groups until `budgetMs` is spent. Returns true when none is left. */
+  serializeSome(budgetMs: number): boolean {
+    const deadline = performance.now() + budgetMs
+    while (this.marked !== 0 && this.cursor < this.marks.length) {
+      if (this.marks[this.cursor] === 1) {
+        this.encodeGroup(this.cursor)
+        if (performance.now() >= deadline) break
+      }
+      this.cursor++
+    }
+    return this.marked === 0
+  }
+
+  /** Encodes one marked key group now (also called by a write that would change it). */
+  encodeGroup(index: number): void {
+    const states: KeyedChunkState[] = []
+    for (const t of this.tables) {
+      const g = t.groups[index]
+      if (g === undefined || g.size === 0) continue
+      states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries: toWire(t.descriptor, g) })
+    }
+    this.current!.groups.push({ keyGroup: index + this.range.start, data: encodeKeyedChunk(states) })
+    this.marks[index] = 0
+    if (--this.marked === 0) this.current!.complete = true
+  }
+
+  /** Loads one key group's encoded state. Throws on a state this job does not declare or declares with another kind. */
+  restoreGroup(keyGroup: number, data: Uint8Array): void {
+    const index = keyGroup - this.range.start
+    if (index < 0 || keyGroup > this.range.end) throw new RangeError(`key group ${keyGroup} is outside ${this.range.start}..${this.range.end}`)
+    for (const s of decodeKeyedChunk(data)) {
+      const t = this.byName.get(s.name)
+      if (t === undefined) throw new Error(`the snapshot holds state "${s.name}", which the operator does not declare`)
+      if (t.descriptor.kind !== s.kind) {
+        throw new Error(`state "${s.name}" is ${t.descriptor.kind} state in the job but ${s.kind} state in the snapshot`)
+      }
+      t.groups[index] = fromWire(t.descriptor, s.entries)
+    }
+  }
+
+  /** Every (key, value) of a state, for tests and the offline reader. */
+  *entries(stateName: string): IterableIterator<[Key, unknown]> {
+    const t = this.byName.get(stateName)
+    if (t === undefined) return
+    for (const g of t.groups) if (g !== undefined) yield* g.entries()
+  }
+}
+
+// Wire form of a key group's state: a flat [key, value, key, value...] array; with a custom
+// serde each value (list: each element, map: each value) is replaced by its bytes.
+function toWire(d: StateDescriptor, g: Group): unknown[] {
+  const out = new Array<unknown>(g.size * 2)
+  let i = 0
+  const serde = d.serde
+  for (const [k, v] of g) {
+    out[i++] = k
+    out[i++] = serde === undefined ? v : encodeValue(d, serde, v)
+  }
+  return out
+}
+
+function encodeValue(d: StateDescriptor, serde: Serde<unknown>, v: unknown): unknown {
+  if (d.kind === 'list') return (v as unknown[]).map((e) => serde.encode(e))
+  if (d.kind === 'map') return new Map([...(v as Map<unknown, unknown>)].map(([k, e]) => [k, serde.encode(e)]))
+  return serde.encode(v)
+}
+
+function decodeValue(d: StateDescriptor, serde: Serde<unknown>, v: unknown): unknown {
+  if (d.kind === 'list') return (v as Uint8Array[]).map((e) => serde.decode(e))
+  if (d.kind === 'map') return new Map([...(v as Map<unknown, Uint8Array>)].map(([k, e]) => [k, serde.decode(e)]))
+  return serde.decode(v as Uint8Array)
+}
+
+function fromWire(d: StateDescriptor, entries: readonly unknown[]): Group {
+  const g: Group = new Map()
+  const serde = d.serde
+  for (let i = 0; i < entries.length; i += 2) {
+    g.set(entries[i] as Key, serde === undefined ? entries[i + 1] : decodeValue(d, serde, entries[i + 1]))
+  }
+  return g
+}

@@ -1,0 +1,297 @@
+/**
+ * Operator instances: the actors of a job. Each has input channels as its mailbox (processed one
+ * item at a time, in order), an XState lifecycle, outputs and, for keyed operators, a state
+ * backend for its key-group range. All per-record work is synchronous.
+ */
+import { createActor, type Actor } from 'xstate'
+import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
+import type { LocalChannel, RecordBatch } from './channel.ts'
+import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
+import { UserCodeError, JobDefinitionError } from './errors.ts'
+import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
+import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
+import type { Key, KeyGroupRange } from './key-groups.ts'
+import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
+import type { EdgeOutput } from './output.ts'
+import type { StateDescriptor } from './state.ts'
+
+/** What an instance reports to the runtime that hosts it. */
+export interface InstanceHost {
+  /** The synchronous part of a snapshot is done; the host encodes and writes the rest. */
+  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void
+  /** Every input ended and the instance sent end-of-input downstream. */
+  instanceFinished(instance: Instance): void
+  /** A lifecycle transition, for logs and the supervisor. */
+  transitioned(instance: Instance, status: InstanceStatus): void
+}
+
+/** An input channel and which logical input (0 or 1) of the operator it feeds. */
+export interface InputChannel {
+  channel: LocalChannel
+  input: number
+}
+
+export abstract class Instance {
+  /** `operator[index]`, unique within the job. */
+  readonly id: string
+  readonly lifecycle: Actor<typeof instanceMachine>
+  finished = false
+  /** The newest checkpoint this instance snapshotted. */
+  lastSnapshot = 0
+  /** Records taken from the inputs so far. */
+  recordsIn = 0
+  protected readonly emitAll: (record: unknown) => void
+
+  constructor(
+    readonly spec: OperatorSpec,
+    readonly index: number,
+    readonly inputs: readonly InputChannel[],
+    readonly outputs: readonly EdgeOutput[],
+    protected readonly host: InstanceHost,
+  ) {
+    this.id = `${spec.uid}[${index}]`
+    this.lifecycle = createActor(instanceMachine)
+    let last: InstanceStatus | undefined
+    this.lifecycle.subscribe((s) => {
+      const status = statusOf(s.value)
+      if (status !== last) host.transitioned(this, (last = status))
+    })
+    this.lifecycle.start()
+    const outs = outputs.map((o) => o.emit)
+    this.emitAll = outs.length === 0 ? () => {} : outs.length === 1 ? outs[0]! : (r) => outs.forEach((emit) => emit(r))
+  }
+
+  get status(): InstanceStatus {
+    return statusOf(this.lifecycle.getSnapshot().value)
+  }
+
+  /** True if every output can take more records (backpressure). */
+  hasCredit(): boolean {
+    for (const o of this.outputs) if (!o.hasCredit()) return false
+    return true
+  }
+
+  /** Does up to `budget` units of work; returns how many it did (0: nothing to do now). */
+  abstract step(budget: number): number
+
+  /** The state to write as this instance's operator state (e.g. a source offset). */
+  protected operatorState(): unknown {
+    return undefined
+  }
+
+  /** The keyed backend, for keyed operators. */
+  get backend(): HeapKeyedBackend | undefined {
+    return undefined
+  }
+
+  /** Takes checkpoint `id`: capture state, forward the barrier (DESIGN.md section 6, step 3). */
+  snapshot(id: number): void {
+    if (id <= this.lastSnapshot) return
+    this.lastSnapshot = id
+    const live = !this.finished
+    if (live) this.lifecycle.send({ type: 'SNAPSHOT', checkpointId: id })
+    const keyed = this.backend?.startSnapshot()
+    const op = this.operatorState()
+    if (live) for (const o of this.outputs) o.broadcast({ type: 'barrier', id })
+    if (live) this.lifecycle.send({ type: 'SNAPSHOT_TAKEN', checkpointId: id })
+    this.host.snapshotTaken(this, id, keyed, op)
+  }
+
+  protected finish(): void {
+    if (this.finished) return
+    for (const o of this.outputs) o.broadcast({ type: 'end' })
+    this.finished = true
+    this.lifecycle.send({ type: 'FINISH' })
+    this.host.instanceFinished(this)
+  }
+
+  cancel(): void {
+    this.lifecycle.send({ type: 'CANCEL' })
+  }
+
+  fail(error: unknown): void {
+    this.lifecycle.send({ type: 'FAIL', error })
+  }
+}
+
+/** A source instance: polls its reader; emits barriers between polls when asked. */
+export class SourceInstance extends Instance {
+  private readonly barriers: number[] = []
+  private idle = false
+
+  constructor(
+    spec: OperatorSpec,
+    index: number,
+    outputs: readonly EdgeOutput[],
+    host: InstanceHost,
+    readonly reader: SourceReader<unknown>,
+  ) {
+    super(spec, index, [], outputs, host)
+  }
+
+  /** Asks for barrier `id` before the next record. */
+  injectBarrier(id: number): void {
+    this.barriers.push(id)
+  }
+
+  protected override operatorState(): unknown {
+    return this.reader.offset()
+  }
+
+  step(budget: number): number {
+    let work = 0
+    while (this.barriers.length > 0) {
+      this.snapshot(this.barriers.shift()!)
+      work++
+    }
+    if (this.finished || !this.hasCredit()) return work
+    let result
+    try {
+      result = this.reader.poll(this.emitAll, budget)
+    } catch (err) {
+      throw err instanceof UserCodeError || (err as { retryable?: unknown }).retryable !== undefined ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
+    }
+    for (const o of this.outputs) o.flush()
+    if (result === 'end') this.finish()
+    this.idle = result === 'idle'
+    return this.idle ? work : work + 1
+  }
+}
+
+/** Shared input handling of operators with input channels. */
+abstract class ConsumingInstance extends Instance {
+  private readonly aligner: BarrierAligner
+  private nextChannel = 0
+
+  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode) {
+    super(spec, index, inputs, outputs, host)
+    this.aligner = new BarrierAligner(inputs.length, mode)
+  }
+
+  protected abstract process(batch: RecordBatch, input: number): void
+
+  step(budget: number): number {
+    if (this.finished) return 0
+    let work = 0
+    const n = this.inputs.length
+    // One item per channel in turn, so no input starves another.
+    for (let round = 0; work < budget && this.hasCredit(); round++) {
+      let took = false
+      for (let k = 0; k < n && !this.finished; k++) {
+        const c = (this.nextChannel + k) % n
+        if (this.aligner.isHeld(c)) continue
+        const { channel, input } = this.inputs[c]!
+        const item = channel.shift()
+        if (item === undefined) continue
+        took = true
+        work++
+        if (item.type === 'records') {
+          this.recordsIn += item.records.length
+          this.process(item, input)
+        }
+        else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
+        else {
+          this.aligned(this.aligner.onEnd(c), undefined)
+          if (this.aligner.allEnded) {
+            for (const o of this.outputs) o.flush()
+            this.finish()
+          }
+        }
+      }
+      this.nextChannel = (this.nextChannel + 1) % n
+      if (!took) break
+    }
+    for (const o of this.outputs) o.flush()
+    return work
+  }
+
+  private aligned(step: AlignmentStep, barrier: number | undefined): void {
+    if (step.aborted !== undefined) this.lifecycle.send({ type: 'ALIGN_ABORTED', checkpointId: step.aborted })
+    if (step.snapshot !== undefined) this.snapshot(step.snapshot)
+    else if (barrier !== undefined && this.aligner.aligning === barrier) this.lifecycle.send({ type: 'ALIGN', checkpointId: barrier })
+  }
+}
+
+class Context implements ProcessContext<Key, unknown> {
+  key: Key = ''
+  private lastDescriptor: StateDescriptor | undefined
+  private lastHandle: unknown
+
+  constructor(
+    readonly instance: number,
+    private readonly operator: string,
+    private readonly backend: HeapKeyedBackend,
+    readonly emit: (record: unknown) => void,
+  ) {}
+
+  state<D extends StateDescriptor>(descriptor: D): never {
+    if (descriptor !== this.lastDescriptor) {
+      const handle = this.backend.handle(descriptor)
+      if (handle === undefined) {
+        const name = (descriptor as { name?: unknown })?.name
+        throw new JobDefinitionError(`ctx.state(${String(name)}): declare the state in process('${this.operator}', { state: { ... } })`, undefined, this.operator)
+      }
+      this.lastDescriptor = descriptor
+      this.lastHandle = handle
+    }
+    return this.lastHandle as never
+  }
+}
+
+/** A keyed operator instance: user functions over the key groups of its range. */
+export class ProcessInstance extends ConsumingInstance {
+  private readonly keyed: HeapKeyedBackend
+  private readonly ctx: Context
+  private readonly fns: ProcessSpec['fns']
+
+  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange) {
+    super(spec, index, inputs, outputs, host, mode)
+    this.keyed = new HeapKeyedBackend(spec.states, range)
+    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
+    this.fns = spec.fns
+  }
+
+  override get backend(): HeapKeyedBackend {
+    return this.keyed
+  }
+
+  protected process(batch: RecordBatch, input: number): void {
+    const fn = this.fns[input]!
+    const { records, keys, groups } = batch
+    const backend = this.keyed
+    const start = backend.range.start
+    const ctx = this.ctx
+    let i = 0
+    try {
+      for (; i < records.length; i++) {
+        const key = keys![i]!
+        backend.currentKey = key
+        backend.currentIndex = groups![i]! - start
+        ctx.key = key
+        fn(records[i], ctx)
+      }
+    } catch (err) {
+      if (err instanceof JobDefinitionError) throw err
+      throw new UserCodeError(this.spec.uid, this.index, keys![i], err)
+    }
+  }
+}
+
+/** A sink instance: hands batches to its writer. */
+export class SinkInstance extends ConsumingInstance {
+  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], host: InstanceHost, mode: CheckpointMode, readonly writer: SinkWriter<unknown>) {
+    super(spec, index, inputs, [], host, mode)
+  }
+
+  protected process(batch: RecordBatch): void {
+    try {
+      this.writer.write(batch.records)
+    } catch (err) {
+      throw (err as { retryable?: unknown }).retryable !== undefined ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
+    }
+  }
+}
+
+export function connectorContext(job: string, spec: OperatorSpec, index: number): ConnectorContext {
+  return { job, operator: spec.uid, instance: index, parallelism: spec.parallelism }
+}

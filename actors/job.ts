@@ -1,0 +1,332 @@
+/**
+ * The job builder: the programming model of DESIGN.md section 2. It only describes a job (a
+ * graph of operators); `runJob` executes it.
+ */
+import type { Source, Sink } from './connectors.ts'
+import { JobDefinitionError } from './errors.ts'
+import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
+import { isStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
+
+/** What user code sees while it processes a record of a keyed stream. */
+export interface ProcessContext<K extends Key, OUT> {
+  /** The key of the record in hand. */
+  readonly key: K
+  /** The operator instance (subtask) index. */
+  readonly instance: number
+  /** The handle of a declared state, bound to the current key. */
+  state<D extends StateDescriptor>(descriptor: D): StateHandle<D>
+  /** Sends a record downstream. */
+  emit(record: OUT): void
+}
+
+export type ProcessFunction<T, K extends Key, OUT> = (record: T, ctx: ProcessContext<K, OUT>) => void
+
+/** A stateless step chained onto the operator before it (no state, no own instances). */
+export type Transform =
+  | { kind: 'map'; name: string; fn: (r: unknown) => unknown }
+  | { kind: 'filter'; name: string; fn: (r: unknown) => boolean }
+  | { kind: 'flatMap'; name: string; fn: (r: unknown, out: (u: unknown) => void) => void }
+
+/** How records of an edge are spread over the instances of its target. */
+export type Partitioning = 'forward' | 'hash' | 'rebalance'
+
+/** A connection from an operator's output into an input of another. */
+export interface EdgeSpec {
+  from: string
+  to: string
+  /** Which input of the target: 0, or 1 for the second stream of a connected process. */
+  input: 0 | 1
+  partitioning: Partitioning
+  keySelector: ((r: unknown) => Key) | undefined
+  transforms: readonly Transform[]
+}
+
+interface OperatorBase {
+  uid: string
+  parallelism: number
+}
+export interface SourceSpec extends OperatorBase {
+  kind: 'source'
+  source: Source<unknown>
+}
+export interface ProcessSpec extends OperatorBase {
+  kind: 'process'
+  states: readonly StateDescriptor[]
+  /** One function per input. */
+  fns: readonly ((record: unknown, ctx: ProcessContext<Key, unknown>) => void)[]
+}
+export interface SinkSpec extends OperatorBase {
+  kind: 'sink'
+  sink: Sink<unknown>
+}
+export type OperatorSpec = SourceSpec | ProcessSpec | SinkSpec
+
+/** A job as data: operators in topological order and the edges between them. */
+export interface JobGraph {
+  name: string
+  maxParallelism: number
+  operators: readonly OperatorSpec[]
+  edges: readonly EdgeSpec[]
+}
+
+/** Options of a job. */
+export interface JobOptions {
+  /**
+   * Number of key groups: the upper bound of any keyed operator's parallelism. It cannot change
+   * across a restore.
+   * @default 128
+   */
+  maxParallelism?: number
+  /**
+   * Parallelism of operators that do not set their own.
+   * @default 1
+   */
+  parallelism?: number
+}
+
+/** Options of one operator. */
+export interface OperatorOptions {
+  /** Number of parallel instances. @default the job's parallelism */
+  parallelism?: number
+}
+
+/** What a keyed `process` declares. */
+export interface ProcessOptions<S extends Record<string, StateDescriptor>> extends OperatorOptions {
+  /** The keyed states the function uses, by any names. */
+  state?: S
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+
+interface Branch {
+  from: string
+  transforms: readonly Transform[]
+}
+
+/** Builds a job. Create one with {@link job}. */
+export class JobBuilder {
+  private readonly operators: OperatorSpec[] = []
+  private readonly edges: EdgeSpec[] = []
+  private transformCount = 0
+  readonly maxParallelism: number
+  readonly parallelism: number
+
+  constructor(
+    readonly name: string,
+    options: JobOptions,
+  ) {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new JobDefinitionError(`job name must match ${NAME} (letters, digits, _ . -), got ${JSON.stringify(name)}`)
+    }
+    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('job options must be an object', name)
+    for (const k of Object.keys(options)) {
+      if (k !== 'maxParallelism' && k !== 'parallelism') throw new JobDefinitionError(`unknown job option ${k} (known: maxParallelism, parallelism)`, name)
+    }
+    this.maxParallelism = this.positiveInt('maxParallelism', options.maxParallelism ?? DEFAULT_MAX_PARALLELISM, 32768)
+    this.parallelism = this.positiveInt('parallelism', options.parallelism ?? 1, this.maxParallelism)
+  }
+
+  /**
+   * Adds a source.
+   * @example
+   * const payments = job('payments').source('in', ndjsonSource<Payment>({ path: 'payments.ndjson' }))
+   */
+  source<T>(name: string, source: Source<T>, options: OperatorOptions = {}): Stream<T> {
+    if (typeof source?.open !== 'function') throw new JobDefinitionError('source needs an object with open(), e.g. generatorSource(...)', this.name, name)
+    this.add({ kind: 'source', uid: this.checkName(name), parallelism: this.parallelismOf(name, options), source: source as Source<unknown> })
+    return new Stream<T>(this, [{ from: name, transforms: [] }])
+  }
+
+  /** The job as data, checked. */
+  graph(): JobGraph {
+    if (!this.operators.some((o) => o.kind === 'source')) throw new JobDefinitionError('a job needs at least one source', this.name)
+    return { name: this.name, maxParallelism: this.maxParallelism, operators: [...this.operators], edges: [...this.edges] }
+  }
+
+  /** @internal */
+  nextTransformName(kind: string): string {
+    return `${kind}-${++this.transformCount}`
+  }
+
+  /** @internal */
+  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[]): void {
+    const uid = this.checkName(name)
+    const declared: StateDescriptor[] = []
+    if (states !== undefined) {
+      if (typeof states !== 'object' || states === null) throw new JobDefinitionError('state must be an object of state descriptors, e.g. { state: { count } }', this.name, name)
+      for (const [k, d] of Object.entries(states)) {
+        if (!isStateDescriptor(d)) throw new JobDefinitionError(`state.${k} is not a state descriptor (use valueState(), listState(), ...)`, this.name, name)
+        if (declared.some((o) => o.name === d.name)) throw new JobDefinitionError(`two states are named ${d.name}`, this.name, name)
+        declared.push(d)
+      }
+    }
+    for (const fn of fns) if (typeof fn !== 'function') throw new JobDefinitionError('process needs a function (record, ctx) => void', this.name, name)
+    const parallelism = this.parallelismOf(name, options)
+    this.add({ kind: 'process', uid, parallelism, states: declared, fns })
+    inputs.forEach((input, i) =>
+      input.branches.forEach((b) =>
+        this.edges.push({ from: b.from, to: uid, input: i as 0 | 1, partitioning: 'hash', keySelector: input.keySelector, transforms: b.transforms }),
+      ),
+    )
+  }
+
+  /** @internal */
+  addSink(name: string, sink: Sink<unknown>, options: OperatorOptions, branches: Branch[]): void {
+    if (typeof sink?.open !== 'function') throw new JobDefinitionError('sink needs an object with open(), e.g. stdoutSink()', this.name, name)
+    const uid = this.checkName(name)
+    const parallelism = this.parallelismOf(name, options)
+    this.add({ kind: 'sink', uid, parallelism, sink })
+    for (const b of branches) {
+      const upstream = this.operators.find((o) => o.uid === b.from)!
+      const partitioning = upstream.parallelism === parallelism ? 'forward' : 'rebalance'
+      this.edges.push({ from: b.from, to: uid, input: 0, partitioning, keySelector: undefined, transforms: b.transforms })
+    }
+  }
+
+  private add(op: OperatorSpec): void {
+    this.operators.push(op)
+  }
+
+  private checkName(name: string): string {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new JobDefinitionError(`operator name must match ${NAME}, got ${JSON.stringify(name)}`, this.name)
+    }
+    if (this.operators.some((o) => o.uid === name)) throw new JobDefinitionError(`two operators are named ${name}; names are the stable ids of state`, this.name)
+    return name
+  }
+
+  private parallelismOf(name: string, options: OperatorOptions): number {
+    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('options must be an object', this.name, name)
+    return this.positiveInt(`${name}.parallelism`, options.parallelism ?? this.parallelism, this.maxParallelism)
+  }
+
+  private positiveInt(what: string, value: unknown, max: number): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+      throw new JobDefinitionError(`${what} must be an integer from 1 to ${max}, got ${String(value)}`, this.name)
+    }
+    return value
+  }
+}
+
+/** A stream of records, not partitioned by key. */
+export class Stream<T> {
+  /** @internal */
+  constructor(
+    readonly job: JobBuilder,
+    /** @internal */ readonly branches: Branch[],
+  ) {}
+
+  private chain<U>(t: Transform): Stream<U> {
+    if (typeof t.fn !== 'function') throw new JobDefinitionError(`${t.kind} needs a function`, this.job.name, t.name)
+    return new Stream<U>(this.job, this.branches.map((b) => ({ from: b.from, transforms: [...b.transforms, t] })))
+  }
+
+  /** Transforms every record. */
+  map<U>(fn: (record: T) => U, name = this.job.nextTransformName('map')): Stream<U> {
+    return this.chain({ kind: 'map', name, fn: fn as (r: unknown) => unknown })
+  }
+
+  /** Keeps the records for which `fn` is true. */
+  filter(fn: (record: T) => boolean, name = this.job.nextTransformName('filter')): Stream<T> {
+    return this.chain({ kind: 'filter', name, fn: fn as (r: unknown) => boolean })
+  }
+
+  /** Emits zero or more records per record. */
+  flatMap<U>(fn: (record: T, out: (record: U) => void) => void, name = this.job.nextTransformName('flatMap')): Stream<U> {
+    return this.chain({ kind: 'flatMap', name, fn: fn as (r: unknown, out: (u: unknown) => void) => void })
+  }
+
+  /** Merges streams of the same type into one. */
+  union(...others: Stream<T>[]): Stream<T> {
+    for (const o of others) if (o.job !== this.job) throw new JobDefinitionError('union of streams from different jobs', this.job.name)
+    return new Stream<T>(this.job, [...this.branches, ...others.flatMap((o) => o.branches)])
+  }
+
+  /**
+   * Partitions the stream by key: every record of a key goes to the same instance, which keeps
+   * that key's state. Keys are strings, finite numbers or bigints.
+   */
+  keyBy<K extends Key>(selector: (record: T) => K): KeyedStream<T, K> {
+    if (typeof selector !== 'function') throw new JobDefinitionError('keyBy needs a key selector function', this.job.name)
+    return new KeyedStream<T, K>(this.job, this.branches, selector as (r: unknown) => K)
+  }
+
+  /** Sends the stream to a sink. Returns the job, so a one-chain job can be exported directly. */
+  sink(name: string, sink: Sink<T>, options: OperatorOptions = {}): JobBuilder {
+    this.job.addSink(name, sink as Sink<unknown>, options, this.branches)
+    return this.job
+  }
+}
+
+/** A stream partitioned by key. */
+export class KeyedStream<T, K extends Key> {
+  /** @internal */
+  constructor(
+    readonly job: JobBuilder,
+    /** @internal */ readonly branches: Branch[],
+    /** @internal */ readonly keySelector: (r: unknown) => K,
+  ) {}
+
+  /**
+   * A keyed operator: `fn` runs once per record with the record's key and keyed state.
+   * @example
+   * const total = valueState<number>('total', { default: 0 })
+   * stream.keyBy((p) => p.account).process('totals', { state: { total } }, (p, ctx) => {
+   *   const t = ctx.state(total)
+   *   t.update(t.value() + p.amount)
+   *   ctx.emit({ account: ctx.key, total: t.value() })
+   * })
+   */
+  process<OUT, S extends Record<string, StateDescriptor> = Record<string, never>>(
+    name: string,
+    options: ProcessOptions<S>,
+    fn: ProcessFunction<T, K, OUT>,
+  ): Stream<OUT> {
+    const { state, ...rest } = options ?? {}
+    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest, [{ branches: this.branches, keySelector: this.keySelector }])
+    return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
+  }
+
+  /** Connects two keyed streams with the same key type into one keyed operator with two inputs. */
+  connect<T2>(other: KeyedStream<T2, K>): ConnectedKeyedStreams<T, T2, K> {
+    if (other.job !== this.job) throw new JobDefinitionError('connect of streams from different jobs', this.job.name)
+    return new ConnectedKeyedStreams(this, other)
+  }
+}
+
+/** Two keyed streams processed by one operator that shares keyed state between them. */
+export class ConnectedKeyedStreams<T1, T2, K extends Key> {
+  /** @internal */
+  constructor(
+    private readonly first: KeyedStream<T1, K>,
+    private readonly second: KeyedStream<T2, K>,
+  ) {}
+
+  /** `fns.first` handles records of the first stream, `fns.second` those of the second. */
+  process<OUT, S extends Record<string, StateDescriptor> = Record<string, never>>(
+    name: string,
+    options: ProcessOptions<S>,
+    fns: { first: ProcessFunction<T1, K, OUT>; second: ProcessFunction<T2, K, OUT> },
+  ): Stream<OUT> {
+    const { state, ...rest } = options ?? {}
+    const job = this.first.job
+    job.addProcess(name, state, [fns?.first as ProcessSpec['fns'][number], fns?.second as ProcessSpec['fns'][number]], rest, [
+      { branches: this.first.branches, keySelector: this.first.keySelector },
+      { branches: this.second.branches, keySelector: this.second.keySelector },
+    ])
+    return new Stream<OUT>(job, [{ from: name, transforms: [] }])
+  }
+}
+
+/**
+ * Starts a job definition.
+ * @example
+ * export default job('payments', { maxParallelism: 128 })
+ *   .source('in', generatorSource({ records: 1000, keys: 10 }))
+ *   .keyBy((r) => r.key)
+ *   .process('count', { state: { count } }, (r, ctx) => { ... })
+ *   .sink('out', stdoutSink())
+ */
+export function job(name: string, options: JobOptions = {}): JobBuilder {
+  return new JobBuilder(name, options)
+}

@@ -1,0 +1,350 @@
+/**
+ * Runs every instance of one job attempt in this process (local mode): builds the instances and
+ * channels, restores them from a snapshot, schedules them on the event loop in bounded slices,
+ * and encodes and writes their snapshots off the hot path (DESIGN.md sections 5 and 6).
+ */
+import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
+import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
+import { cborSerde } from '../persistence/serde.ts'
+import type { Logger } from '../supervisor/logger.ts'
+import type { CheckpointMode } from './alignment.ts'
+import { LocalChannel } from './channel.ts'
+import { IncompatibleSnapshotError } from './errors.ts'
+import type { KeyedSnapshot } from './heap-backend.ts'
+import {
+  connectorContext,
+  type Instance,
+  type InstanceHost,
+  type InputChannel,
+  ProcessInstance,
+  SinkInstance,
+  SourceInstance,
+} from './instance.ts'
+import type { JobGraph } from './job.ts'
+import { keyGroupRange } from './key-groups.ts'
+import type { InstanceStatus } from './lifecycle.ts'
+import { EdgeOutput } from './output.ts'
+
+/** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
+export interface CheckpointAcks {
+  ack(attempt: number, checkpointId: number, instanceId: string, bytes: number): void
+  decline(attempt: number, checkpointId: number, instanceId: string, error: unknown): void
+}
+
+/** Tuning of the local executor. */
+export interface ExecutorTuning {
+  /** Records per batch on a channel. @default 1024 */
+  batchSize: number
+  /** Batches a channel holds before its sender waits. @default 8 */
+  channelCapacity: number
+  /** Longest stretch of processing before yielding to timers and I/O, in ms. @default 5 */
+  sliceMs: number
+}
+
+export const DEFAULT_TUNING: ExecutorTuning = { batchSize: 1024, channelCapacity: 8, sliceMs: 5 }
+
+export interface ExecutorOptions {
+  graph: JobGraph
+  attempt: number
+  store: SnapshotStore | undefined
+  mode: CheckpointMode
+  acks: CheckpointAcks
+  logger: Logger
+  tuning: ExecutorTuning
+}
+
+/** Measurements of one attempt. */
+export interface ExecutorMetrics {
+  /** The longest single slice of work on the event loop, in ms. */
+  maxSliceMs: number
+  /** The longest synchronous part of a snapshot (all instances), in ms. */
+  maxSnapshotSyncMs: number
+  /** The longest slice spent encoding key groups, in ms. */
+  maxEncodeSliceMs: number
+}
+
+interface Upload {
+  instance: Instance
+  id: number
+  keyed: KeyedSnapshot | undefined
+  operatorState: unknown
+}
+
+const operatorCodec = cborSerde<unknown>()
+/** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
+export const OPERATOR_CHUNK_FORMAT = 1
+
+export class LocalExecutor implements InstanceHost {
+  readonly instances: Instance[] = []
+  readonly metrics: ExecutorMetrics = { maxSliceMs: 0, maxSnapshotSyncMs: 0, maxEncodeSliceMs: 0 }
+  /** Settles when every instance finished (resolves) or one failed (rejects). */
+  readonly done: Promise<void>
+  private resolveDone!: () => void
+  private rejectDone!: (error: unknown) => void
+  private readonly sources: SourceInstance[] = []
+  private readonly consumers: Instance[] = []
+  private readonly uploads: Upload[] = []
+  private readonly inFlight = new Set<number>()
+  private finishedCount = 0
+  /** Fenced: canceled or failed; sends no more acks. */
+  private stopped = false
+  private settled = false
+  private timer: NodeJS.Immediate | NodeJS.Timeout | undefined
+  private readonly log: Logger
+
+  private constructor(private readonly options: ExecutorOptions) {
+    this.log = options.logger
+    this.done = new Promise((resolve, reject) => {
+      this.resolveDone = resolve
+      this.rejectDone = reject
+    })
+    // The attempt may fail before anyone awaits `done`; the runner always does eventually.
+    this.done.catch(() => {})
+  }
+
+  /** Builds and opens every instance of the graph. */
+  static async create(options: ExecutorOptions): Promise<LocalExecutor> {
+    const ex = new LocalExecutor(options)
+    await ex.build()
+    return ex
+  }
+
+  private async build(): Promise<void> {
+    const { graph, tuning, mode } = this.options
+    // channels[to][toIndex] = list of input channels of that instance
+    const inputs = new Map<string, InputChannel[][]>()
+    const outputs = new Map<string, EdgeOutput[][]>()
+    for (const op of graph.operators) {
+      inputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
+      outputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
+    }
+    for (const edge of graph.edges) {
+      const from = graph.operators.find((o) => o.uid === edge.from)!
+      const to = graph.operators.find((o) => o.uid === edge.to)!
+      for (let s = 0; s < from.parallelism; s++) {
+        // A forward edge connects instance i to instance i only.
+        const targets: LocalChannel[] = []
+        for (let r = 0; r < to.parallelism; r++) {
+          if (edge.partitioning === 'forward' && r !== s) {
+            targets.push(new LocalChannel(tuning.channelCapacity))
+            continue
+          }
+          const c = new LocalChannel(tuning.channelCapacity)
+          targets.push(c)
+          inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
+        }
+        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, s, graph.maxParallelism, tuning.batchSize))
+      }
+    }
+    for (const op of graph.operators) {
+      for (let i = 0; i < op.parallelism; i++) {
+        const outs = outputs.get(op.uid)![i]!
+        const ins = inputs.get(op.uid)![i]!
+        const ctx = connectorContext(graph.name, op, i)
+        if (op.kind === 'source') {
+          const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx))
+          this.sources.push(inst)
+          this.instances.push(inst)
+        } else {
+          const inst =
+            op.kind === 'process'
+              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism))
+              : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
+          this.consumers.push(inst)
+          this.instances.push(inst)
+        }
+      }
+    }
+  }
+
+  /** Loads every instance's key groups and offsets from snapshot `id`. */
+  async restore(id: number): Promise<void> {
+    const store = this.options.store
+    if (store === undefined) throw new Error('restore needs a snapshot store')
+    const job = this.options.graph.name
+    for (const inst of this.instances) {
+      inst.lifecycle.send({ type: 'RESTORE' })
+      const uid = inst.spec.uid
+      const read = (filter: ChunkFilter) => store.readChunks(job, id, filter)
+      try {
+        if (inst instanceof ProcessInstance) {
+          const { start, end } = inst.backend.range
+          const indexes = Array.from({ length: end - start + 1 }, (_, k) => start + k)
+          for (const chunk of await read({ operatorUid: uid, kind: 'keyed', indexes })) {
+            if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
+            inst.backend.restoreGroup(chunk.index, chunk.data)
+          }
+        } else if (inst instanceof SourceInstance) {
+          const [chunk] = await read({ operatorUid: uid, kind: 'operator', indexes: [inst.index] })
+          if (chunk !== undefined) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
+        }
+      } catch (err) {
+        if ((err as { retryable?: unknown }).retryable !== undefined) throw err
+        throw new IncompatibleSnapshotError(`cannot restore ${inst.id}: ${(err as Error).message}`, job, id, uid)
+      }
+    }
+  }
+
+  /** Starts processing. */
+  start(): void {
+    for (const inst of this.instances) inst.lifecycle.send({ type: 'RUN' })
+    this.schedule(true)
+  }
+
+  private schedule(busy: boolean): void {
+    if (this.stopped || this.timer !== undefined) return
+    this.timer = busy ? setImmediate(this.loop) : setTimeout(this.loop, 1)
+  }
+
+  private readonly loop = (): void => {
+    this.timer = undefined
+    if (this.stopped) return
+    const { batchSize, sliceMs } = this.options.tuning
+    const began = performance.now()
+    const deadline = began + sliceMs
+    let work = 0
+    try {
+      let round: number
+      do {
+        round = 0
+        // Downstream first: drain queues before sources fill them again.
+        for (let i = this.consumers.length - 1; i >= 0; i--) round += this.consumers[i]!.step(64)
+        for (const src of this.sources) round += src.step(batchSize)
+        work += round
+      } while (round > 0 && performance.now() < deadline)
+      if (this.encodeUploads(Math.max(1, deadline - performance.now()))) work++
+    } catch (err) {
+      this.fail(err)
+      return
+    }
+    const took = performance.now() - began
+    if (took > this.metrics.maxSliceMs) this.metrics.maxSliceMs = took
+    if (this.finishedCount === this.instances.length && this.uploads.length === 0) {
+      if (!this.settled) {
+        this.settled = true
+        this.resolveDone()
+      }
+      return
+    }
+    this.schedule(work > 0)
+  }
+
+  /** Encodes pending key groups for up to `budgetMs`; returns true if there is more to do. */
+  private encodeUploads(budgetMs: number): boolean {
+    while (this.uploads.length > 0) {
+      const up = this.uploads[0]!
+      if (up.keyed !== undefined && !up.keyed.complete) {
+        const began = performance.now()
+        up.instance.backend!.serializeSome(budgetMs)
+        const took = performance.now() - began
+        if (took > this.metrics.maxEncodeSliceMs) this.metrics.maxEncodeSliceMs = took
+        if (!up.keyed.complete) return true
+      }
+      this.uploads.shift()
+      this.write(up)
+    }
+    return false
+  }
+
+  private write(up: Upload): void {
+    const { store, graph, attempt, acks } = this.options
+    const uid = up.instance.spec.uid
+    const chunks: StateChunk[] = []
+    for (const g of up.keyed?.groups ?? []) chunks.push({ operatorUid: uid, kind: 'keyed', index: g.keyGroup, format: KEYED_CHUNK_FORMAT, data: g.data })
+    if (up.operatorState !== undefined) {
+      chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data: operatorCodec.encode(up.operatorState) })
+    }
+    const written = store === undefined || chunks.length === 0 ? Promise.resolve(0) : store.writeChunks(graph.name, up.id, chunks)
+    written.then(
+      (bytes) => {
+        if (!this.stopped) acks.ack(attempt, up.id, up.instance.id, bytes)
+      },
+      (err: unknown) => {
+        if (!this.stopped) acks.decline(attempt, up.id, up.instance.id, err)
+      },
+    )
+  }
+
+  /** Starts checkpoint `id` (DESIGN.md section 6, step 2): sources emit barriers; finished instances snapshot as they are. */
+  triggerCheckpoint(id: number): void {
+    this.inFlight.add(id)
+    for (const inst of this.instances) {
+      if (inst.finished) this.snapshotNow(inst, id)
+      else if (inst instanceof SourceInstance) inst.injectBarrier(id)
+    }
+    this.schedule(true)
+  }
+
+  private snapshotNow(inst: Instance, id: number): void {
+    const began = performance.now()
+    inst.snapshot(id)
+    const took = performance.now() - began
+    if (took > this.metrics.maxSnapshotSyncMs) this.metrics.maxSnapshotSyncMs = took
+  }
+
+  /** Checkpoint `id` completed: sinks may commit what it covers. */
+  async checkpointCompleted(id: number): Promise<void> {
+    this.inFlight.delete(id)
+    for (const inst of this.instances) if (inst instanceof SinkInstance) await inst.writer.checkpointCompleted?.(id)
+  }
+
+  /** Checkpoint `id` was aborted: instances that finish from now on need not snapshot it. */
+  checkpointAborted(id: number): void {
+    this.inFlight.delete(id)
+  }
+
+  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void {
+    this.uploads.push({ instance, id: checkpointId, keyed, operatorState })
+  }
+
+  instanceFinished(instance: Instance): void {
+    this.finishedCount++
+    this.log.info('instance finished', { instance: instance.id })
+    // A finished instance's state no longer changes: snapshot it for every checkpoint it missed.
+    for (const id of [...this.inFlight].sort((a, b) => a - b)) if (id > instance.lastSnapshot) this.snapshotNow(instance, id)
+  }
+
+  transitioned(instance: Instance, status: InstanceStatus): void {
+    const busy = status === 'snapshotting' || status === 'running.processing' || status === 'running.aligning'
+    const fields = { instance: instance.id, attempt: this.options.attempt }
+    if (busy && instance.lastSnapshot > 0) this.log.debug(`instance -> ${status}`, fields)
+    else this.log.info(`instance -> ${status}`, fields)
+  }
+
+  /** Records processed so far per operator (input side), for progress logs. */
+  recordsIn(): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const inst of this.consumers) out[inst.spec.uid] = (out[inst.spec.uid] ?? 0) + inst.recordsIn
+    return out
+  }
+
+  private fail(error: unknown): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.settled = true
+    for (const inst of this.instances) if (!inst.finished) inst.fail(error)
+    this.rejectDone(error)
+  }
+
+  /** Stops every instance and closes sources and sinks; acks of this attempt are no longer sent. */
+  async cancel(): Promise<void> {
+    this.stopped = true
+    if (this.timer !== undefined) {
+      clearImmediate(this.timer as NodeJS.Immediate)
+      clearTimeout(this.timer as NodeJS.Timeout)
+      this.timer = undefined
+    }
+    for (const inst of this.instances) if (!inst.finished) inst.cancel()
+    this.settled = true
+    this.resolveDone()
+    await this.close()
+  }
+
+  /** Closes sources and sinks (flushing sinks). */
+  async close(): Promise<void> {
+    for (const inst of this.instances) {
+      if (inst instanceof SourceInstance) await inst.reader.close?.()
+      else if (inst instanceof SinkInstance) await inst.writer.close?.()
+    }
+  }
+}

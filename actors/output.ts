@@ -1,0 +1,120 @@
+/**
+ * The sending side of an edge: runs the chained stateless transforms, partitions records over
+ * the target instances and batches them per channel.
+ */
+import type { BarrierItem, EndItem, LocalChannel } from './channel.ts'
+import type { EdgeSpec, Transform } from './job.ts'
+import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
+
+export class KeySelectorError extends TypeError {
+  override readonly name = 'KeySelectorError'
+  readonly retryable = false
+  constructor(
+    readonly operator: string,
+    readonly key: unknown,
+  ) {
+    super(`keyBy into ${operator}: the key selector returned ${typeof key === 'object' ? JSON.stringify(key) : String(key)} (${typeof key}); keys must be strings, finite numbers or bigints`)
+  }
+}
+
+export class EdgeOutput {
+  /** Runs the transforms, then partitions. */
+  readonly emit: (record: unknown) => void
+  private readonly records: unknown[][]
+  private readonly keys: Key[][]
+  private readonly groups: number[][]
+  private next = 0
+
+  constructor(
+    readonly edge: EdgeSpec,
+    private readonly targets: readonly LocalChannel[],
+    private readonly senderIndex: number,
+    private readonly maxParallelism: number,
+    private readonly batchSize: number,
+  ) {
+    const n = targets.length
+    this.records = Array.from({ length: n }, () => [])
+    this.keys = Array.from({ length: n }, () => [])
+    this.groups = Array.from({ length: n }, () => [])
+    const partition =
+      edge.partitioning === 'hash'
+        ? this.hashed(edge.keySelector!)
+        : edge.partitioning === 'forward'
+          ? (r: unknown) => this.add(this.senderIndex, r)
+          : (r: unknown) => {
+              this.add(this.next, r)
+              this.next = this.next + 1 === n ? 0 : this.next + 1
+            }
+    this.emit = edge.transforms.reduceRight(chain, partition)
+  }
+
+  private hashed(selector: (r: unknown) => Key): (r: unknown) => void {
+    const maxP = this.maxParallelism
+    const p = this.targets.length
+    return (r) => {
+      const key = selector(r)
+      if (typeof key !== 'string' && !isKey(key)) throw new KeySelectorError(this.edge.to, key)
+      const group = hashKey(key) % maxP
+      const t = p === 1 ? 0 : instanceOfKeyGroup(group, p, maxP)
+      const records = this.records[t]!
+      records.push(r)
+      this.keys[t]!.push(key)
+      this.groups[t]!.push(group)
+      if (records.length >= this.batchSize) this.flushTo(t)
+    }
+  }
+
+  private add(t: number, r: unknown): void {
+    const records = this.records[t]!
+    records.push(r)
+    if (records.length >= this.batchSize) this.flushTo(t)
+  }
+
+  private flushTo(t: number): void {
+    const records = this.records[t]!
+    if (records.length === 0) return
+    const hashed = this.edge.partitioning === 'hash'
+    this.targets[t]!.push({ type: 'records', records, keys: hashed ? this.keys[t] : undefined, groups: hashed ? this.groups[t] : undefined })
+    this.records[t] = []
+    if (hashed) {
+      this.keys[t] = []
+      this.groups[t] = []
+    }
+  }
+
+  /** Sends every buffered record. */
+  flush(): void {
+    for (let t = 0; t < this.targets.length; t++) this.flushTo(t)
+  }
+
+  /** Sends buffered records, then a barrier or end to every target, in order. */
+  broadcast(item: BarrierItem | EndItem): void {
+    this.flush()
+    for (const c of this.targets) c.push(item)
+  }
+
+  /** True if every target can take more. */
+  hasCredit(): boolean {
+    for (const c of this.targets) if (!c.hasCredit()) return false
+    return true
+  }
+}
+
+function chain(next: (r: unknown) => void, t: Transform): (r: unknown) => void {
+  switch (t.kind) {
+    case 'map': {
+      const fn = t.fn
+      return (r) => next(fn(r))
+    }
+    case 'filter': {
+      const fn = t.fn
+      return (r) => {
+        if (fn(r)) next(r)
+      }
+    }
+    case 'flatMap': {
+      const fn = t.fn
+      return (r) => fn(r, next)
+    }
+  }
+}
