@@ -299,7 +299,6 @@ export class LocalExecutor implements InstanceHost {
 
   instanceFinished(instance: Instance): void {
     this.finishedCount++
-    this.log.info('instance finished', { instance: instance.id })
     // A finished instance's state no longer changes: snapshot it for every checkpoint it missed.
     for (const id of [...this.inFlight].sort((a, b) => a - b)) if (id > instance.lastSnapshot) this.snapshotNow(instance, id)
   }

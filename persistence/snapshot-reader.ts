@@ -1,0 +1,33 @@
+/**
+ * Reads keyed state out of a completed snapshot, offline (no running job): for tests,
+ * inspection and the state processor to come (DESIGN.md section 9).
+ */
+import type { Key } from '../actors/key-groups.ts'
+import { decodeKeyedChunk } from './keyed-chunk.ts'
+import type { SnapshotStore } from './store.ts'
+
+/**
+ * The entries of one keyed state of an operator in snapshot `snapshotId` (or the latest
+ * completed one). Values written with a custom serde come back as the bytes it produced.
+ * @example
+ * const totals = await readSnapshotState(store, 'payments', 'totals', 'total')
+ * totals.get('acct-7') // 1234
+ */
+export async function readSnapshotState(
+  store: SnapshotStore,
+  job: string,
+  operatorUid: string,
+  stateName: string,
+  snapshotId?: number,
+): Promise<Map<Key, unknown>> {
+  const id = snapshotId ?? (await store.latestCompleted(job))?.id
+  if (id === undefined) throw new Error(`job ${job} has no completed snapshot`)
+  const out = new Map<Key, unknown>()
+  for (const chunk of await store.readChunks(job, id, { operatorUid, kind: 'keyed' })) {
+    for (const s of decodeKeyedChunk(chunk.data)) {
+      if (s.name !== stateName) continue
+      for (let i = 0; i < s.entries.length; i += 2) out.set(s.entries[i] as Key, s.entries[i + 1])
+    }
+  }
+  return out
+}

@@ -1,0 +1,220 @@
+/**
+ * The checkpoint coordinator of one job attempt (DESIGN.md section 6): triggers checkpoints,
+ * collects acks, completes them in the store (last write), aborts those that time out or fail,
+ * fails the job after too many failures in a row, and prunes old checkpoints.
+ */
+import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
+import type { CheckpointAcks } from '../actors/local-executor.ts'
+import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import type { Logger } from './logger.ts'
+
+/** What the coordinator drives: the instances of the attempt. */
+export interface CheckpointTarget {
+  triggerCheckpoint(id: number): void
+  checkpointCompleted(id: number): Promise<void>
+  checkpointAborted(id: number): void
+}
+
+/** Too many checkpoints failed in a row (`tolerableFailures`). The job fails over. */
+export class CheckpointFailedError extends Error {
+  override readonly name = 'CheckpointFailedError'
+  readonly retryable = true
+  constructor(
+    readonly job: string,
+    readonly checkpointId: number,
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    super(`job ${job}: checkpoint ${checkpointId} failed (${reason}), more than the tolerable failures in a row`, cause === undefined ? undefined : { cause })
+  }
+}
+
+interface Pending {
+  id: number
+  startedAt: number
+  acked: Set<string>
+  bytes: number
+  timeout: NodeJS.Timeout
+  resolve: (info: SnapshotInfo | undefined) => void
+}
+
+export interface CoordinatorOptions {
+  job: string
+  attempt: number
+  store: SnapshotStore
+  options: ResolvedCheckpointOptions
+  layout: SnapshotLayout
+  /** Ids of every instance that must ack. */
+  instances: readonly string[]
+  logger: Logger
+  /** Called once when the job must fail over. */
+  onFailure: (error: unknown) => void
+  /** Called after each completed checkpoint. */
+  onCompleted?: (info: SnapshotInfo) => void
+}
+
+export class CheckpointCoordinator implements CheckpointAcks {
+  private target: CheckpointTarget | undefined
+  private readonly pending = new Map<number, Pending>()
+  private timer: NodeJS.Timeout | undefined
+  private lastTriggerAt = -Infinity
+  private lastEndAt = -Infinity
+  private triggering = false
+  private beginning: Promise<void> = Promise.resolve()
+  private nextId: number | undefined
+  private consecutiveFailures = 0
+  private stopped = false
+  private readonly log: Logger
+  completedCount = 0
+
+  constructor(private readonly o: CoordinatorOptions) {
+    this.log = o.logger
+  }
+
+  /** Starts periodic checkpoints of `target`. */
+  start(target: CheckpointTarget): void {
+    this.target = target
+    this.timer = setInterval(() => this.tick(), Math.max(1, Math.min(50, this.o.options.intervalMs / 4)))
+  }
+
+  private tick(): void {
+    const { intervalMs, minPauseMs, maxConcurrent } = this.o.options
+    const now = performance.now()
+    if (this.stopped || this.triggering || this.pending.size >= maxConcurrent) return
+    if (now - this.lastTriggerAt < intervalMs || now - this.lastEndAt < minPauseMs) return
+    void this.trigger()
+  }
+
+  /** Triggers a checkpoint now; resolves with it once completed (undefined if aborted). */
+  trigger(): Promise<SnapshotInfo | undefined> {
+    // Triggers run one after another so two never take the same id.
+    const next = this.beginning.then(() => this.begin())
+    this.beginning = next.then(() => undefined)
+    return next.then((done) => done)
+  }
+
+  private async begin(): Promise<Promise<SnapshotInfo | undefined>> {
+    const { job, store, attempt, layout } = this.o
+    this.triggering = true
+    this.lastTriggerAt = performance.now()
+    let id = this.nextId
+    try {
+      if (id === undefined) id = await store.nextSnapshotId(job)
+      this.nextId = id + 1
+      await store.beginSnapshot({ job, id, kind: 'checkpoint', attempt, layout, triggeredAt: Date.now() })
+    } catch (err) {
+      this.triggering = false
+      this.failed(id ?? 0, `cannot begin: ${(err as Error).message}`, err)
+      return Promise.resolve(undefined)
+    }
+    this.triggering = false
+    if (this.stopped) {
+      await store.abortSnapshot(job, id, 'attempt stopped').catch(() => {})
+      return Promise.resolve(undefined)
+    }
+    const done = new Promise<SnapshotInfo | undefined>((resolve) => {
+      const timeout = setTimeout(() => void this.abort(id, `timed out after ${this.o.options.timeoutMs} ms`), this.o.options.timeoutMs)
+      this.pending.set(id, { id, startedAt: performance.now(), acked: new Set(), bytes: 0, timeout, resolve })
+    })
+    this.log.debug('checkpoint triggered', { checkpoint: id })
+    this.target!.triggerCheckpoint(id)
+    return done
+  }
+
+  ack(attempt: number, checkpointId: number, instanceId: string, bytes: number): void {
+    const p = this.pending.get(checkpointId)
+    // Acks of an old attempt or an aborted checkpoint are dropped (fencing, section 7).
+    if (attempt !== this.o.attempt || p === undefined || this.stopped) return
+    p.acked.add(instanceId)
+    p.bytes += bytes
+    if (p.acked.size === this.o.instances.length) void this.complete(p)
+  }
+
+  decline(attempt: number, checkpointId: number, instanceId: string, error: unknown): void {
+    if (attempt !== this.o.attempt || !this.pending.has(checkpointId)) return
+    void this.abort(checkpointId, `${instanceId} could not write its snapshot: ${(error as Error)?.message ?? String(error)}`, error)
+  }
+
+  private async complete(p: Pending): Promise<void> {
+    const { job, store } = this.o
+    clearTimeout(p.timeout)
+    const durationMs = Math.round(performance.now() - p.startedAt)
+    let info: SnapshotInfo
+    try {
+      // The completed mark is the last write of a checkpoint (section 8).
+      info = await store.completeSnapshot(job, p.id, { completedAt: Date.now(), durationMs })
+    } catch (err) {
+      this.pending.delete(p.id)
+      this.failed(p.id, `cannot complete: ${(err as Error).message}`, err)
+      p.resolve(undefined)
+      return
+    }
+    this.pending.delete(p.id)
+    this.lastEndAt = performance.now()
+    this.consecutiveFailures = 0
+    this.completedCount++
+    this.log.info('checkpoint completed', { checkpoint: p.id, durationMs, bytes: info.sizeBytes ?? p.bytes, size: formatBytes(info.sizeBytes ?? p.bytes) })
+    if (!this.stopped) await this.target?.checkpointCompleted(p.id)
+    this.o.onCompleted?.(info)
+    p.resolve(info)
+    await this.prune().catch((err: unknown) => this.log.warn('could not discard old checkpoints', { error: (err as Error).message }))
+  }
+
+  private async abort(id: number, reason: string, cause?: unknown): Promise<void> {
+    const p = this.pending.get(id)
+    if (p === undefined) return
+    this.pending.delete(id)
+    clearTimeout(p.timeout)
+    this.lastEndAt = performance.now()
+    this.target?.checkpointAborted(id)
+    await this.o.store.abortSnapshot(this.o.job, id, reason).catch(() => {})
+    this.failed(id, reason, cause)
+    p.resolve(undefined)
+  }
+
+  private failed(id: number, reason: string, cause: unknown): void {
+    this.consecutiveFailures++
+    this.log.warn('checkpoint failed', { checkpoint: id, reason, inARow: this.consecutiveFailures })
+    if (this.consecutiveFailures > this.o.options.tolerableFailures && !this.stopped) {
+      this.o.onFailure(new CheckpointFailedError(this.o.job, id, reason, cause))
+    }
+  }
+
+  /** Keeps the newest `retained` completed checkpoints; savepoints are never pruned. */
+  private async prune(): Promise<void> {
+    const { job, store, options } = this.o
+    const all = await store.listSnapshots(job)
+    const completed = all.filter((s) => s.kind === 'checkpoint' && s.status === 'completed')
+    const keep = new Set(completed.slice(-options.retained).map((s) => s.id))
+    const newest = completed.at(-1)?.id ?? 0
+    for (const s of all) {
+      if (s.kind !== 'checkpoint' || keep.has(s.id) || this.pending.has(s.id)) continue
+      if (s.status === 'completed' || (s.status !== 'pending' && s.id < newest)) await store.discardSnapshot(job, s.id)
+    }
+  }
+
+  /** Stops periodic triggering; pending checkpoints go on. */
+  pause(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Stops triggering; pending checkpoints of this attempt are aborted. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.timer !== undefined) clearInterval(this.timer)
+    for (const id of [...this.pending.keys()]) {
+      const p = this.pending.get(id)!
+      clearTimeout(p.timeout)
+      this.pending.delete(id)
+      p.resolve(undefined)
+      await this.o.store.abortSnapshot(this.o.job, id, 'attempt stopped').catch(() => {})
+    }
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`
+}

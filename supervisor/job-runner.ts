@@ -1,0 +1,327 @@
+/**
+ * Runs a job in this process (local mode): opens the store, restores from a snapshot, runs
+ * attempts of the job, takes checkpoints and recovers from failures with the restart strategy
+ * (DESIGN.md section 7).
+ */
+import { createActor } from 'xstate'
+import { IncompatibleSnapshotError } from '../actors/errors.ts'
+import type { JobBuilder, JobGraph } from '../actors/job.ts'
+import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
+import { EmbeddedStore } from '../persistence/embedded-store.ts'
+import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
+import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
+import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
+import { jobMachine, type JobStatus } from './job-machine.ts'
+import { createLogger, type Logger, type LogLevel } from './logger.ts'
+import { createRestartActor } from './restart-machine.ts'
+import { describeRestartStrategy, resolveRestartStrategy, type RestartStrategyOptions } from './restart-strategy.ts'
+
+/** Options of {@link runJob}. */
+export interface RunOptions {
+  /** Where snapshots go. @default an EmbeddedStore in `.weir/snapshots` */
+  store?: SnapshotStore
+  /** Periodic checkpoints, or `false` for none. @default false */
+  checkpoints?: CheckpointOptions | false
+  /** What to do when the job fails. @default { type: 'fixed-delay', attempts: 3, delayMs: 1000 } */
+  restart?: RestartStrategyOptions
+  /** Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing. @default 'none' */
+  restore?: 'latest' | 'none' | number
+  /** Log lines go here. @default a logger on stderr at `logLevel` */
+  logger?: Logger
+  /** @default 'info' */
+  logLevel?: LogLevel
+  /** Time between progress lines, in ms; 0 for none. @default 2000 */
+  progressIntervalMs?: number
+  /** Batching and scheduling of the local executor. */
+  tuning?: Partial<ExecutorTuning>
+}
+
+/** How a job ended. */
+export interface JobResult {
+  job: string
+  status: 'finished' | 'canceled'
+  /** Attempts run (1 + restarts). */
+  attempts: number
+  /** The last completed checkpoint, with the final state when checkpoints are on. */
+  lastCheckpoint: SnapshotInfo | undefined
+  /** Measurements of the last attempt. */
+  metrics: ExecutorMetrics
+  /** Checkpoints completed over all attempts. */
+  checkpointsCompleted: number
+}
+
+/** A running job. */
+export interface JobHandle {
+  readonly job: string
+  /** Settles when the job finished, was canceled, or failed for good. */
+  readonly done: Promise<JobResult>
+  /** The job's lifecycle state. */
+  status(): JobStatus
+  /** Stops the job; `done` resolves with status `canceled`. */
+  cancel(): Promise<void>
+}
+
+const KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
+
+/** The default snapshot folder of local mode. */
+export const DEFAULT_SNAPSHOT_DIR = '.weir/snapshots'
+
+/**
+ * Starts a job; see {@link runJob}.
+ */
+export function startJob(definition: JobBuilder | JobGraph, options: RunOptions = {}): JobHandle {
+  rejectUnknownKeys('', options, KEYS)
+  const graph = 'graph' in definition && typeof definition.graph === 'function' ? definition.graph() : (definition as JobGraph)
+  const checkpoints = options.checkpoints === undefined || options.checkpoints === false ? undefined : resolveCheckpointOptions(options.checkpoints)
+  const strategy = resolveRestartStrategy(options.restart)
+  const restore = options.restore ?? 'none'
+  if (restore !== 'latest' && restore !== 'none' && !(typeof restore === 'number' && Number.isInteger(restore) && restore > 0)) {
+    throw new InvalidOptionError('restore', "'latest', 'none' or a snapshot id", restore)
+  }
+  const tuning: ExecutorTuning = { ...DEFAULT_TUNING, ...options.tuning }
+  for (const [k, v] of Object.entries(tuning)) if (typeof v !== 'number' || !(v > 0)) throw new InvalidOptionError(`tuning.${k}`, 'a positive number', v)
+  const logger = (options.logger ?? createLogger({ level: options.logLevel ?? 'info' })).child(graph.name)
+  const ownStore = options.store === undefined
+  const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
+  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000)
+  const done = runner.run()
+  return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel() }
+}
+
+/**
+ * Runs a job until it finishes, restarting it from its last checkpoint on failure.
+ * @example
+ * const result = await runJob(myJob, {
+ *   store: new PostgresStore({ connectionString: 'postgres://127.0.0.1/test' }),
+ *   checkpoints: { intervalMs: 1000 },
+ *   restart: { type: 'exponential-backoff', initialMs: 100, maxMs: 10_000 },
+ *   restore: 'latest',
+ * })
+ */
+export function runJob(definition: JobBuilder | JobGraph, options: RunOptions = {}): Promise<JobResult> {
+  return startJob(definition, options).done
+}
+
+class JobRunner {
+  private readonly machine = createActor(jobMachine)
+  private executor: LocalExecutor | undefined
+  private coordinator: CheckpointCoordinator | undefined
+  private cancelRequested: (() => void) | undefined
+  private readonly canceled: Promise<void>
+  private lastCompleted: SnapshotInfo | undefined
+  private checkpointsCompleted = 0
+
+  constructor(
+    private readonly graph: JobGraph,
+    private readonly store: SnapshotStore,
+    private readonly ownStore: boolean,
+    private readonly checkpoints: ResolvedCheckpointOptions | undefined,
+    private readonly strategy: ReturnType<typeof resolveRestartStrategy>,
+    private readonly restore: 'latest' | 'none' | number,
+    private readonly log: Logger,
+    private readonly tuning: ExecutorTuning,
+    private readonly progressIntervalMs: number,
+  ) {
+    let last: string | undefined
+    this.machine.subscribe((s) => {
+      if (s.value !== last) this.log.info(`job -> ${String((last = s.value as string))}`)
+    })
+    this.machine.start()
+    this.canceled = new Promise((resolve) => (this.cancelRequested = resolve))
+  }
+
+  status(): JobStatus {
+    return this.machine.getSnapshot().value as JobStatus
+  }
+
+  async cancel(): Promise<void> {
+    this.machine.send({ type: 'CANCEL' })
+    this.cancelRequested?.()
+  }
+
+  private get layout(): SnapshotLayout {
+    return { maxParallelism: this.graph.maxParallelism, operators: this.graph.operators.map((o) => ({ uid: o.uid, parallelism: o.parallelism })) }
+  }
+
+  async run(): Promise<JobResult> {
+    this.machine.send({ type: 'SCHEDULE' })
+    const restartActor = createRestartActor(this.strategy)
+    restartActor.start()
+    try {
+      await this.store.open()
+      this.log.info('starting', { store: this.store.description, checkpoints: this.checkpoints ? `${this.checkpoints.intervalMs}ms ${this.checkpoints.mode}` : 'off', restart: describeRestartStrategy(this.strategy) })
+      await this.abortLeftovers()
+      let from = await this.initialSnapshot()
+      let attempt = (from?.attempt ?? 0) + 1
+      for (;;) {
+        const outcome = await this.attempt(attempt, from)
+        if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
+        const error = outcome.error
+        this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error) })
+        if ((error as { retryable?: unknown })?.retryable === false) {
+          this.machine.send({ type: 'GIVE_UP' })
+          throw error
+        }
+        restartActor.send({ type: 'FAILED', error, at: Date.now() })
+        const decided = await waitFor(restartActor, this.canceled)
+        if (decided === 'canceled') return await this.finish('canceled', attempt, outcome.metrics)
+        if (decided === 'exhausted') {
+          this.machine.send({ type: 'GIVE_UP' })
+          const reason = restartActor.getSnapshot().context.reason
+          throw Object.assign(error instanceof Error ? error : new Error(String(error)), { restartsExhausted: reason })
+        }
+        this.machine.send({ type: 'RESTART' })
+        restartActor.send({ type: 'RESTARTED' })
+        from = this.lastCompleted ?? from
+        attempt++
+        this.log.info('restarting', { attempt, from: from === undefined ? 'nothing' : `snapshot ${from.id}` })
+      }
+    } finally {
+      restartActor.stop()
+      if (this.ownStore) await this.store.close()
+    }
+  }
+
+  private async finish(kind: 'finished' | 'canceled', attempts: number, metrics: ExecutorMetrics): Promise<JobResult> {
+    this.machine.send({ type: kind === 'finished' ? 'FINISH' : 'CANCELED' })
+    return { job: this.graph.name, status: kind, attempts, lastCheckpoint: this.lastCompleted, metrics, checkpointsCompleted: this.checkpointsCompleted }
+  }
+
+  /** Pending snapshots of a run that died can never complete: mark them aborted. */
+  private async abortLeftovers(): Promise<void> {
+    for (const s of await this.store.listSnapshots(this.graph.name)) {
+      if (s.status === 'pending') await this.store.abortSnapshot(this.graph.name, s.id, 'left pending by an earlier run')
+    }
+  }
+
+  private async initialSnapshot(): Promise<SnapshotInfo | undefined> {
+    const job = this.graph.name
+    if (this.restore === 'none') return undefined
+    const s = this.restore === 'latest' ? await this.store.latestCompleted(job) : await this.store.getSnapshot(job, this.restore)
+    if (s === undefined) {
+      if (this.restore === 'latest') {
+        this.log.info('no completed snapshot to restore; starting from scratch')
+        return undefined
+      }
+      throw new IncompatibleSnapshotError('no such snapshot', job, this.restore as number)
+    }
+    if (s.status !== 'completed') throw new IncompatibleSnapshotError(`snapshot is ${s.status}, only completed ones can be restored`, job, s.id)
+    this.checkLayout(s)
+    this.lastCompleted = s
+    return s
+  }
+
+  private checkLayout(s: SnapshotInfo): void {
+    const job = this.graph.name
+    if (s.layout.maxParallelism !== this.graph.maxParallelism) {
+      throw new IncompatibleSnapshotError(
+        `maxParallelism is ${s.layout.maxParallelism} in the snapshot but ${this.graph.maxParallelism} in the job; it cannot change across a restore (set it back to ${s.layout.maxParallelism})`,
+        job,
+        s.id,
+      )
+    }
+    for (const op of s.layout.operators) {
+      const now = this.graph.operators.find((o) => o.uid === op.uid)
+      if (now === undefined) throw new IncompatibleSnapshotError(`the snapshot has state of operator ${op.uid}, which the job no longer has`, job, s.id, op.uid)
+      if (now.kind !== 'process' && now.parallelism !== op.parallelism) {
+        throw new IncompatibleSnapshotError(`parallelism of ${op.uid} changed from ${op.parallelism} to ${now.parallelism}; only keyed operators can be rescaled`, job, s.id, op.uid)
+      }
+    }
+  }
+
+  private async attempt(attempt: number, from: SnapshotInfo | undefined): Promise<{ kind: 'finished' | 'canceled'; metrics: ExecutorMetrics } | { kind: 'failed'; error: unknown; metrics: ExecutorMetrics }> {
+    let failure: ((error: unknown) => void) | undefined
+    const failed = new Promise<{ kind: 'failed'; error: unknown }>((resolve) => (failure = (error) => resolve({ kind: 'failed', error })))
+    const instances = this.graph.operators.flatMap((o) => Array.from({ length: o.parallelism }, (_, i) => `${o.uid}[${i}]`))
+    const coordinator =
+      this.checkpoints === undefined
+        ? undefined
+        : new CheckpointCoordinator({
+            job: this.graph.name,
+            attempt,
+            store: this.store,
+            options: this.checkpoints,
+            layout: this.layout,
+            instances,
+            logger: this.log,
+            onFailure: (e) => failure!(e),
+            onCompleted: (info) => {
+              this.lastCompleted = info
+              this.checkpointsCompleted++
+            },
+          })
+    this.coordinator = coordinator
+    let executor: LocalExecutor | undefined
+    let progress: NodeJS.Timeout | undefined
+    const empty: ExecutorMetrics = { maxSliceMs: 0, maxSnapshotSyncMs: 0, maxEncodeSliceMs: 0 }
+    try {
+      executor = await LocalExecutor.create({
+        graph: this.graph,
+        attempt,
+        store: this.store,
+        mode: this.checkpoints?.mode ?? 'exactly-once',
+        acks: coordinator ?? { ack() {}, decline() {} },
+        logger: this.log,
+        tuning: this.tuning,
+      })
+      this.executor = executor
+      if (from !== undefined) {
+        this.log.info('restoring', { snapshot: from.id, attempt })
+        await executor.restore(from.id)
+      }
+      executor.start()
+      this.machine.send({ type: 'RUNNING' })
+      coordinator?.start(executor)
+      if (this.progressIntervalMs > 0) {
+        progress = setInterval(() => this.log.info('progress', executor!.recordsIn()), this.progressIntervalMs)
+      }
+      const outcome = await Promise.race([executor.done.then(() => 'finished' as const), failed, this.canceled.then(() => 'canceled' as const)])
+      if (outcome === 'finished') {
+        if (coordinator !== undefined) {
+          coordinator.pause()
+          // Every instance finished: a last checkpoint holds the final state.
+          const last = await Promise.race([coordinator.trigger(), failed])
+          if (last !== undefined && 'error' in last) return { kind: 'failed', error: last.error, metrics: executor.metrics }
+        }
+        this.log.info('progress', executor.recordsIn())
+        await executor.close()
+        return { kind: 'finished', metrics: executor.metrics }
+      }
+      if (outcome === 'canceled') {
+        await executor.cancel()
+        return { kind: 'canceled', metrics: executor.metrics }
+      }
+      this.machine.send({ type: 'FAIL', error: outcome.error })
+      await executor.cancel().catch(() => {})
+      return { ...outcome, metrics: executor.metrics }
+    } catch (error) {
+      this.machine.send({ type: 'FAIL', error })
+      await executor?.cancel().catch(() => {})
+      return { kind: 'failed', error, metrics: executor?.metrics ?? empty }
+    } finally {
+      if (progress !== undefined) clearInterval(progress)
+      await coordinator?.stop()
+      this.executor = undefined
+      this.coordinator = undefined
+    }
+  }
+}
+
+function waitFor(actor: ReturnType<typeof createRestartActor>, canceled: Promise<void>): Promise<'restarting' | 'exhausted' | 'canceled'> {
+  return new Promise((resolve) => {
+    const check = () => {
+      const v = actor.getSnapshot().value
+      if (v === 'restarting' || v === 'exhausted') {
+        sub.unsubscribe()
+        resolve(v)
+      }
+    }
+    const sub = actor.subscribe(check)
+    void canceled.then(() => {
+      sub.unsubscribe()
+      resolve('canceled')
+    })
+    check()
+  })
+}
