@@ -156,8 +156,8 @@ export class CheckpointCoordinator implements CheckpointAcks {
     this.log.info('checkpoint completed', { checkpoint: p.id, durationMs, bytes: info.sizeBytes ?? p.bytes, size: formatBytes(info.sizeBytes ?? p.bytes) })
     if (!this.stopped) await this.target?.checkpointCompleted(p.id)
     this.o.onCompleted?.(info)
-    p.resolve(info)
     await this.prune().catch((err: unknown) => this.log.warn('could not discard old checkpoints', { error: (err as Error).message }))
+    p.resolve(info)
   }
 
   private async abort(id: number, reason: string, cause?: unknown): Promise<void> {

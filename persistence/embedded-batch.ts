@@ -1,0 +1,87 @@
+/**
+ * The embedded store's batch file: every chunk of one `writeChunks` call, CBOR
+ * `[BATCH_FORMAT, [[operatorUid, kind, index, format, dataChecksum, entryChecksum, data], ...]]`.
+ *
+ * `dataChecksum` is the contract's per-chunk checksum. `entryChecksum` covers the address and
+ * format too: a damaged byte in a key group number would otherwise move valid data to the wrong
+ * key group, which no data checksum notices.
+ */
+import { Encoder } from 'cbor-x'
+import { checksum } from './checksum.ts'
+import { CorruptChunkError } from './errors.ts'
+import type { ChunkKind, StateChunk } from './store.ts'
+
+export const BATCH_FORMAT = 1
+
+/** One chunk as it sits in a batch file, checksums not yet verified against the data. */
+export interface BatchEntry extends StateChunk {
+  dataChecksum: string
+}
+
+// Byte strings stay plain CBOR byte strings (no typed-array tag) so any CBOR reader can open a
+// batch; no shared record structures, so a file decodes on its own.
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, structuredClone: false, tagUint8Array: false })
+
+export function encodeBatch(chunks: readonly StateChunk[]): Uint8Array {
+  const entries = chunks.map((c) => {
+    const dataChecksum = checksum(c.data)
+    return [c.operatorUid, c.kind, c.index, c.format, dataChecksum, entryChecksum(c, dataChecksum), asBuffer(c.data)]
+  })
+  return encoder.encode([BATCH_FORMAT, entries])
+}
+
+/**
+ * Decodes a batch file and checks every entry's address checksum; data checksums are left to the
+ * reader, which verifies only the chunks it returns. Anything malformed is a `CorruptChunkError`,
+ * never a raw decoder exception.
+ */
+export function decodeBatch(bytes: Uint8Array, where: { job: string; snapshotId: number; file: string }): BatchEntry[] {
+  const corrupt = (problem: string, cause?: unknown): CorruptChunkError =>
+    new CorruptChunkError(where, problem, cause === undefined ? undefined : { cause })
+  let value: unknown
+  try {
+    value = encoder.decode(bytes)
+  } catch (err) {
+    throw corrupt('the batch file cannot be decoded (truncated or overwritten)', err)
+  }
+  if (!Array.isArray(value) || typeof value[0] !== 'number' || !Array.isArray(value[1])) {
+    throw corrupt('the batch file does not have the batch layout')
+  }
+  if (value[0] !== BATCH_FORMAT) {
+    throw corrupt(`unknown batch format ${value[0]} (this Weir reads format ${BATCH_FORMAT})`)
+  }
+  return (value[1] as unknown[]).map((raw) => {
+    if (!Array.isArray(raw) || raw.length !== 7) throw corrupt('a batch entry is malformed')
+    const [operatorUid, kind, index, format, dataChecksum, storedEntryChecksum, data] = raw as unknown[]
+    if (
+      typeof operatorUid !== 'string' ||
+      (kind !== 'keyed' && kind !== 'operator') ||
+      typeof index !== 'number' ||
+      typeof format !== 'number' ||
+      typeof dataChecksum !== 'string' ||
+      typeof storedEntryChecksum !== 'string' ||
+      !(data instanceof Uint8Array)
+    ) {
+      throw corrupt('a batch entry is malformed')
+    }
+    const entry: BatchEntry = { operatorUid, kind: kind as ChunkKind, index, format, dataChecksum, data: plainBytes(data) }
+    if (entryChecksum(entry, dataChecksum) !== storedEntryChecksum) {
+      throw corrupt('the address of a chunk fails its checksum')
+    }
+    return entry
+  })
+}
+
+function entryChecksum(chunk: Omit<StateChunk, 'data'>, dataChecksum: string): string {
+  const header = JSON.stringify([chunk.operatorUid, chunk.kind, chunk.index, chunk.format, dataChecksum])
+  return checksum(Buffer.from(header, 'utf8'))
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+// Readers get plain `Uint8Array` views (no Buffer subclass), as from the Postgres store.
+function plainBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}

@@ -1,0 +1,149 @@
+import type { ChunkKind, SnapshotStatus } from './store.ts'
+
+/**
+ * The snapshot store cannot be reached: the database is down or refuses us, or the directory
+ * cannot be created or written. Retrying later can help, so a supervisor should back off and
+ * retry rather than fail the job for good.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError'
+  readonly retryable = true
+  /** What we tried to reach, e.g. `127.0.0.1:5432/test` or a directory. Never holds a password. */
+  readonly target: string
+
+  constructor(target: string, problem: string, check: string, options?: { cause?: unknown }) {
+    super(`snapshot store ${target} is unavailable: ${problem}; ${check}`, options)
+    this.target = target
+  }
+}
+
+/**
+ * Stored snapshot data fails its checksum or cannot be decoded. Retrying reads the same bytes,
+ * so it never helps: restore from an earlier snapshot instead.
+ *
+ * The address fields are `undefined` when the damage is not confined to one chunk (an
+ * unreadable batch file or header); `file` then says where to look.
+ */
+export class CorruptChunkError extends Error {
+  override readonly name = 'CorruptChunkError'
+  readonly retryable = false
+  readonly job: string
+  readonly snapshotId: number
+  readonly operatorUid: string | undefined
+  readonly kind: ChunkKind | undefined
+  /** Key group (`keyed`) or instance index (`operator`). */
+  readonly index: number | undefined
+  /** The damaged file, for the embedded store. */
+  readonly file: string | undefined
+
+  constructor(
+    fields: {
+      job: string
+      snapshotId: number
+      operatorUid?: string | undefined
+      kind?: ChunkKind | undefined
+      index?: number | undefined
+      file?: string | undefined
+    },
+    problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${describeDamage(fields)} is corrupt: ${problem}; restore from an earlier snapshot`, options)
+    this.job = fields.job
+    this.snapshotId = fields.snapshotId
+    this.operatorUid = fields.operatorUid
+    this.kind = fields.kind
+    this.index = fields.index
+    this.file = fields.file
+  }
+}
+
+function describeDamage(fields: {
+  job: string
+  snapshotId: number
+  operatorUid?: string | undefined
+  kind?: ChunkKind | undefined
+  index?: number | undefined
+  file?: string | undefined
+}): string {
+  const snapshot = `snapshot ${fields.snapshotId} of job '${fields.job}'`
+  if (fields.operatorUid !== undefined && fields.kind !== undefined && fields.index !== undefined) {
+    const where = fields.kind === 'keyed' ? `key group ${fields.index}` : `instance ${fields.index}`
+    return `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' in ${snapshot}`
+  }
+  return fields.file === undefined ? snapshot : `file ${fields.file} of ${snapshot}`
+}
+
+/**
+ * An operation does not fit the snapshot's state: writing to a snapshot that is not pending,
+ * beginning an id that exists, completing or aborting one that is not pending, reading one that
+ * is not completed. This is a protocol mistake of the caller; retrying the same call cannot help.
+ */
+export class SnapshotStateError extends Error {
+  override readonly name = 'SnapshotStateError'
+  readonly retryable = false
+  readonly job: string
+  readonly snapshotId: number
+  /** The snapshot's status when the operation was refused; `undefined` if it does not exist. */
+  readonly status: SnapshotStatus | undefined
+
+  constructor(job: string, snapshotId: number, status: SnapshotStatus | undefined, operation: string) {
+    const state = status === undefined ? 'it does not exist' : `it is ${status}`
+    super(`cannot ${operation} snapshot ${snapshotId} of job '${job}': ${state}`)
+    this.job = job
+    this.snapshotId = snapshotId
+    this.status = status
+  }
+}
+
+/**
+ * The same chunk address was written twice to one snapshot. Two writers claim the same key group
+ * or instance, or a write was repeated; either way the snapshot cannot be trusted, so it should
+ * be aborted.
+ */
+export class DuplicateChunkError extends Error {
+  override readonly name = 'DuplicateChunkError'
+  readonly retryable = false
+  readonly job: string
+  readonly snapshotId: number
+  readonly operatorUid: string
+  readonly kind: ChunkKind
+  readonly index: number
+
+  constructor(fields: { job: string; snapshotId: number; operatorUid: string; kind: ChunkKind; index: number }) {
+    const where = fields.kind === 'keyed' ? `key group ${fields.index}` : `instance ${fields.index}`
+    super(
+      `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' was already written to ` +
+        `snapshot ${fields.snapshotId} of job '${fields.job}'; abort this snapshot`,
+    )
+    this.job = fields.job
+    this.snapshotId = fields.snapshotId
+    this.operatorUid = fields.operatorUid
+    this.kind = fields.kind
+    this.index = fields.index
+  }
+}
+
+/**
+ * The stored schema or layout version is newer than this code knows: a newer Weir wrote it.
+ * Retrying cannot help; upgrade Weir or point it at another database or directory.
+ */
+export class StoreSchemaError extends Error {
+  override readonly name = 'StoreSchemaError'
+  readonly retryable = false
+  readonly target: string
+  /** The version found in the store. */
+  readonly foundVersion: number
+  /** The newest version this code knows. */
+  readonly knownVersion: number
+
+  constructor(target: string, foundVersion: number, knownVersion: number) {
+    super(
+      `snapshot store ${target} has schema version ${foundVersion}, but this version of Weir knows ` +
+        `only up to ${knownVersion}; upgrade Weir or use another store`,
+    )
+    this.target = target
+    this.foundVersion = foundVersion
+    this.knownVersion = knownVersion
+  }
+}

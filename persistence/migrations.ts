@@ -1,0 +1,57 @@
+/**
+ * The Postgres store's schema, as an ordered list of migrations (DESIGN.md section 8). Each runs
+ * in its own transaction with `search_path` set to the store's schema, so the SQL names tables
+ * without a schema. Never edit a released migration: append a new one.
+ */
+export interface Migration {
+  /** Consecutive from 1. */
+  version: number
+  name: string
+  sql: string
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'jobs, snapshots and state chunks',
+    sql: `
+      CREATE TABLE jobs (
+        name text PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        -- The highest snapshot id ever begun: ids are never reused, even after a discard.
+        last_snapshot_id bigint NOT NULL DEFAULT 0
+      );
+
+      CREATE TABLE snapshots (
+        job text NOT NULL REFERENCES jobs (name) ON DELETE CASCADE,
+        id bigint NOT NULL CHECK (id >= 0),
+        kind text NOT NULL CHECK (kind IN ('checkpoint', 'savepoint')),
+        status text NOT NULL CHECK (status IN ('pending', 'completed', 'aborted')),
+        attempt integer NOT NULL CHECK (attempt >= 0),
+        layout jsonb NOT NULL,
+        triggered_at timestamptz NOT NULL,
+        completed_at timestamptz,
+        size_bytes bigint,
+        duration_ms double precision,
+        reason text,
+        PRIMARY KEY (job, id)
+      );
+
+      CREATE TABLE state_chunks (
+        job text NOT NULL,
+        snapshot_id bigint NOT NULL,
+        operator_uid text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('keyed', 'operator')),
+        idx integer NOT NULL CHECK (idx >= 0),
+        format integer NOT NULL,
+        checksum text NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (job, snapshot_id, operator_uid, kind, idx),
+        FOREIGN KEY (job, snapshot_id) REFERENCES snapshots (job, id) ON DELETE CASCADE
+      );
+    `,
+  },
+]
+
+/** The newest schema version this code knows. */
+export const latestSchemaVersion: number = migrations.at(-1)?.version ?? 0

@@ -1,0 +1,481 @@
+/**
+ * A `SnapshotStore` in Postgres (DESIGN.md section 8): chunks are written in bulk, one
+ * transaction per `writeChunks`, and a snapshot's row turns `completed` last, so a half-written
+ * snapshot is never restored.
+ */
+import { userInfo } from 'node:os'
+import pg from 'pg'
+import type { PoolClient } from 'pg'
+import { addressKey, compareAddresses } from './chunk-address.ts'
+import { checksum } from './checksum.ts'
+import { CorruptChunkError, DuplicateChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
+import { assertJobName } from './job-name.ts'
+import { latestSchemaVersion, migrations } from './migrations.ts'
+import { resolvePostgresStoreOptions } from './postgres-options.ts'
+import type { PostgresStoreOptions, ResolvedPostgresStoreOptions } from './postgres-options.ts'
+import {
+  assertBegin,
+  assertChunks,
+  assertComplete,
+  assertFilter,
+  assertSnapshotRef,
+  dataBytes,
+} from './store-arguments.ts'
+import type {
+  BeginSnapshot,
+  ChunkFilter,
+  ChunkKind,
+  CompleteSnapshot,
+  SnapshotInfo,
+  SnapshotKind,
+  SnapshotLayout,
+  SnapshotStatus,
+  SnapshotStore,
+  StateChunk,
+} from './store.ts'
+
+export type { PostgresStoreOptions } from './postgres-options.ts'
+
+/** SQLSTATEs (class 08 aside) and socket errors that mean the server cannot be used right now. */
+const CONNECTION_FAILURES = new Set([
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+])
+
+interface SnapshotRow {
+  job: string
+  id: number
+  kind: SnapshotKind
+  status: SnapshotStatus
+  attempt: number
+  layout: SnapshotLayout
+  triggered_at: number
+  completed_at: number | null
+  size_bytes: number | null
+  duration_ms: number | null
+  reason: string | null
+}
+
+interface ChunkRow {
+  status: SnapshotStatus
+  operator_uid: string | null
+  kind: ChunkKind
+  idx: number
+  format: number
+  checksum: string
+  data: Buffer
+}
+
+/**
+ * A snapshot store in Postgres. `open()` creates and migrates its schema; several stores, in one
+ * process or many, may share a database and schema.
+ *
+ * @example
+ * const store = new PostgresStore({ connectionString: 'postgres://127.0.0.1:5432/weir' })
+ * await store.open()
+ * const latest = await store.latestCompleted('payments')
+ * const chunks = latest && (await store.readChunks('payments', latest.id, { operatorUid: 'counter' }))
+ */
+export class PostgresStore implements SnapshotStore {
+  readonly description: string
+  readonly #options: ResolvedPostgresStoreOptions
+  /** The schema as a quoted identifier, safe to splice into SQL. */
+  readonly #schema: string
+  #pool: pg.Pool | undefined
+  #opening: Promise<void> | undefined
+
+  constructor(options: PostgresStoreOptions) {
+    this.#options = resolvePostgresStoreOptions(options)
+    this.#schema = pg.escapeIdentifier(this.#options.schema)
+    this.description = `postgres(${this.#options.schema}@${this.#options.target})`
+  }
+
+  open(): Promise<void> {
+    this.#opening ??= this.#open().catch(async (err: unknown) => {
+      this.#opening = undefined
+      await this.#endPool()
+      throw err
+    })
+    return this.#opening
+  }
+
+  async close(): Promise<void> {
+    this.#opening = undefined
+    await this.#endPool()
+  }
+
+  async nextSnapshotId(job: string): Promise<number> {
+    assertJobName(job)
+    const { rows } = await this.#session(false, (c) =>
+      c.query<{ highest: number }>(
+        `SELECT greatest(
+           (SELECT last_snapshot_id FROM ${this.#schema}.jobs WHERE name = $1),
+           (SELECT max(id) FROM ${this.#schema}.snapshots WHERE job = $1),
+           0)::float8 AS highest`,
+        [job],
+      ),
+    )
+    return (rows[0]?.highest ?? 0) + 1
+  }
+
+  async beginSnapshot(begin: BeginSnapshot): Promise<void> {
+    assertBegin(begin)
+    const { job, id } = begin
+    await this.#session(true, async (c) => {
+      // The high-water mark keeps ids unique for good: a discarded id is never handed out again.
+      await c.query(
+        `INSERT INTO ${this.#schema}.jobs (name, last_snapshot_id) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET last_snapshot_id = greatest(jobs.last_snapshot_id, excluded.last_snapshot_id)`,
+        [job, id],
+      )
+      const inserted = await c.query(
+        `INSERT INTO ${this.#schema}.snapshots (job, id, kind, status, attempt, layout, triggered_at)
+         VALUES ($1, $2, $3, 'pending', $4, $5::jsonb, to_timestamp($6::float8 / 1000))
+         ON CONFLICT (job, id) DO NOTHING`,
+        [job, id, begin.kind, begin.attempt, JSON.stringify(begin.layout), begin.triggeredAt],
+      )
+      if (inserted.rowCount === 0) {
+        throw new SnapshotStateError(job, id, await this.#status(c, job, id, ''), 'begin')
+      }
+    })
+  }
+
+  async writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number> {
+    assertSnapshotRef(job, id)
+    assertChunks(job, id, chunks)
+    return this.#session(true, async (c) => {
+      // FOR SHARE lets the writers of one snapshot run side by side while holding off
+      // completeSnapshot and abortSnapshot until their chunks are committed.
+      const status = await this.#status(c, job, id, 'FOR SHARE')
+      if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'write chunks to')
+      if (chunks.length === 0) return 0
+      const { rows } = await c.query<{ operator_uid: string; kind: ChunkKind; idx: number }>(
+        `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, data)
+         SELECT $1, $2, u.operator_uid, u.kind, u.idx, u.format, u.checksum, u.data
+         FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::bytea[])
+           AS u (operator_uid, kind, idx, format, checksum, data)
+         ON CONFLICT DO NOTHING
+         RETURNING operator_uid, kind, idx`,
+        [
+          job,
+          id,
+          chunks.map((k) => k.operatorUid),
+          chunks.map((k) => k.kind),
+          chunks.map((k) => k.index),
+          chunks.map((k) => k.format),
+          chunks.map((k) => checksum(k.data)),
+          chunks.map((k) => k.data),
+        ],
+      )
+      if (rows.length !== chunks.length) {
+        const written = new Set(rows.map((r) => addressKey({ operatorUid: r.operator_uid, kind: r.kind, index: r.idx })))
+        const repeated = chunks.find((k) => !written.has(addressKey(k)))
+        if (repeated !== undefined) {
+          throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
+        }
+      }
+      return dataBytes(chunks)
+    })
+  }
+
+  async completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo> {
+    assertSnapshotRef(job, id)
+    assertComplete(complete)
+    return this.#session(true, async (c) => {
+      // FOR UPDATE waits for in-flight writers; the UPDATE below then runs with a fresh snapshot
+      // (read committed) and so counts their chunks in size_bytes.
+      const status = await this.#status(c, job, id, 'FOR UPDATE')
+      if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'complete')
+      const { rows } = await c.query<SnapshotRow>(
+        `UPDATE ${this.#schema}.snapshots SET
+           status = 'completed',
+           completed_at = to_timestamp($3::float8 / 1000),
+           duration_ms = $4,
+           size_bytes = (SELECT coalesce(sum(octet_length(data)), 0) FROM ${this.#schema}.state_chunks
+                         WHERE job = $1 AND snapshot_id = $2)
+         WHERE job = $1 AND id = $2 AND status = 'pending'
+         RETURNING ${SNAPSHOT_COLUMNS}`,
+        [job, id, complete.completedAt, complete.durationMs],
+      )
+      const row = rows[0]
+      if (row === undefined) throw new SnapshotStateError(job, id, await this.#status(c, job, id, ''), 'complete')
+      return toInfo(row)
+    })
+  }
+
+  async abortSnapshot(job: string, id: number, reason: string): Promise<void> {
+    assertSnapshotRef(job, id)
+    await this.#session(true, async (c) => {
+      const status = await this.#status(c, job, id, 'FOR UPDATE')
+      if (status === 'aborted') return
+      if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'abort')
+      await c.query(`UPDATE ${this.#schema}.snapshots SET status = 'aborted', reason = $3 WHERE job = $1 AND id = $2`, [
+        job,
+        id,
+        String(reason),
+      ])
+      await c.query(`DELETE FROM ${this.#schema}.state_chunks WHERE job = $1 AND snapshot_id = $2`, [job, id])
+    })
+  }
+
+  async getSnapshot(job: string, id: number): Promise<SnapshotInfo | undefined> {
+    assertSnapshotRef(job, id)
+    const { rows } = await this.#session(false, (c) =>
+      c.query<SnapshotRow>(`SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id]),
+    )
+    return rows[0] === undefined ? undefined : toInfo(rows[0])
+  }
+
+  async listSnapshots(job: string): Promise<SnapshotInfo[]> {
+    assertJobName(job)
+    const { rows } = await this.#session(false, (c) =>
+      c.query<SnapshotRow>(`SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots WHERE job = $1 ORDER BY id`, [job]),
+    )
+    return rows.map(toInfo)
+  }
+
+  async latestCompleted(job: string): Promise<SnapshotInfo | undefined> {
+    assertJobName(job)
+    const { rows } = await this.#session(false, (c) =>
+      c.query<SnapshotRow>(
+        `SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots
+         WHERE job = $1 AND status = 'completed' ORDER BY id DESC LIMIT 1`,
+        [job],
+      ),
+    )
+    return rows[0] === undefined ? undefined : toInfo(rows[0])
+  }
+
+  async readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]> {
+    assertSnapshotRef(job, id)
+    assertFilter(filter)
+    // One statement, so the status and the chunks come from the same database snapshot.
+    const { rows } = await this.#session(false, (c) =>
+      c.query<ChunkRow>(
+        `SELECT s.status, c.operator_uid, c.kind, c.idx, c.format, c.checksum, c.data
+         FROM ${this.#schema}.snapshots s
+         LEFT JOIN ${this.#schema}.state_chunks c
+           ON c.job = s.job AND c.snapshot_id = s.id
+           AND ($3::text IS NULL OR c.operator_uid = $3)
+           AND ($4::text IS NULL OR c.kind = $4)
+           AND ($5::int[] IS NULL OR c.idx = ANY ($5))
+         WHERE s.job = $1 AND s.id = $2`,
+        [job, id, filter?.operatorUid ?? null, filter?.kind ?? null, filter?.indexes ?? null],
+      ),
+    )
+    const status = rows[0]?.status
+    if (status !== 'completed') throw new SnapshotStateError(job, id, status, 'read chunks of')
+    const chunks: StateChunk[] = []
+    for (const row of rows) {
+      if (row.operator_uid === null) continue
+      if (checksum(row.data) !== row.checksum) {
+        throw new CorruptChunkError(
+          { job, snapshotId: id, operatorUid: row.operator_uid, kind: row.kind, index: row.idx },
+          'the data does not match its checksum',
+        )
+      }
+      chunks.push({
+        operatorUid: row.operator_uid,
+        kind: row.kind,
+        index: row.idx,
+        format: row.format,
+        data: new Uint8Array(row.data.buffer, row.data.byteOffset, row.data.byteLength),
+      })
+    }
+    return chunks.sort(compareAddresses)
+  }
+
+  async discardSnapshot(job: string, id: number): Promise<void> {
+    assertSnapshotRef(job, id)
+    await this.#session(false, (c) => c.query(`DELETE FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id]))
+  }
+
+  async #open(): Promise<void> {
+    const pool = new pg.Pool({
+      connectionString: withFallbackUser(this.#options.connectionString),
+      max: this.#options.poolSize,
+      connectionTimeoutMillis: this.#options.connectTimeoutMs,
+      application_name: 'weir',
+    })
+    // Without a listener an idle connection dropped by the server would crash the process. The
+    // pool has already discarded that connection, and the next query fails or reconnects.
+    pool.on('error', () => undefined)
+    this.#pool = pool
+    await this.#migrate()
+  }
+
+  /**
+   * Applies pending migrations one transaction each. The advisory lock makes concurrent opens
+   * (several processes starting at once) take turns; whoever comes second finds nothing to do.
+   */
+  async #migrate(): Promise<void> {
+    for (;;) {
+      const done = await this.#session(true, async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`weir.migrate.${this.#options.schema}`])
+        // Looked up first: CREATE ... IF NOT EXISTS would still need the CREATE privilege.
+        const found = await c.query<{ has_schema: boolean; has_table: boolean }>(
+          `SELECT to_regnamespace($1) IS NOT NULL AS has_schema, to_regclass($2) IS NOT NULL AS has_table`,
+          [this.#schema, `${this.#schema}.schema_migrations`],
+        )
+        if (found.rows[0]?.has_schema !== true) await c.query(`CREATE SCHEMA ${this.#schema}`)
+        if (found.rows[0]?.has_table !== true) {
+          await c.query(
+            `CREATE TABLE ${this.#schema}.schema_migrations (
+               version integer PRIMARY KEY,
+               name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())`,
+          )
+        }
+        const { rows } = await c.query<{ version: number }>(
+          `SELECT coalesce(max(version), 0) AS version FROM ${this.#schema}.schema_migrations`,
+        )
+        const current = rows[0]?.version ?? 0
+        if (current > latestSchemaVersion) {
+          throw new StoreSchemaError(`${this.#options.target} schema ${this.#options.schema}`, current, latestSchemaVersion)
+        }
+        const next = migrations.find((m) => m.version > current)
+        if (next === undefined) return true
+        await c.query(`SET LOCAL search_path TO ${this.#schema}`)
+        await c.query(next.sql)
+        await c.query(`INSERT INTO ${this.#schema}.schema_migrations (version, name) VALUES ($1, $2)`, [next.version, next.name])
+        return false
+      })
+      if (done) return
+    }
+  }
+
+  async #status(c: PoolClient, job: string, id: number, lock: '' | 'FOR SHARE' | 'FOR UPDATE'): Promise<SnapshotStatus | undefined> {
+    const { rows } = await c.query<{ status: SnapshotStatus }>(
+      `SELECT status FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2 ${lock}`,
+      [job, id],
+    )
+    return rows[0]?.status
+  }
+
+  /**
+   * Runs `fn` on a pooled connection, in a transaction if asked. Connection failures become
+   * `StoreUnavailableError`; a connection that failed is destroyed, not returned to the pool.
+   */
+  async #session<T>(transaction: boolean, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const pool = this.#pool
+    if (pool === undefined) throw new Error(`${this.description} is not open: call open() first`)
+    let client: PoolClient
+    try {
+      client = await pool.connect()
+    } catch (err) {
+      throw this.#unavailable(err, 'cannot connect')
+    }
+    // A checked-out client reports a dropped socket only as an 'error' event; noting it here both
+    // keeps it from crashing the process and lets the failed query be classified by it.
+    let lost: unknown
+    const onError = (err: unknown): void => {
+      lost = err
+    }
+    client.on('error', onError)
+    let destroy = false
+    try {
+      if (!transaction) return await fn(client)
+      await client.query('BEGIN')
+      try {
+        const result = await fn(client)
+        await client.query('COMMIT')
+        return result
+      } catch (err) {
+        // The first error is the one to report; a failed rollback only means the connection is
+        // unusable, so it is destroyed below instead of reused.
+        await client.query('ROLLBACK').catch(() => {
+          destroy = true
+        })
+        throw err
+      }
+    } catch (err) {
+      if (lost !== undefined || isConnectionFailure(err)) {
+        destroy = true
+        throw this.#unavailable(lost ?? err, 'lost the connection')
+      }
+      throw err
+    } finally {
+      client.off('error', onError)
+      client.release(destroy)
+    }
+  }
+
+  #unavailable(err: unknown, problem: string): StoreUnavailableError {
+    const code = errorCode(err)
+    const check =
+      code === '28P01' || code === '28000'
+        ? 'check the user and password of the connection string'
+        : code === '3D000'
+          ? 'check that the database exists'
+          : `check that Postgres is running and accepts connections at ${this.#options.target}`
+    return new StoreUnavailableError(this.#options.target, code === undefined ? problem : `${problem} (${code})`, check, { cause: err })
+  }
+
+  async #endPool(): Promise<void> {
+    const pool = this.#pool
+    this.#pool = undefined
+    if (pool !== undefined) await pool.end()
+  }
+}
+
+const SNAPSHOT_COLUMNS = `job, id::float8 AS id, kind, status, attempt, layout,
+  (extract(epoch FROM triggered_at) * 1000)::float8 AS triggered_at,
+  (extract(epoch FROM completed_at) * 1000)::float8 AS completed_at,
+  size_bytes::float8 AS size_bytes, duration_ms, reason`
+
+function toInfo(row: SnapshotRow): SnapshotInfo {
+  const info: SnapshotInfo = {
+    job: row.job,
+    id: row.id,
+    kind: row.kind,
+    status: row.status,
+    attempt: row.attempt,
+    layout: row.layout,
+    // timestamptz keeps microseconds, so rounding recovers the exact milliseconds written.
+    triggeredAt: Math.round(row.triggered_at),
+  }
+  if (row.completed_at !== null) info.completedAt = Math.round(row.completed_at)
+  if (row.size_bytes !== null) info.sizeBytes = row.size_bytes
+  if (row.duration_ms !== null) info.durationMs = row.duration_ms
+  if (row.reason !== null) info.reason = row.reason
+  return info
+}
+
+/**
+ * libpq (psql) falls back to the operating system's user name; node-postgres reads only `$USER`,
+ * which containers and service managers often leave unset, and then fails with "no user name".
+ * A user in the URL, `$PGUSER` or `$USER` still wins.
+ */
+function withFallbackUser(connectionString: string): string {
+  if (pg.defaults.user !== undefined || process.env['PGUSER'] !== undefined) return connectionString
+  let url: URL
+  try {
+    url = new URL(connectionString)
+    if (url.username !== '') return connectionString
+    url.username = encodeURIComponent(userInfo().username)
+  } catch {
+    // Not a URL, or no passwd entry for this uid: node-postgres will report what is missing.
+    return connectionString
+  }
+  return url.toString()
+}
+
+function isConnectionFailure(err: unknown): boolean {
+  const code = errorCode(err)
+  return code !== undefined && (code.startsWith('08') || CONNECTION_FAILURES.has(code))
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}

@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { userInfo } from 'node:os'
+import pg from 'pg'
+import t from 'tap'
+import { CorruptChunkError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
+import { latestSchemaVersion, migrations } from '../../persistence/migrations.ts'
+import { PostgresStore } from '../../persistence/postgres-store.ts'
+import type { SnapshotStore } from '../../persistence/store.ts'
+import { begin, done, keyed, plain, rejectsWith, storeConformance } from './store-conformance.ts'
+
+const url = process.env.WEIR_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/test'
+// Every schema of this run shares a random prefix, so parallel runs never meet and the teardown
+// can drop whatever a failed test left behind.
+const prefix = `weir_test_${randomBytes(4).toString('hex')}`
+let schemas = 0
+const admin = new pg.Pool({ connectionString: adminUrl(), max: 2 })
+
+/** Direct access for the tests; like the store, falls back to the OS user when the URL has none. */
+function adminUrl(): string {
+  const parsed = new URL(url)
+  if (parsed.username === '' && process.env['PGUSER'] === undefined && process.env['USER'] === undefined) {
+    parsed.username = userInfo().username
+  }
+  return parsed.toString()
+}
+
+t.teardown(async () => {
+  const { rows } = await admin.query<{ nspname: string }>('SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)', [prefix])
+  for (const { nspname } of rows) await admin.query(`DROP SCHEMA ${pg.escapeIdentifier(nspname)} CASCADE`)
+  await admin.end()
+})
+
+function newSchema(): string {
+  return `${prefix}_${schemas++}`
+}
+
+async function opened(schema: string): Promise<PostgresStore> {
+  const store = new PostgresStore({ connectionString: url, schema, poolSize: 4 })
+  await store.open()
+  return store
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`)
+}
+
+storeConformance(t, 'postgres store', async () => {
+  const schema = newSchema()
+  const stores: SnapshotStore[] = [await opened(schema)]
+  return {
+    store: stores[0]!,
+    reopen: async () => {
+      const store = await opened(schema)
+      stores.push(store)
+      return store
+    },
+    cleanup: async () => {
+      for (const store of stores) await store.close()
+      await dropSchema(schema)
+    },
+  }
+})
+
+/** A port on 127.0.0.1 that nothing listens on: bound once, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return address.port
+}
+
+t.test('postgres store - an unreachable database is StoreUnavailableError naming host and port, quickly', async (t) => {
+  const port = await closedPort()
+  const store = new PostgresStore({ connectionString: `postgres://weir:s3cret-password@127.0.0.1:${port}/weir`, connectTimeoutMs: 2000 })
+  t.notMatch(store.description, /s3cret/, 'the description never shows the password')
+  const started = Date.now()
+  const err = await rejectsWith(t, store.open(), StoreUnavailableError, { target: `127.0.0.1:${port}/weir`, retryable: true })
+  t.ok(Date.now() - started < 2000, 'fails before the connect timeout')
+  t.match(err?.message, `127.0.0.1:${port}`)
+  t.notMatch(err?.message, /s3cret/)
+  t.match(err?.cause, { code: 'ECONNREFUSED' })
+  await store.close()
+})
+
+t.test('postgres store - a corrupt chunk is CorruptChunkError naming operator and key group; others stay readable', async (t) => {
+  const schema = newSchema()
+  const store = await opened(schema)
+  t.teardown(async () => {
+    await store.close()
+    await dropSchema(schema)
+  })
+  await store.beginSnapshot(begin('orders', 1))
+  await store.writeChunks('orders', 1, [keyed('counter', 0), keyed('counter', 1), keyed('counter', 2), keyed('counter', 3)])
+  await store.completeSnapshot('orders', 1, done)
+  const flipped = await admin.query(
+    `UPDATE ${pg.escapeIdentifier(schema)}.state_chunks SET data = set_byte(data, 7, get_byte(data, 7) # 1)
+     WHERE job = 'orders' AND snapshot_id = 1 AND operator_uid = 'counter' AND kind = 'keyed' AND idx = 2`,
+  )
+  t.equal(flipped.rowCount, 1)
+
+  const err = await rejectsWith(t, store.readChunks('orders', 1), CorruptChunkError, {
+    job: 'orders',
+    snapshotId: 1,
+    operatorUid: 'counter',
+    kind: 'keyed',
+    index: 2,
+    retryable: false,
+  })
+  t.match(err?.message, /key group 2\b.*operator 'counter'/)
+  t.same(
+    plain(await store.readChunks('orders', 1, { indexes: [0, 1, 3] })),
+    plain([keyed('counter', 0), keyed('counter', 1), keyed('counter', 3)]),
+  )
+})
+
+t.test('postgres store - two concurrent open() record each migration once', async (t) => {
+  const schema = newSchema()
+  const stores = [0, 1, 2].map(() => new PostgresStore({ connectionString: url, schema, poolSize: 2 }))
+  t.teardown(async () => {
+    for (const store of stores) await store.close()
+    await dropSchema(schema)
+  })
+  await Promise.all(stores.map((store) => store.open()))
+  const { rows } = await admin.query<{ version: number; name: string }>(
+    `SELECT version, name FROM ${pg.escapeIdentifier(schema)}.schema_migrations ORDER BY version`,
+  )
+  t.same(rows, migrations.map((m) => ({ version: m.version, name: m.name })))
+})
+
+t.test('postgres store - a schema newer than this code is StoreSchemaError', async (t) => {
+  const schema = newSchema()
+  const first = await opened(schema)
+  await first.close()
+  t.teardown(() => dropSchema(schema))
+  await admin.query(`INSERT INTO ${pg.escapeIdentifier(schema)}.schema_migrations (version, name) VALUES ($1, 'from the future')`, [
+    latestSchemaVersion + 1,
+  ])
+  const store = new PostgresStore({ connectionString: url, schema })
+  await rejectsWith(t, store.open(), StoreSchemaError, {
+    foundVersion: latestSchemaVersion + 1,
+    knownVersion: latestSchemaVersion,
+    retryable: false,
+  })
+  await store.close()
+})
+
+t.test('postgres store - bad options fail when the store is made', async (t) => {
+  for (const schema of ['', 'weir; drop table x', 'pg_weir', '1weir', 'a'.repeat(64), 'wei"r']) {
+    t.throws(() => new PostgresStore({ connectionString: url, schema }), TypeError, `schema ${JSON.stringify(schema)}`)
+  }
+  t.throws(() => new PostgresStore({ connectionString: '' }), TypeError)
+  t.throws(() => new PostgresStore({ connectionString: url, poolSize: 0 }), TypeError)
+  t.throws(() => new PostgresStore({ connectionString: url, connectTimeoutMs: -1 }), TypeError)
+  t.equal(new PostgresStore({ connectionString: 'postgres://u:p@db.example:6543/prod' }).description, 'postgres(weir@db.example:6543/prod)')
+})
+
+t.test('postgres store - calls before open() fail with a clear message', async (t) => {
+  const store = new PostgresStore({ connectionString: url })
+  await t.rejects(store.listSnapshots('orders'), /call open\(\) first/)
+})
