@@ -91,9 +91,9 @@ export interface OperatorOptions {
 }
 
 /** What a keyed `process` declares. */
-export interface ProcessOptions<S extends Record<string, StateDescriptor>> extends OperatorOptions {
+export interface ProcessOptions extends OperatorOptions {
   /** The keyed states the function uses, by any names. */
-  state?: S
+  state?: Record<string, StateDescriptor>
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -277,9 +277,9 @@ export class KeyedStream<T, K extends Key> {
    *   ctx.emit({ account: ctx.key, total: t.value() })
    * })
    */
-  process<OUT, S extends Record<string, StateDescriptor> = Record<string, never>>(
+  process<OUT>(
     name: string,
-    options: ProcessOptions<S>,
+    options: ProcessOptions,
     fn: ProcessFunction<T, K, OUT>,
   ): Stream<OUT> {
     const { state, ...rest } = options ?? {}
@@ -303,9 +303,9 @@ export class ConnectedKeyedStreams<T1, T2, K extends Key> {
   ) {}
 
   /** `fns.first` handles records of the first stream, `fns.second` those of the second. */
-  process<OUT, S extends Record<string, StateDescriptor> = Record<string, never>>(
+  process<OUT>(
     name: string,
-    options: ProcessOptions<S>,
+    options: ProcessOptions,
     fns: { first: ProcessFunction<T1, K, OUT>; second: ProcessFunction<T2, K, OUT> },
   ): Stream<OUT> {
     const { state, ...rest } = options ?? {}

@@ -90,10 +90,11 @@ export class CheckpointCoordinator implements CheckpointAcks {
     // Triggers run one after another so two never take the same id.
     const next = this.beginning.then(() => this.begin())
     this.beginning = next.then(() => undefined)
-    return next.then((done) => done)
+    return next.then((begun) => begun.done)
   }
 
-  private async begin(): Promise<Promise<SnapshotInfo | undefined>> {
+  /** Begins a snapshot in the store and starts it; `done` settles when it completes or aborts. */
+  private async begin(): Promise<{ done: Promise<SnapshotInfo | undefined> }> {
     const { job, store, attempt, layout } = this.o
     this.triggering = true
     this.lastTriggerAt = performance.now()
@@ -105,12 +106,12 @@ export class CheckpointCoordinator implements CheckpointAcks {
     } catch (err) {
       this.triggering = false
       this.failed(id ?? 0, `cannot begin: ${(err as Error).message}`, err)
-      return Promise.resolve(undefined)
+      return { done: Promise.resolve(undefined) }
     }
     this.triggering = false
     if (this.stopped) {
       await store.abortSnapshot(job, id, 'attempt stopped').catch(() => {})
-      return Promise.resolve(undefined)
+      return { done: Promise.resolve(undefined) }
     }
     const done = new Promise<SnapshotInfo | undefined>((resolve) => {
       const timeout = setTimeout(() => void this.abort(id, `timed out after ${this.o.options.timeoutMs} ms`), this.o.options.timeoutMs)
@@ -118,7 +119,7 @@ export class CheckpointCoordinator implements CheckpointAcks {
     })
     this.log.debug('checkpoint triggered', { checkpoint: id })
     this.target!.triggerCheckpoint(id)
-    return done
+    return { done }
   }
 
   ack(attempt: number, checkpointId: number, instanceId: string, bytes: number): void {
@@ -203,6 +204,9 @@ export class CheckpointCoordinator implements CheckpointAcks {
   async stop(): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearInterval(this.timer)
+    // A trigger still beginning its snapshot must settle first, or the next attempt's
+    // coordinator could take the same id.
+    await this.beginning
     for (const id of [...this.pending.keys()]) {
       const p = this.pending.get(id)!
       clearTimeout(p.timeout)

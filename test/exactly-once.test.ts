@@ -1,0 +1,90 @@
+/**
+ * Exactly-once state under failure: user code that throws at random records, with a restart
+ * strategy, must end with exactly the state of a run that never failed. Both stores.
+ */
+import t, { type Test } from 'tap'
+import { createLogger, readSnapshotState, runJob, UserCodeError } from '../index.ts'
+import { countingJob, expectedState, type ExpectedState } from './support/counting.ts'
+import { testStores, type TestStore } from './support/stores.ts'
+
+/** A small seeded PRNG, so a failing run can be repeated. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export async function assertFinalState(t: Test, ts: TestStore, job: string, expected: ExpectedState): Promise<void> {
+  for (const name of ['sum', 'count', 'last-seqs', 'buckets'] as const) {
+    const got = await readSnapshotState(ts.store, job, 'count', name)
+    const want = expected[name] as Map<string, unknown>
+    t.equal(got.size, want.size, `${name}: one entry per key`)
+    let wrong = 0
+    for (const [k, v] of want) if (JSON.stringify(got.get(k), mapReplacer) !== JSON.stringify(v, mapReplacer)) wrong++
+    t.equal(wrong, 0, `${name}: every key holds exactly the expected value`)
+  }
+}
+
+function mapReplacer(_k: string, v: unknown): unknown {
+  return v instanceof Map ? [...v.entries()].sort((a, b) => Number(a[0]) - Number(b[0])) : v
+}
+
+for (const { name, make } of testStores) {
+  t.test(`exactly-once (${name}) - user code throwing at random records is recovered to exact state`, async (t) => {
+    const ts = make()
+    t.teardown(() => ts.cleanup())
+    const seed = Number(process.env.WEIR_TEST_SEED ?? Date.now() % 100_000)
+    t.comment(`seed ${seed}`)
+    const random = prng(seed)
+    const gen = { records: 150_000, keys: 2_000, seed: 11 }
+    // Four failures at random positions of the sequence; each throws once, like a transient fault.
+    const failAt = new Set(Array.from({ length: 4 }, () => Math.floor(random() * gen.records)))
+    const thrown: number[] = []
+    const j = countingJob({
+      name: `eo-${name}`,
+      ...gen,
+      before: (seq) => {
+        if (failAt.delete(seq)) {
+          thrown.push(seq)
+          throw new Error(`injected failure at record ${seq}`)
+        }
+      },
+    })
+    const lines: string[] = []
+    const result = await runJob(j, {
+      logger: createLogger({ level: (process.env.WEIR_TEST_LOG as 'debug' | undefined) ?? 'warn', write: (l) => (process.env.WEIR_TEST_LOG ? process.stderr.write(l + '\n') : lines.push(l)) }),
+      store: ts.store,
+      checkpoints: { intervalMs: 10 },
+      restart: { type: 'fixed-delay', attempts: 10, delayMs: 5 },
+      tuning: { sliceMs: 2 },
+    })
+    t.equal(result.status, 'finished')
+    t.equal(thrown.length, 4, 'every injected failure fired')
+    t.equal(result.attempts, 5, 'one restart per failure', { lines })
+    t.ok(result.checkpointsCompleted >= 2, `checkpoints completed (${result.checkpointsCompleted})`)
+    await assertFinalState(t, ts, `eo-${name}`, expectedState(gen))
+  })
+
+  t.test(`exactly-once (${name}) - the job fails with the user's error once the strategy gives up`, async (t) => {
+    const ts = make()
+    t.teardown(() => ts.cleanup())
+    const j = countingJob({
+      name: `eo-give-up-${name}`,
+      records: 10_000,
+      keys: 10,
+      before: (seq) => {
+        if (seq === 5_000) throw new Error('always broken')
+      },
+    })
+    const err = await runJob(j, { store: ts.store, checkpoints: { intervalMs: 5 }, restart: { type: 'fixed-delay', attempts: 2, delayMs: 1 }, logLevel: 'silent' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    t.ok(err instanceof UserCodeError, 'fails with a UserCodeError')
+    t.match((err as Error).message, /operator count\[\d\] key "k\d+": user code threw: always broken/)
+    t.match((err as { restartsExhausted?: string }).restartsExhausted, /2 restart attempts used/)
+  })
+}

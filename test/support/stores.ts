@@ -1,0 +1,55 @@
+/** Throwaway snapshot stores for tests: an embedded store in a tmp dir, a Postgres store in its own schema. */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { EmbeddedStore, PostgresStore, type SnapshotStore } from '../../index.ts'
+
+export const PG_URL = process.env.WEIR_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/test'
+
+export interface TestStore {
+  kind: 'embedded' | 'postgres'
+  store: SnapshotStore
+  /** The `weir` CLI flags that reach the same store. */
+  cliArgs: string[]
+  cleanup(): Promise<void>
+}
+
+export function embeddedTestStore(): TestStore {
+  const dir = mkdtempSync(join(tmpdir(), 'weir-test-'))
+  const store = new EmbeddedStore({ dir })
+  return {
+    kind: 'embedded',
+    store,
+    cliArgs: ['--store', 'embedded', '--store-dir', dir],
+    async cleanup() {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export function postgresTestStore(): TestStore {
+  const schema = `weir_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const store = new PostgresStore({ connectionString: PG_URL, schema })
+  return {
+    kind: 'postgres',
+    store,
+    cliArgs: ['--store', PG_URL, '--pg-schema', schema],
+    async cleanup() {
+      await store.close()
+      // Like the store: with no user in the URL or environment, use the OS user, as psql does.
+      const url = new URL(PG_URL)
+      if (url.username === '') url.username = process.env.PGUSER || process.env.USER || userInfo().username
+      const client = new pg.Client({ connectionString: url.href })
+      await client.connect()
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await client.end()
+    },
+  }
+}
+
+export const testStores: { name: 'embedded' | 'postgres'; make: () => TestStore }[] = [
+  { name: 'embedded', make: embeddedTestStore },
+  { name: 'postgres', make: postgresTestStore },
+]
