@@ -2,10 +2,10 @@
  * Exactly-once state under failure: user code that throws at random records, with a restart
  * strategy, must end with exactly the state of a run that never failed. Both stores.
  */
-import t, { type Test } from 'tap'
-import { createLogger, readSnapshotState, runJob, UserCodeError } from '../index.ts'
-import { countingJob, expectedState, type ExpectedState } from './support/counting.ts'
-import { testStores, type TestStore } from './support/stores.ts'
+import t from 'tap'
+import { createLogger, runJob, UserCodeError } from '../index.ts'
+import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
+import { testStores } from './support/stores.ts'
 
 /** A small seeded PRNG, so a failing run can be repeated. */
 function prng(seed: number): () => number {
@@ -15,21 +15,6 @@ function prng(seed: number): () => number {
     x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296
   }
-}
-
-export async function assertFinalState(t: Test, ts: TestStore, job: string, expected: ExpectedState): Promise<void> {
-  for (const name of ['sum', 'count', 'last-seqs', 'buckets'] as const) {
-    const got = await readSnapshotState(ts.store, job, 'count', name)
-    const want = expected[name] as Map<string, unknown>
-    t.equal(got.size, want.size, `${name}: one entry per key`)
-    let wrong = 0
-    for (const [k, v] of want) if (JSON.stringify(got.get(k), mapReplacer) !== JSON.stringify(v, mapReplacer)) wrong++
-    t.equal(wrong, 0, `${name}: every key holds exactly the expected value`)
-  }
-}
-
-function mapReplacer(_k: string, v: unknown): unknown {
-  return v instanceof Map ? [...v.entries()].sort((a, b) => Number(a[0]) - Number(b[0])) : v
 }
 
 for (const { name, make } of testStores) {

@@ -2,7 +2,9 @@
  * The counting job the exactly-once tests run (in-process and as a child process), and the
  * state it must end with, computed straight from the generator's sequence.
  */
-import { generatedRecord, generatorSource, job, listState, mapState, reducingState, valueState, type GeneratorOptions, type ProcessContext } from '../../index.ts'
+import type { Test } from 'tap'
+import type { TestStore } from './stores.ts'
+import { readSnapshotState, generatedRecord, generatorSource, job, listState, mapState, reducingState, valueState, type GeneratorOptions, type ProcessContext } from '../../index.ts'
 
 export const sum = valueState<number>('sum', { default: 0 })
 export const count = reducingState<number>('count', (a, b) => a + b)
@@ -59,3 +61,20 @@ export function expectedState(o: Pick<GeneratorOptions, 'records' | 'keys' | 'se
   }
   return e
 }
+
+/** Asserts that the counting job's last completed snapshot holds exactly the expected state. */
+export async function assertFinalState(t: Test, ts: TestStore, job: string, expected: ExpectedState): Promise<void> {
+  for (const name of ['sum', 'count', 'last-seqs', 'buckets'] as const) {
+    const got = await readSnapshotState(ts.store, job, 'count', name)
+    const want = expected[name] as Map<string, unknown>
+    t.equal(got.size, want.size, `${name}: one entry per key`)
+    let wrong = 0
+    for (const [k, v] of want) if (JSON.stringify(got.get(k), mapReplacer) !== JSON.stringify(v, mapReplacer)) wrong++
+    t.equal(wrong, 0, `${name}: every key holds exactly the expected value`)
+  }
+}
+
+function mapReplacer(_k: string, v: unknown): unknown {
+  return v instanceof Map ? [...v.entries()].sort((a, b) => Number(a[0]) - Number(b[0])) : v
+}
+

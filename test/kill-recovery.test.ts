@@ -1,0 +1,56 @@
+/**
+ * Exactly-once state across process crashes: a child process runs the counting job through the
+ * `weir` CLI, is killed with SIGKILL at random moments several times, and is started again with
+ * `--restore latest` each time. The final state must equal the expected state exactly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { assertFinalState, expectedState } from './support/counting.ts'
+import { testStores } from './support/stores.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+function startJob(storeArgs: string[], env: Record<string, string>): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
+  let output = ''
+  const child = spawn(
+    process.execPath,
+    ['bin/weir.js', 'run', 'test/fixtures/counting-job.ts', ...storeArgs, '--restore', 'latest', '--checkpoint-interval', '50', '--log-level', 'info'],
+    { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return { child, exit, output: () => output }
+}
+
+for (const { name, make } of testStores) {
+  t.test(`crash recovery (${name}) - SIGKILL at random moments, restore from latest, exact final state`, async (t) => {
+    const ts = make()
+    t.teardown(() => ts.cleanup())
+    const job = `kill-${name}`
+    const gen = { records: 60_000, keys: 500, seed: 5 }
+    const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '25000' }
+    await ts.store.open()
+    const restoredFrom: number[] = []
+    for (let kill = 0; kill < 4; kill++) {
+      const run = startJob(ts.cliArgs, env)
+      // The job needs ~2.4 s of source time; tsx start-up takes part of the wait.
+      const wait = 700 + Math.floor(Math.random() * 900)
+      await new Promise((r) => setTimeout(r, wait))
+      run.child.kill('SIGKILL')
+      const code = await run.exit
+      t.equal(code, null, `run ${kill + 1} was killed after ${wait} ms`)
+      const latest = await ts.store.latestCompleted(job)
+      restoredFrom.push(latest?.id ?? 0)
+      const restored = /restoring snapshot=(\d+)/.exec(run.output())
+      t.comment(`run ${kill + 1}: killed after ${wait} ms; restored from ${restored?.[1] ?? 'nothing'}; latest completed now ${latest?.id ?? 'none'}`)
+    }
+    t.ok(restoredFrom.some((id) => id > 0), 'checkpoints completed between kills, so later runs resumed part-way')
+    const last = startJob(ts.cliArgs, env)
+    const code = await last.exit
+    t.equal(code, 0, 'the last run finishes', { output: last.output() })
+    t.match(last.output(), /job finished/)
+    await assertFinalState(t, ts, job, expectedState(gen))
+  })
+}
