@@ -2,10 +2,10 @@
  * The heap state backend: keyed state in Maps, one Map per state and key group, so a snapshot and
  * a rescale work key group by key group (DESIGN.md sections 3 and 6).
  *
- * Snapshots are copy-on-write at key-group granularity. `startSnapshot` only marks the key
- * groups that hold data; `serializeSome` encodes them a few at a time between batches of records;
- * a write to a group that is still marked encodes that group first. So the synchronous part of a
- * checkpoint is a flag per key group, and a write never changes what the snapshot holds.
+ * Snapshots are copy-on-write. `startSnapshot` only marks the key groups that hold data;
+ * `serializeSome` encodes them a few at a time between batches of records; the first write to a
+ * key of a group still marked saves the key's old value for the snapshot. So the synchronous part
+ * of a checkpoint is a flag per key group, and a write never changes what the snapshot holds.
  */
 import type { Serde } from '../persistence/serde.ts'
 import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
@@ -27,31 +27,52 @@ import type {
 
 type Group = Map<Key, unknown>
 
-/** One state of one operator instance: a Map per key group of the instance's range. */
+/** Marks, in a snapshot overlay, a key that did not exist when the snapshot started. */
+const ABSENT = Symbol('absent')
+
+/**
+ * One state of one operator instance: a Map per key group of the instance's range.
+ *
+ * While a snapshot still has to encode a key group, the first write to a key of that group saves
+ * the key's old value in the group's overlay (copy-on-write per key); encoding reads the live
+ * Map through the overlay. A write costs one Map lookup more, never a whole group's encoding.
+ */
 class StateTable {
   readonly groups: (Group | undefined)[]
+  readonly overlays: (Map<Key, unknown> | undefined)[]
   constructor(
     readonly descriptor: StateDescriptor,
     readonly backend: HeapKeyedBackend,
     size: number,
   ) {
     this.groups = new Array<Group | undefined>(size).fill(undefined)
+    this.overlays = new Array<Map<Key, unknown> | undefined>(size).fill(undefined)
   }
 
   read(): unknown {
     return this.groups[this.backend.currentIndex]?.get(this.backend.currentKey)
   }
 
-  /** Encodes the current key group first if a snapshot still needs its old contents. */
+  /** Saves the current key's value for the snapshot in progress, once. `copy`: the value will change in place. */
+  private preserve(i: number, copy: boolean): void {
+    let o = this.overlays[i]
+    if (o === undefined) this.overlays[i] = o = new Map()
+    const key = this.backend.currentKey
+    if (o.has(key)) return
+    const old = this.groups[i]?.get(key)
+    o.set(key, old === undefined ? ABSENT : copy ? copyValue(this.descriptor, old) : old)
+  }
+
+  /** Call before changing the current key's value in place (list append, map put). */
   touch(): void {
     const b = this.backend
-    if (b.marked !== 0 && b.marks[b.currentIndex] === 1) b.encodeGroup(b.currentIndex)
+    if (b.marked !== 0 && b.marks[b.currentIndex] === 1) this.preserve(b.currentIndex, true)
   }
 
   write(value: unknown): void {
     const b = this.backend
     const i = b.currentIndex
-    if (b.marked !== 0 && b.marks[i] === 1) b.encodeGroup(i)
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, false)
     let g = this.groups[i]
     if (g === undefined) this.groups[i] = g = new Map()
     g.set(b.currentKey, value)
@@ -62,9 +83,27 @@ class StateTable {
     const i = b.currentIndex
     const g = this.groups[i]
     if (g === undefined || !g.has(b.currentKey)) return
-    if (b.marked !== 0 && b.marks[i] === 1) b.encodeGroup(i)
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, false)
     g.delete(b.currentKey)
   }
+
+  /** The group's entries as the snapshot in progress sees them; drops the overlay. */
+  snapshotEntries(i: number): Group | undefined {
+    const g = this.groups[i]
+    const o = this.overlays[i]
+    if (o === undefined) return g
+    this.overlays[i] = undefined
+    const out: Group = new Map()
+    if (g !== undefined) for (const [k, v] of g) if (!o.has(k)) out.set(k, v)
+    for (const [k, v] of o) if (v !== ABSENT) out.set(k, v)
+    return out
+  }
+}
+
+function copyValue(d: StateDescriptor, v: unknown): unknown {
+  if (d.kind === 'list') return (v as unknown[]).slice()
+  if (d.kind === 'map') return new Map(v as Map<unknown, unknown>)
+  return typeof v === 'object' && v !== null ? structuredClone(v) : v
 }
 
 class ValueHandle implements ValueState<unknown> {
@@ -195,6 +234,8 @@ class AggregatingHandle implements AggregatingState<unknown, unknown> {
   }
   add(value: unknown): void {
     const acc = this.t.read()
+    // An aggregator may change the accumulator it is given in place: save it for a snapshot first.
+    if (acc !== undefined) this.t.touch()
     this.t.write(this.agg.add(acc === undefined ? this.agg.createAccumulator() : acc, value))
   }
   clear(): void {
@@ -309,11 +350,11 @@ export class HeapKeyedBackend {
     return this.marked === 0
   }
 
-  /** Encodes one marked key group now (also called by a write that would change it). */
+  /** Encodes one marked key group as it was when the snapshot started. */
   encodeGroup(index: number): void {
     const states: KeyedChunkState[] = []
     for (const t of this.tables) {
-      const g = t.groups[index]
+      const g = t.snapshotEntries(index)
       if (g === undefined || g.size === 0) continue
       states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries: toWire(t.descriptor, g) })
     }

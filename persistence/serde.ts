@@ -16,8 +16,9 @@ export interface Serde<T> {
 }
 
 // Plain CBOR (no shared record structures): a snapshot must decode on its own, years later,
-// without the encoder instance that wrote it. Maps stay Maps so map state round-trips.
-const snapshotEncoder = new Encoder({ useRecords: false, mapsAsObjects: false, structuredClone: false })
+// without the encoder instance that wrote it. With these options plain objects come back as
+// objects and Maps as Maps (cbor-x tags Maps); `mapsAsObjects: false` would lose that distinction.
+const snapshotEncoder = new Encoder({ useRecords: false })
 
 /** The default serde: CBOR via cbor-x. Handles objects, arrays, Maps, Sets, Dates, bigints, bytes. */
 export function cborSerde<T>(): Serde<T> {

@@ -1,0 +1,116 @@
+/**
+ * Keyed count in local mode: source -> keyBy -> count, against a bare loop doing the same
+ * counting (murmur3 + a Map per key group) in the same process, as the ceiling.
+ *
+ *   npm run bench                      # 100k and 1M keys, checkpoints off / on (Postgres, 1 s)
+ *   WEIR_BENCH_PG_URL=postgres://... npm run bench
+ *
+ * Prints a Markdown table for BENCHMARKS.md. Not a test: nothing here asserts.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { userInfo } from 'node:os'
+import pg from 'pg'
+import { generatorSource, job, PostgresStore, runJob, valueState, EmbeddedStore } from '../index.ts'
+import { KEY_HASH_SEED, murmur3String } from '../actors/key-groups.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const PG_URL = process.env.WEIR_BENCH_PG_URL ?? 'postgres://127.0.0.1:5432/test'
+const MAX_P = 128
+
+function mix(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35)
+  return (x ^ (x >>> 16)) >>> 0
+}
+
+/** The ceiling: the generator's records counted per key in a Map per key group, nothing else. */
+function bareLoop(records: number, keys: number): number {
+  const names: string[] = []
+  const groups = Array.from({ length: MAX_P }, () => new Map<string, number>())
+  const seedHash = mix(1)
+  const began = performance.now()
+  for (let seq = 0; seq < records; seq++) {
+    const h = mix(seq ^ seedHash)
+    const i = h % keys
+    const key = names[i] ?? (names[i] = `k${i}`)
+    const r = { key, value: (mix(h) % 100) + 1, seq }
+    const g = groups[murmur3String(r.key, KEY_HASH_SEED) % MAX_P]!
+    g.set(r.key, (g.get(r.key) ?? 0) + 1)
+  }
+  return records / ((performance.now() - began) / 1000)
+}
+
+const count = valueState<number>('count', { default: 0 })
+
+interface Run {
+  perSecond: number
+  checkpoints: number
+  maxSliceMs: number
+  maxSyncMs: number
+  maxEncodeMs: number
+  loopDelayMaxMs: number
+  lastSize: number
+}
+
+async function weir(records: number, keys: number, store: 'off' | 'postgres' | 'embedded'): Promise<Run> {
+  const j = job(`bench-${keys}-${store}`, { maxParallelism: MAX_P })
+    .source('in', generatorSource({ records, keys }))
+    .keyBy((r) => r.key)
+    .process('count', { state: { count } }, (_r, ctx) => {
+      const c = ctx.state(count)
+      c.update(c.value() + 1)
+    }).job
+  const schema = `weir_bench_${process.pid}`
+  const dir = mkdtempSync(join(tmpdir(), 'weir-bench-'))
+  const s = store === 'postgres' ? new PostgresStore({ connectionString: PG_URL, schema }) : new EmbeddedStore({ dir })
+  const delay = monitorEventLoopDelay({ resolution: 1 })
+  delay.enable()
+  const began = performance.now()
+  const result = await runJob(j, { store: s, checkpoints: store === 'off' ? false : { intervalMs: 1000 }, logLevel: 'warn', progressIntervalMs: 0 })
+  const seconds = (performance.now() - began) / 1000
+  delay.disable()
+  await s.close()
+  rmSync(dir, { recursive: true, force: true })
+  if (store === 'postgres') {
+    const url = new URL(PG_URL)
+    if (url.username === '') url.username = process.env.PGUSER || process.env.USER || userInfo().username
+    const c = new pg.Client({ connectionString: url.href })
+    await c.connect()
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await c.end()
+  }
+  return {
+    perSecond: records / seconds,
+    checkpoints: result.checkpointsCompleted,
+    maxSliceMs: result.metrics.maxSliceMs,
+    maxSyncMs: result.metrics.maxSnapshotSyncMs,
+    maxEncodeMs: result.metrics.maxEncodeSliceMs,
+    loopDelayMaxMs: delay.max / 1e6,
+    lastSize: result.lastCheckpoint?.sizeBytes ?? 0,
+  }
+}
+
+const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(0)}k`)
+const ms = (n: number) => n.toFixed(1)
+
+const cases = (process.env.WEIR_BENCH_CASES ?? '10000:5000000,100000:5000000,1000000:8000000').split(',').map((c) => c.split(':').map(Number) as [number, number])
+const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as ('off' | 'postgres' | 'embedded')[]
+console.log(`node ${process.version}, ${process.platform}/${process.arch}`)
+console.log('| keys | records | run | records/s | vs bare loop | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | last checkpoint |')
+console.log('|---|---|---|---|---|---|---|---|---|---|---|')
+for (const [keys, records] of cases) {
+  bareLoop(Math.min(records, 1_000_000), keys) // warm up
+  const bare = bareLoop(records, keys)
+  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bare)} | 1.00 | | | | | | |`)
+  const off = { perSecond: 0 }
+  for (const store of stores) {
+    const r = await weir(records, keys, store)
+    if (store === 'off') off.perSecond = r.perSecond
+    const overhead = store !== 'off' && off.perSecond > 0 ? ` (${(((off.perSecond - r.perSecond) / off.perSecond) * 100).toFixed(1)}% below off)` : ''
+    console.log(
+      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(r.perSecond)}${overhead} | ${(r.perSecond / bare).toFixed(2)} | ${r.checkpoints} | ${ms(r.maxSliceMs)} | ${ms(r.maxSyncMs)} | ${ms(r.maxEncodeMs)} | ${ms(r.loopDelayMaxMs)} | ${(r.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
+    )
+  }
+}
