@@ -68,7 +68,8 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
       let next = ctx.instance
       let startedAt = performance.now()
       let startedFrom = next
-      const names: string[] = []
+      // Sized up front: filling a growing array at random indexes would turn it into a slow dictionary.
+      const names: (string | undefined)[] = new Array<string | undefined>(keys)
       const name = (i: number) => names[i] ?? (names[i] = `k${i}`)
       return {
         restore(offset) {

@@ -27,7 +27,7 @@ function mix(x: number): number {
 
 /** The ceiling: the generator's records counted per key in a Map per key group, nothing else. */
 function bareLoop(records: number, keys: number): number {
-  const names: string[] = []
+  const names: (string | undefined)[] = new Array<string | undefined>(keys)
   const groups = Array.from({ length: MAX_P }, () => new Map<string, number>())
   const seedHash = mix(1)
   const began = performance.now()
