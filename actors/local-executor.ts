@@ -73,6 +73,8 @@ interface Upload {
 const operatorCodec = cborSerde<unknown>()
 /** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
 export const OPERATOR_CHUNK_FORMAT = 1
+/** Time per slice spent encoding key groups of a snapshot in progress, before records. */
+const ENCODE_SHARE_MS = 2
 
 export class LocalExecutor implements InstanceHost {
   readonly instances: Instance[] = []
@@ -204,6 +206,8 @@ export class LocalExecutor implements InstanceHost {
     const deadline = began + sliceMs
     let work = 0
     try {
+      // Snapshot encoding gets a share of every slice, so the copy-on-write window stays short.
+      if (this.encodeUploads(ENCODE_SHARE_MS)) work++
       let round: number
       do {
         round = 0

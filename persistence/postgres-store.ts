@@ -159,29 +159,34 @@ export class PostgresStore implements SnapshotStore {
       const status = await this.#status(c, job, id, 'FOR SHARE')
       if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'write chunks to')
       if (chunks.length === 0) return 0
-      const { rows } = await c.query<{ operator_uid: string; kind: ChunkKind; idx: number }>(
-        `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, data)
-         SELECT $1, $2, u.operator_uid, u.kind, u.idx, u.format, u.checksum, u.data
-         FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::bytea[])
-           AS u (operator_uid, kind, idx, format, checksum, data)
-         ON CONFLICT DO NOTHING
-         RETURNING operator_uid, kind, idx`,
-        [
-          job,
-          id,
-          chunks.map((k) => k.operatorUid),
-          chunks.map((k) => k.kind),
-          chunks.map((k) => k.index),
-          chunks.map((k) => k.format),
-          chunks.map((k) => checksum(k.data)),
-          chunks.map((k) => k.data),
-        ],
-      )
-      if (rows.length !== chunks.length) {
-        const written = new Set(rows.map((r) => addressKey({ operatorUid: r.operator_uid, kind: r.kind, index: r.idx })))
-        const repeated = chunks.find((k) => !written.has(addressKey(k)))
-        if (repeated !== undefined) {
-          throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
+      // Several statements of about STATEMENT_BYTES each, in the one transaction: node-postgres
+      // turns a bytea[] parameter into one hex string on the event loop, and a single statement
+      // for a large snapshot would stall the records being processed meanwhile.
+      for (const slice of slicesBySize(chunks, STATEMENT_BYTES)) {
+        const { rows } = await c.query<{ operator_uid: string; kind: ChunkKind; idx: number }>(
+          `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, data)
+           SELECT $1, $2, u.operator_uid, u.kind, u.idx, u.format, u.checksum, u.data
+           FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::bytea[])
+             AS u (operator_uid, kind, idx, format, checksum, data)
+           ON CONFLICT DO NOTHING
+           RETURNING operator_uid, kind, idx`,
+          [
+            job,
+            id,
+            slice.map((k) => k.operatorUid),
+            slice.map((k) => k.kind),
+            slice.map((k) => k.index),
+            slice.map((k) => k.format),
+            slice.map((k) => checksum(k.data)),
+            slice.map((k) => k.data),
+          ],
+        )
+        if (rows.length !== slice.length) {
+          const written = new Set(rows.map((r) => addressKey({ operatorUid: r.operator_uid, kind: r.kind, index: r.idx })))
+          const repeated = slice.find((k) => !written.has(addressKey(k)))
+          if (repeated !== undefined) {
+            throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
+          }
         }
       }
       return dataBytes(chunks)
@@ -478,4 +483,25 @@ function isConnectionFailure(err: unknown): boolean {
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code
   return typeof code === 'string' ? code : undefined
+}
+
+/** Chunk bytes per INSERT statement of `writeChunks`. */
+const STATEMENT_BYTES = 256 * 1024
+
+/** Splits chunks into consecutive runs of about `limit` bytes (at least one chunk each). */
+function slicesBySize(chunks: readonly StateChunk[], limit: number): StateChunk[][] {
+  const out: StateChunk[][] = []
+  let current: StateChunk[] = []
+  let size = 0
+  for (const c of chunks) {
+    if (current.length > 0 && size + c.data.length > limit) {
+      out.push(current)
+      current = []
+      size = 0
+    }
+    current.push(c)
+    size += c.data.length
+  }
+  if (current.length > 0) out.push(current)
+  return out
 }

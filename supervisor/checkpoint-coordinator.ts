@@ -74,6 +74,8 @@ export class CheckpointCoordinator implements CheckpointAcks {
   /** Starts periodic checkpoints of `target`. */
   start(target: CheckpointTarget): void {
     this.target = target
+    // The first checkpoint comes one interval after the start, as later ones do.
+    this.lastTriggerAt = performance.now()
     this.timer = setInterval(() => this.tick(), Math.max(1, Math.min(50, this.o.options.intervalMs / 4)))
   }
 
