@@ -87,16 +87,24 @@ class StateTable {
     g.delete(b.currentKey)
   }
 
-  /** The group's entries as the snapshot in progress sees them; drops the overlay. */
-  snapshotEntries(i: number): Group | undefined {
+  /**
+   * The group's entries as the snapshot in progress saw them, in wire form (see `toWire`), read
+   * through the overlay without building another Map; drops the overlay.
+   */
+  snapshotWire(i: number): unknown[] | undefined {
     const g = this.groups[i]
     const o = this.overlays[i]
-    if (o === undefined) return g
     this.overlays[i] = undefined
-    const out: Group = new Map()
-    if (g !== undefined) for (const [k, v] of g) if (!o.has(k)) out.set(k, v)
-    for (const [k, v] of o) if (v !== ABSENT) out.set(k, v)
-    return out
+    if ((g === undefined || g.size === 0) && (o === undefined || o.size === 0)) return undefined
+    const serde = this.descriptor.serde
+    const out: unknown[] = []
+    const add = (k: Key, v: unknown) => out.push(k, serde === undefined ? v : encodeValue(this.descriptor, serde, v))
+    if (g !== undefined) {
+      if (o === undefined) for (const [k, v] of g) add(k, v)
+      else for (const [k, v] of g) if (!o.has(k)) add(k, v)
+    }
+    if (o !== undefined) for (const [k, v] of o) if (v !== ABSENT) add(k, v)
+    return out.length === 0 ? undefined : out
   }
 }
 
@@ -216,7 +224,10 @@ class ReducingHandle implements ReducingState<unknown> {
   }
   add(value: unknown): void {
     const old = this.t.read()
-    this.t.write(old === undefined ? value : this.reduce(old, value))
+    if (old === undefined) return this.t.write(value)
+    // A reduce function may change its first argument in place: save it for a snapshot first.
+    this.t.touch()
+    this.t.write(this.reduce(old, value))
   }
   clear(): void {
     this.t.remove()
@@ -354,9 +365,8 @@ export class HeapKeyedBackend {
   encodeGroup(index: number): void {
     const states: KeyedChunkState[] = []
     for (const t of this.tables) {
-      const g = t.snapshotEntries(index)
-      if (g === undefined || g.size === 0) continue
-      states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries: toWire(t.descriptor, g) })
+      const entries = t.snapshotWire(index)
+      if (entries !== undefined) states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries })
     }
     this.current!.groups.push({ keyGroup: index + this.range.start, data: encodeKeyedChunk(states) })
     this.marks[index] = 0
@@ -387,17 +397,6 @@ export class HeapKeyedBackend {
 
 // Wire form of a key group's state: a flat [key, value, key, value...] array; with a custom
 // serde each value (list: each element, map: each value) is replaced by its bytes.
-function toWire(d: StateDescriptor, g: Group): unknown[] {
-  const out = new Array<unknown>(g.size * 2)
-  let i = 0
-  const serde = d.serde
-  for (const [k, v] of g) {
-    out[i++] = k
-    out[i++] = serde === undefined ? v : encodeValue(d, serde, v)
-  }
-  return out
-}
-
 function encodeValue(d: StateDescriptor, serde: Serde<unknown>, v: unknown): unknown {
   if (d.kind === 'list') return (v as unknown[]).map((e) => serde.encode(e))
   if (d.kind === 'map') return new Map([...(v as Map<unknown, unknown>)].map(([k, e]) => [k, serde.encode(e)]))
