@@ -97,20 +97,29 @@ const ms = (n: number) => n.toFixed(1)
 
 const cases = (process.env.WEIR_BENCH_CASES ?? '10000:5000000,100000:5000000,1000000:8000000').split(',').map((c) => c.split(':').map(Number) as [number, number])
 const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as ('off' | 'postgres' | 'embedded')[]
-console.log(`node ${process.version}, ${process.platform}/${process.arch}`)
+const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+console.log(`node ${process.version}, ${process.platform}/${process.arch}; median of ${repeat} runs, interleaved; stalls are the worst run`)
 console.log('| keys | records | run | records/s | vs bare loop | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | last checkpoint |')
 console.log('|---|---|---|---|---|---|---|---|---|---|---|')
 for (const [keys, records] of cases) {
   bareLoop(Math.min(records, 1_000_000), keys) // warm up
-  const bare = bareLoop(records, keys)
-  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bare)} | 1.00 | | | | | | |`)
-  const off = { perSecond: 0 }
+  const bare: number[] = []
+  const runs = new Map<string, Run[]>(stores.map((s) => [s, []]))
+  for (let i = 0; i < repeat; i++) {
+    bare.push(bareLoop(records, keys))
+    for (const store of stores) runs.get(store)!.push(await weir(records, keys, store))
+  }
+  const bareRate = median(bare)
+  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | 1.00 | | | | | | |`)
+  const offRate = runs.has('off') ? median(runs.get('off')!.map((r) => r.perSecond)) : 0
   for (const store of stores) {
-    const r = await weir(records, keys, store)
-    if (store === 'off') off.perSecond = r.perSecond
-    const overhead = store !== 'off' && off.perSecond > 0 ? ` (${(((off.perSecond - r.perSecond) / off.perSecond) * 100).toFixed(1)}% below off)` : ''
+    const rs = runs.get(store)!
+    const rate = median(rs.map((r) => r.perSecond))
+    const worst = (f: (r: Run) => number) => Math.max(...rs.map(f))
+    const overhead = store !== 'off' && offRate > 0 ? ` (${(((offRate - rate) / offRate) * 100).toFixed(1)}% below off)` : ''
     console.log(
-      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(r.perSecond)}${overhead} | ${(r.perSecond / bare).toFixed(2)} | ${r.checkpoints} | ${ms(r.maxSliceMs)} | ${ms(r.maxSyncMs)} | ${ms(r.maxEncodeMs)} | ${ms(r.loopDelayMaxMs)} | ${(r.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
+      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${overhead} | ${(rate / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
     )
   }
 }
