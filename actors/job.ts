@@ -197,6 +197,9 @@ export class JobBuilder {
 
   private parallelismOf(name: string, options: OperatorOptions): number {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('options must be an object', this.name, name)
+    for (const k of Object.keys(options)) {
+      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism, and state for process)`, this.name, name)
+    }
     return this.positiveInt(`${name}.parallelism`, options.parallelism ?? this.parallelism, this.maxParallelism)
   }
 

@@ -23,30 +23,29 @@ export type InstanceEvent =
   | { type: 'FAIL'; error: unknown }
   | { type: 'CANCEL' }
 
+// Failing and canceling leave every state but the final ones.
+const STOP = { FAIL: '#instance.failed', CANCEL: '#instance.canceled' } as const
+
 export const instanceMachine = setup({
   types: { events: {} as InstanceEvent },
 }).createMachine({
   id: 'instance',
   initial: 'created',
   states: {
-    created: { on: { RESTORE: 'restoring', RUN: 'running' } },
-    restoring: { on: { RUN: 'running' } },
+    created: { on: { RESTORE: 'restoring', RUN: 'running', ...STOP } },
+    restoring: { on: { RUN: 'running', ...STOP } },
     running: {
       initial: 'processing',
       states: {
         processing: { on: { ALIGN: 'aligning' } },
         aligning: { on: { ALIGN_ABORTED: 'processing', ALIGN: 'aligning' } },
       },
-      on: { SNAPSHOT: 'snapshotting', FINISH: 'finished' },
+      on: { SNAPSHOT: 'snapshotting', FINISH: 'finished', ...STOP },
     },
-    snapshotting: { on: { SNAPSHOT_TAKEN: 'running', FINISH: 'finished' } },
+    snapshotting: { on: { SNAPSHOT_TAKEN: 'running', FINISH: 'finished', ...STOP } },
     finished: { type: 'final' },
     failed: { type: 'final' },
     canceled: { type: 'final' },
-  },
-  on: {
-    FAIL: '.failed',
-    CANCEL: '.canceled',
   },
 })
 

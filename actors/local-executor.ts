@@ -91,7 +91,9 @@ export class LocalExecutor implements InstanceHost {
   /** Fenced: canceled or failed; sends no more acks. */
   private stopped = false
   private settled = false
-  private timer: NodeJS.Immediate | NodeJS.Timeout | undefined
+  // Two fields: clearing a timeout with clearImmediate corrupts Node's count of pending immediates.
+  private immediate: NodeJS.Immediate | undefined
+  private timeout: NodeJS.Timeout | undefined
   private readonly log: Logger
 
   private constructor(private readonly options: ExecutorOptions) {
@@ -124,18 +126,14 @@ export class LocalExecutor implements InstanceHost {
       const from = graph.operators.find((o) => o.uid === edge.from)!
       const to = graph.operators.find((o) => o.uid === edge.to)!
       for (let s = 0; s < from.parallelism; s++) {
-        // A forward edge connects instance i to instance i only.
-        const targets: LocalChannel[] = []
-        for (let r = 0; r < to.parallelism; r++) {
-          if (edge.partitioning === 'forward' && r !== s) {
-            targets.push(new LocalChannel(tuning.channelCapacity))
-            continue
-          }
+        // A forward edge connects instance s to instance s only.
+        const receivers = edge.partitioning === 'forward' ? [s] : Array.from({ length: to.parallelism }, (_, r) => r)
+        const targets = receivers.map((r) => {
           const c = new LocalChannel(tuning.channelCapacity)
-          targets.push(c)
           inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
-        }
-        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, s, graph.maxParallelism, tuning.batchSize))
+          return c
+        })
+        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize))
       }
     }
     for (const op of graph.operators) {
@@ -194,12 +192,14 @@ export class LocalExecutor implements InstanceHost {
   }
 
   private schedule(busy: boolean): void {
-    if (this.stopped || this.timer !== undefined) return
-    this.timer = busy ? setImmediate(this.loop) : setTimeout(this.loop, 1)
+    if (this.stopped || this.immediate !== undefined || this.timeout !== undefined) return
+    if (busy) this.immediate = setImmediate(this.loop)
+    else this.timeout = setTimeout(this.loop, 1)
   }
 
   private readonly loop = (): void => {
-    this.timer = undefined
+    this.immediate = undefined
+    this.timeout = undefined
     if (this.stopped) return
     const { batchSize, sliceMs } = this.options.tuning
     const began = performance.now()
@@ -332,11 +332,10 @@ export class LocalExecutor implements InstanceHost {
   /** Stops every instance and closes sources and sinks; acks of this attempt are no longer sent. */
   async cancel(): Promise<void> {
     this.stopped = true
-    if (this.timer !== undefined) {
-      clearImmediate(this.timer as NodeJS.Immediate)
-      clearTimeout(this.timer as NodeJS.Timeout)
-      this.timer = undefined
-    }
+    if (this.immediate !== undefined) clearImmediate(this.immediate)
+    if (this.timeout !== undefined) clearTimeout(this.timeout)
+    this.immediate = undefined
+    this.timeout = undefined
     for (const inst of this.instances) if (!inst.finished) inst.cancel()
     this.settled = true
     this.resolveDone()

@@ -27,8 +27,8 @@ export class EdgeOutput {
 
   constructor(
     readonly edge: EdgeSpec,
+    /** One channel per target instance; a forward edge has only its own instance's. */
     private readonly targets: readonly LocalChannel[],
-    private readonly senderIndex: number,
     private readonly maxParallelism: number,
     private readonly batchSize: number,
   ) {
@@ -40,7 +40,7 @@ export class EdgeOutput {
       edge.partitioning === 'hash'
         ? this.hashed(edge.keySelector!)
         : edge.partitioning === 'forward'
-          ? (r: unknown) => this.add(this.senderIndex, r)
+          ? (r: unknown) => this.add(0, r)
           : (r: unknown) => {
               this.add(this.next, r)
               this.next = this.next + 1 === n ? 0 : this.next + 1

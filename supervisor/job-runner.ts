@@ -99,8 +99,8 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
  *   restore: 'latest',
  * })
  */
-export function runJob(definition: JobBuilder | JobGraph, options: RunOptions = {}): Promise<JobResult> {
-  return startJob(definition, options).done
+export async function runJob(definition: JobBuilder | JobGraph, options: RunOptions = {}): Promise<JobResult> {
+  return await startJob(definition, options).done
 }
 
 class JobRunner {

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { createActor } from 'xstate'
 import { instanceMachine, statusOf, type InstanceEvent, type InstanceStatus } from '../../actors/lifecycle.ts'
@@ -105,16 +107,15 @@ t.test('lifecycle - statusOf flattens nested state values into dotted names', as
   t.equal(statusOf({ running: 'aligning' }), 'running.aligning')
 })
 
-async function withStore(t: Test, fn: (store: EmbeddedStore) => Promise<void>): Promise<void> {
+/** An EmbeddedStore on a fresh tmp dir, closed and removed when the test ends. */
+function fixture(t: Test): { dir: string; store: EmbeddedStore } {
   const dir = mkdtempSync(join(tmpdir(), 'weir-lifecycle-'))
   const store = new EmbeddedStore({ dir })
-  try {
-    await fn(store)
-  } finally {
+  t.teardown(async () => {
     await store.close()
     rmSync(dir, { recursive: true, force: true })
-  }
-  t.pass('store removed')
+  })
+  return { dir, store }
 }
 
 /** Per instance id, the statuses its log lines reported, in order. */
@@ -146,53 +147,99 @@ function countingJob(name: string, records: number, fail = false): JobBuilder {
 }
 
 t.test('lifecycle, end to end - every instance goes created -> running -> snapshotting -> ... -> finished', async (t) => {
-  await withStore(t, async (store) => {
-    const lines: string[] = []
-    const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
-    // 20 000 records at 100 000 a second: about 200 ms, so 20 ms checkpoints happen while it runs.
-    const result = await runJob(countingJob('lifecycle-e2e', 20_000), { store, checkpoints: { intervalMs: 20 }, logger, progressIntervalMs: 0 })
-    t.equal(result.status, 'finished')
-    t.ok(result.checkpointsCompleted >= 2, `checkpoints completed: ${result.checkpointsCompleted}`)
-    const byInstance = transitionsByInstance(lines)
-    t.same([...byInstance.keys()].sort(), ['count[0]', 'count[1]', 'in[0]', 'out[0]'])
-    for (const [id, seq] of byInstance) {
-      t.same(seq.slice(0, 2), ['created', 'running.processing'], `${id} starts created, then runs`)
-      t.equal(seq.at(-1), 'finished', `${id} ends finished`)
-      t.ok(seq.includes('snapshotting'), `${id} took a snapshot while running`)
-      t.equal(seq.filter((s) => s === 'finished').length, 1, `${id} finishes once`)
-      seq.forEach((s, i) => {
-        if (s === 'snapshotting') t.match(seq[i + 1], /^(running\.processing|finished)$/, `${id}: after snapshotting, back to running or finished`)
-        if (s === 'running.aligning') t.equal(seq[i + 1], 'snapshotting', `${id}: an alignment here always completes`)
-      })
-    }
-  })
+  const { store } = fixture(t)
+  const lines: string[] = []
+  const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
+  // 40 000 records at 100 000 a second: about 400 ms, so 20 ms checkpoints happen while it runs.
+  const result = await runJob(countingJob('lifecycle-e2e', 40_000), { store, checkpoints: { intervalMs: 20 }, logger, progressIntervalMs: 0 })
+  t.equal(result.status, 'finished')
+  t.ok(result.checkpointsCompleted >= 2, `checkpoints completed: ${result.checkpointsCompleted}`)
+  const byInstance = transitionsByInstance(lines)
+  t.same([...byInstance.keys()].sort(), ['count[0]', 'count[1]', 'in[0]', 'out[0]'])
+  for (const [id, seq] of byInstance) {
+    t.same(seq.slice(0, 2), ['created', 'running.processing'], `${id} starts created, then runs`)
+    t.equal(seq.at(-1), 'finished', `${id} ends finished`)
+    t.ok(seq.includes('snapshotting'), `${id} took a snapshot while running`)
+    t.equal(seq.filter((s) => s === 'finished').length, 1, `${id} finishes once`)
+    seq.forEach((s, i) => {
+      if (s === 'snapshotting') t.match(seq[i + 1], /^(running\.processing|finished)$/, `${id}: after snapshotting, back to running or finished`)
+      if (s === 'running.aligning') t.equal(seq[i + 1], 'snapshotting', `${id}: an alignment here always completes`)
+    })
+  }
 })
 
 t.test('lifecycle, end to end - a run restored from a snapshot goes created -> restoring -> running', async (t) => {
-  await withStore(t, async (store) => {
-    await runJob(countingJob('lifecycle-restore', 2_000), { store, checkpoints: { intervalMs: 20 }, logLevel: 'silent' })
-    const lines: string[] = []
-    const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
-    const result = await runJob(countingJob('lifecycle-restore', 2_000), { store, checkpoints: { intervalMs: 20 }, restore: 'latest', logger, progressIntervalMs: 0 })
-    t.equal(result.status, 'finished')
-    for (const [id, seq] of transitionsByInstance(lines)) {
-      t.same(seq.slice(0, 3), ['created', 'restoring', 'running.processing'], `${id} restores before it runs`)
-      t.equal(seq.at(-1), 'finished')
-    }
-  })
+  const { store } = fixture(t)
+  await runJob(countingJob('lifecycle-restore', 2_000), { store, checkpoints: { intervalMs: 20 }, logLevel: 'silent' })
+  const lines: string[] = []
+  const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
+  const result = await runJob(countingJob('lifecycle-restore', 2_000), { store, checkpoints: { intervalMs: 20 }, restore: 'latest', logger, progressIntervalMs: 0 })
+  t.equal(result.status, 'finished')
+  for (const [id, seq] of transitionsByInstance(lines)) {
+    t.same(seq.slice(0, 3), ['created', 'restoring', 'running.processing'], `${id} restores before it runs`)
+    t.equal(seq.at(-1), 'finished')
+  }
 })
 
 t.test('lifecycle, end to end - when user code throws, the running instances end failed', async (t) => {
-  await withStore(t, async (store) => {
-    const lines: string[] = []
-    const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
-    await t.rejects(runJob(countingJob('lifecycle-fail', 2_000, true), { store, logger, restart: { type: 'none' }, progressIntervalMs: 0 }), {
-      name: 'UserCodeError',
-      message: /the last record is poison/,
-    })
-    const byInstance = transitionsByInstance(lines)
-    const failed = [...byInstance].filter(([, seq]) => seq.at(-1) === 'failed').map(([id]) => id)
-    t.ok(failed.some((id) => id.startsWith('count[')), `the failing operator's instance ends failed (failed: ${failed.join(', ')})`)
-    for (const [id, seq] of byInstance) t.match(seq.at(-1), /^(failed|finished)$/, `${id} ends failed or finished, never still running`)
+  const { store } = fixture(t)
+  const lines: string[] = []
+  const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
+  await t.rejects(runJob(countingJob('lifecycle-fail', 2_000, true), { store, logger, restart: { type: 'none' }, progressIntervalMs: 0 }), {
+    name: 'UserCodeError',
+    message: /the last record is poison/,
   })
+  const byInstance = transitionsByInstance(lines)
+  const failed = [...byInstance].filter(([, seq]) => seq.at(-1) === 'failed').map(([id]) => id)
+  t.ok(failed.some((id) => id.startsWith('count[')), `the failing operator's instance ends failed (failed: ${failed.join(', ')})`)
+  for (const [id, seq] of byInstance) t.match(seq.at(-1), /^(failed|finished)$/, `${id} ends failed or finished, never still running`)
+})
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url))
+const INDEX_URL = new URL('../../index.ts', import.meta.url).href
+
+/** Runs an ES module script in a child node (with tsx), in the repository, and parses the JSON line it prints. */
+function runChild(script: string, dir: string, timeoutMs: number): Promise<unknown> {
+  // A plain node: without the test runner's preloaded hooks, which run code of their own.
+  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
+  delete env.NODE_OPTIONS
+  delete env.NODE_V8_COVERAGE
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: REPO, timeout: timeoutMs, env },
+      (err, stdout, stderr) => {
+        if (err !== null) reject(new Error(`child failed: ${err.message}\n${stderr}`))
+        else resolve(JSON.parse(stdout.trim().split('\n').at(-1)!))
+      },
+    )
+  })
+}
+
+t.test('lifecycle, end to end - canceling a job while its source is idle leaves the process able to run the next job', async (t) => {
+  // A rate-limited source is idle most of the time, so the executor waits on a timer when the
+  // cancel comes. In a child process: if the cancel breaks the event loop it breaks only there.
+  const { dir } = fixture(t)
+  const script = `
+    import { job, generatorSource, startJob, runJob, arraySink, EmbeddedStore } from ${JSON.stringify(INDEX_URL)}
+    const store = new EmbeddedStore({ dir: process.env.WEIR_TEST_DIR })
+    const quiet = { store, logLevel: 'silent', progressIntervalMs: 0, restart: { type: 'none' } }
+    const slow = job('idle')
+    slow.source('in', generatorSource({ records: 1_000_000, keys: 10, ratePerSecond: 20 })).sink('out', arraySink([]))
+    const handle = startJob(slow, quiet)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await handle.cancel()
+    const canceled = (await handle.done).status
+    const within = (promise, ms) => Promise.race([promise, new Promise((resolve) => setTimeout(() => resolve('timed out'), ms))])
+    const immediate = await within(new Promise((resolve) => setImmediate(() => resolve('ran'))), 500)
+    const out = []
+    const next = job('next')
+    next.source('in', generatorSource({ records: 1_000, keys: 10 })).sink('out', arraySink(out))
+    const second = await within(runJob(next, quiet).then((r) => r.status), 3_000)
+    console.log(JSON.stringify({ canceled, immediate, second, records: out.length }))
+    process.exit(0)
+  `
+  const result = await runChild(script, dir, 20_000)
+  t.same(result, { canceled: 'canceled', immediate: 'ran', second: 'finished', records: 1_000 })
 })
