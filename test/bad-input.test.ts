@@ -16,6 +16,7 @@ import {
   job,
   PostgresStore,
   runJob,
+  startJob,
   StoreUnavailableError,
   UnknownOptionError,
   generatorSource,
@@ -128,10 +129,11 @@ for (const { name, make } of testStores) {
   })
 }
 
-t.test('options - an unknown runJob option is named', async (t) => {
-  t.throws(() => runJob(tinyJob('opts', 128), { checkpionts: { intervalMs: 5 } } as never), UnknownOptionError)
-  t.throws(() => runJob(tinyJob('opts', 128), { checkpoints: { intervalMs: 5, retain: 2 } } as never), /unknown option checkpoints.retain/)
-  t.throws(() => runJob(tinyJob('opts', 128), { restart: { type: 'fixed-delay', delayMs: -1 } }), /restart.delayMs/)
+t.test('options - an unknown or invalid option is named, before anything runs', async (t) => {
+  t.type(await failure(runJob(tinyJob('opts', 128), { checkpionts: { intervalMs: 5 } } as never)), UnknownOptionError)
+  t.match((await failure(runJob(tinyJob('opts', 128), { checkpoints: { intervalMs: 5, retain: 2 } } as never))).message, /unknown option checkpoints.retain/)
+  t.match((await failure(runJob(tinyJob('opts', 128), { restart: { type: 'fixed-delay', delayMs: -1 } }))).message, /restart.delayMs/)
+  t.throws(() => startJob(tinyJob('opts', 128), { restore: 'earliest' as never }), /option restore/)
 })
 
 function weir(args: string[], cwd = root) {
