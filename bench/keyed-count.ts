@@ -7,7 +7,7 @@
  *
  * Prints a Markdown table for BENCHMARKS.md. Not a test: nothing here asserts.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { userInfo } from 'node:os'
 import pg from 'pg'
 import { generatorSource, job, PostgresStore, runJob, valueState, EmbeddedStore } from '../index.ts'
@@ -51,6 +51,7 @@ interface Run {
   maxSyncMs: number
   maxEncodeMs: number
   loopDelayMaxMs: number
+  gcMaxMs: number
   lastSize: number
 }
 
@@ -67,10 +68,17 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   const s = store === 'postgres' ? new PostgresStore({ connectionString: PG_URL, schema }) : new EmbeddedStore({ dir })
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
+  // Garbage-collection pauses, to tell them apart from stalls the runtime itself causes.
+  let gcMaxMs = 0
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, e.duration)
+  })
+  gc.observe({ entryTypes: ['gc'] })
   const began = performance.now()
   const result = await runJob(j, { store: s, checkpoints: store === 'off' ? false : { intervalMs: 1000 }, logLevel: 'warn', progressIntervalMs: 0 })
   const seconds = (performance.now() - began) / 1000
   delay.disable()
+  gc.disconnect()
   await s.close()
   rmSync(dir, { recursive: true, force: true })
   if (store === 'postgres') {
@@ -88,6 +96,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
     maxSyncMs: result.metrics.maxSnapshotSyncMs,
     maxEncodeMs: result.metrics.maxEncodeSliceMs,
     loopDelayMaxMs: delay.max / 1e6,
+    gcMaxMs,
     lastSize: result.lastCheckpoint?.sizeBytes ?? 0,
   }
 }
@@ -100,8 +109,8 @@ const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as (
 const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 console.log(`node ${process.version}, ${process.platform}/${process.arch}; median of ${repeat} runs, interleaved; stalls are the worst run`)
-console.log('| keys | records | run | records/s | vs bare loop | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | last checkpoint |')
-console.log('|---|---|---|---|---|---|---|---|---|---|---|')
+console.log('| keys | records | run | records/s | vs bare loop | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | longest GC pause ms | last checkpoint |')
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const [keys, records] of cases) {
   bareLoop(Math.min(records, 1_000_000), keys) // warm up
   const bare: number[] = []
@@ -111,7 +120,7 @@ for (const [keys, records] of cases) {
     for (const store of stores) runs.get(store)!.push(await weir(records, keys, store))
   }
   const bareRate = median(bare)
-  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | 1.00 | | | | | | |`)
+  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | 1.00 | | | | | | | |`)
   const offRate = runs.has('off') ? median(runs.get('off')!.map((r) => r.perSecond)) : 0
   for (const store of stores) {
     const rs = runs.get(store)!
@@ -119,7 +128,7 @@ for (const [keys, records] of cases) {
     const worst = (f: (r: Run) => number) => Math.max(...rs.map(f))
     const overhead = store !== 'off' && offRate > 0 ? ` (${(((offRate - rate) / offRate) * 100).toFixed(1)}% below off)` : ''
     console.log(
-      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${overhead} | ${(rate / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
+      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${overhead} | ${(rate / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${ms(worst((r) => r.gcMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
     )
   }
 }
