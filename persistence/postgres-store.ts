@@ -159,27 +159,21 @@ export class PostgresStore implements SnapshotStore {
       const status = await this.#status(c, job, id, 'FOR SHARE')
       if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'write chunks to')
       if (chunks.length === 0) return 0
-      // Several statements of about STATEMENT_BYTES each, in the one transaction: node-postgres
-      // turns a bytea[] parameter into one hex string on the event loop, and a single statement
-      // for a large snapshot would stall the records being processed meanwhile.
+      // Several statements of about STATEMENT_BYTES each, in the one transaction. Each chunk's
+      // data is its own Buffer parameter, which node-postgres sends as binary; a bytea[] array
+      // would be turned into one hex string on the event loop, stalling the records meanwhile.
       for (const slice of slicesBySize(chunks, STATEMENT_BYTES)) {
+        const params: unknown[] = [job, id]
+        const values = slice.map((k) => {
+          const n = params.push(k.operatorUid, k.kind, k.index, k.format, checksum(k.data), Buffer.from(k.data.buffer, k.data.byteOffset, k.data.byteLength))
+          return `($1, $2, $${n - 5}, $${n - 4}, $${n - 3}::int, $${n - 2}::int, $${n - 1}, $${n}::bytea)`
+        })
         const { rows } = await c.query<{ operator_uid: string; kind: ChunkKind; idx: number }>(
           `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, data)
-           SELECT $1, $2, u.operator_uid, u.kind, u.idx, u.format, u.checksum, u.data
-           FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::bytea[])
-             AS u (operator_uid, kind, idx, format, checksum, data)
+           VALUES ${values.join(', ')}
            ON CONFLICT DO NOTHING
            RETURNING operator_uid, kind, idx`,
-          [
-            job,
-            id,
-            slice.map((k) => k.operatorUid),
-            slice.map((k) => k.kind),
-            slice.map((k) => k.index),
-            slice.map((k) => k.format),
-            slice.map((k) => checksum(k.data)),
-            slice.map((k) => k.data),
-          ],
+          params,
         )
         if (rows.length !== slice.length) {
           const written = new Set(rows.map((r) => addressKey({ operatorUid: r.operator_uid, kind: r.kind, index: r.idx })))
@@ -488,13 +482,16 @@ function errorCode(err: unknown): string | undefined {
 /** Chunk bytes per INSERT statement of `writeChunks`. */
 const STATEMENT_BYTES = 256 * 1024
 
-/** Splits chunks into consecutive runs of about `limit` bytes (at least one chunk each). */
+/** Chunks per INSERT statement at most: 6 parameters each, under Postgres's 65535. */
+const STATEMENT_ROWS = 5000
+
+/** Splits chunks into consecutive runs of about `limit` bytes and at most STATEMENT_ROWS chunks. */
 function slicesBySize(chunks: readonly StateChunk[], limit: number): StateChunk[][] {
   const out: StateChunk[][] = []
   let current: StateChunk[] = []
   let size = 0
   for (const c of chunks) {
-    if (current.length > 0 && size + c.data.length > limit) {
+    if (current.length > 0 && (size + c.data.length > limit || current.length === STATEMENT_ROWS)) {
       out.push(current)
       current = []
       size = 0

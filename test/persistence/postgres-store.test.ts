@@ -161,3 +161,20 @@ t.test('postgres store - calls before open() fail with a clear message', async (
   const store = new PostgresStore({ connectionString: url })
   await t.rejects(store.listSnapshots('orders'), /call open\(\) first/)
 })
+
+t.test('postgres store - one write of 12 000 tiny chunks (more rows than one statement takes) round-trips', async (t) => {
+  const schema = newSchema()
+  const store = await opened(schema)
+  t.teardown(async () => {
+    await store.close()
+    await dropSchema(schema)
+  })
+  const layout = { maxParallelism: 16384, operators: [{ uid: 'op', parallelism: 1 }] }
+  await store.beginSnapshot({ job: 'bulk', id: 1, kind: 'checkpoint', attempt: 1, layout, triggeredAt: Date.now() })
+  const chunks = Array.from({ length: 12_000 }, (_, i) => ({ operatorUid: 'op', kind: 'keyed' as const, index: i, format: 1, data: new Uint8Array([i & 255, i >> 8]) }))
+  t.equal(await store.writeChunks('bulk', 1, chunks), 24_000)
+  await store.completeSnapshot('bulk', 1, { completedAt: Date.now(), durationMs: 1 })
+  const back = await store.readChunks('bulk', 1)
+  t.equal(back.length, 12_000)
+  t.same([...back[11_999]!.data], [11_999 & 255, 11_999 >> 8])
+})
