@@ -47,7 +47,7 @@ export interface CoordinatorOptions {
   /** Ids of every instance that must ack. */
   instances: readonly string[]
   logger: Logger
-  /** Called once when the job must fail over. */
+  /** Called when the job must fail over (possibly more than once; the first call counts). */
   onFailure: (error: unknown) => void
   /** Called after each completed checkpoint. */
   onCompleted?: (info: SnapshotInfo) => void
@@ -67,8 +67,11 @@ export class CheckpointCoordinator implements CheckpointAcks {
   private readonly log: Logger
   completedCount = 0
 
+  private readonly instances: ReadonlySet<string>
+
   constructor(private readonly o: CoordinatorOptions) {
     this.log = o.logger
+    this.instances = new Set(o.instances)
   }
 
   /** Starts periodic checkpoints of `target`. */
@@ -100,9 +103,10 @@ export class CheckpointCoordinator implements CheckpointAcks {
     const { job, store, attempt, layout } = this.o
     this.triggering = true
     this.lastTriggerAt = performance.now()
-    let id = this.nextId
+    let id: number | undefined
     try {
-      if (id === undefined) id = await store.nextSnapshotId(job)
+      // Ask the store every time: a savepoint may have taken an id since the last checkpoint.
+      id = Math.max(await store.nextSnapshotId(job), this.nextId ?? 0)
       this.nextId = id + 1
       await store.beginSnapshot({ job, id, kind: 'checkpoint', attempt, layout, triggeredAt: Date.now() })
     } catch (err) {
@@ -120,7 +124,12 @@ export class CheckpointCoordinator implements CheckpointAcks {
       this.pending.set(id, { id, startedAt: performance.now(), acked: new Set(), bytes: 0, timeout, resolve })
     })
     this.log.debug('checkpoint triggered', { checkpoint: id })
-    this.target!.triggerCheckpoint(id)
+    try {
+      this.target!.triggerCheckpoint(id)
+    } catch (err) {
+      // Starting a checkpoint runs user code (a finished source's offset()): fail the checkpoint.
+      void this.abort(id, `cannot start: ${(err as Error)?.message ?? String(err)}`, err)
+    }
     return { done }
   }
 
@@ -128,9 +137,10 @@ export class CheckpointCoordinator implements CheckpointAcks {
     const p = this.pending.get(checkpointId)
     // Acks of an old attempt or an aborted checkpoint are dropped (fencing, section 7).
     if (attempt !== this.o.attempt || p === undefined || this.stopped) return
+    if (!this.instances.has(instanceId) || p.acked.has(instanceId)) return
     p.acked.add(instanceId)
     p.bytes += bytes
-    if (p.acked.size === this.o.instances.length) void this.complete(p)
+    if (p.acked.size === this.instances.size) void this.complete(p)
   }
 
   decline(attempt: number, checkpointId: number, instanceId: string, error: unknown): void {
@@ -157,7 +167,15 @@ export class CheckpointCoordinator implements CheckpointAcks {
     this.consecutiveFailures = 0
     this.completedCount++
     this.log.info('checkpoint completed', { checkpoint: p.id, durationMs, bytes: info.sizeBytes ?? p.bytes, size: formatBytes(info.sizeBytes ?? p.bytes) })
-    if (!this.stopped) await this.target?.checkpointCompleted(p.id)
+    if (!this.stopped) {
+      try {
+        await this.target?.checkpointCompleted(p.id)
+      } catch (err) {
+        // The checkpoint is safely stored; a sink that cannot commit fails the job over.
+        this.log.error('checkpoint completed but its commit failed', { checkpoint: p.id, error: (err as Error)?.message ?? String(err) })
+        this.o.onFailure(err)
+      }
+    }
     this.o.onCompleted?.(info)
     await this.prune().catch((err: unknown) => this.log.warn('could not discard old checkpoints', { error: (err as Error).message }))
     p.resolve(info)
