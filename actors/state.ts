@@ -38,7 +38,8 @@ export interface MapStateDescriptor<K, V> extends DescriptorBase<'map'> {
   readonly __type?: [K, V]
 }
 export interface ReducingStateDescriptor<T> extends DescriptorBase<'reducing'> {
-  readonly reduce: (a: T, b: T) => T
+  // A method signature, so a descriptor of numbers is also a StateDescriptor (of unknown).
+  reduce(a: T, b: T): T
 }
 /** How an aggregating state folds inputs into an accumulator and reads a result from it. */
 export interface Aggregator<IN, ACC, OUT> {
@@ -52,11 +53,11 @@ export interface AggregatingStateDescriptor<IN, ACC, OUT> extends DescriptorBase
 
 /** Any state descriptor. */
 export type StateDescriptor =
-  | ValueStateDescriptor<any>
-  | ListStateDescriptor<any>
-  | MapStateDescriptor<any, any>
-  | ReducingStateDescriptor<any>
-  | AggregatingStateDescriptor<any, any, any>
+  | ValueStateDescriptor<unknown>
+  | ListStateDescriptor<unknown>
+  | MapStateDescriptor<unknown, unknown>
+  | ReducingStateDescriptor<unknown>
+  | AggregatingStateDescriptor<unknown, unknown, unknown>
 
 /** A single value per key. */
 export interface ValueState<T> {
@@ -111,7 +112,7 @@ export type StateHandle<D> =
         ? MapState<K, V>
         : D extends ReducingStateDescriptor<infer T>
           ? ReducingState<T>
-          : D extends AggregatingStateDescriptor<infer IN, any, infer OUT>
+          : D extends AggregatingStateDescriptor<infer IN, unknown, infer OUT>
             ? AggregatingState<IN, OUT>
             : never
 
