@@ -55,7 +55,7 @@ export function decodeBatch(bytes: Uint8Array, where: { job: string; snapshotId:
     const [operatorUid, kind, index, format, dataChecksum, storedEntryChecksum, data] = raw as unknown[]
     if (
       typeof operatorUid !== 'string' ||
-      (kind !== 'keyed' && kind !== 'operator') ||
+      !(['keyed', 'operator', 'timers', 'channel'] as unknown[]).includes(kind) ||
       typeof index !== 'number' ||
       typeof format !== 'number' ||
       typeof dataChecksum !== 'string' ||

@@ -1,4 +1,4 @@
-import type { ChunkKind, SnapshotStatus } from './store.ts'
+import { isKeyGroupKind, type ChunkKind, type SnapshotStatus } from './store.ts'
 
 /**
  * The snapshot store cannot be reached: the database is down or refuses us, or the directory
@@ -68,7 +68,7 @@ function describeDamage(fields: {
 }): string {
   const snapshot = `snapshot ${fields.snapshotId} of job '${fields.job}'`
   if (fields.operatorUid !== undefined && fields.kind !== undefined && fields.index !== undefined) {
-    const where = fields.kind === 'keyed' ? `key group ${fields.index}` : `instance ${fields.index}`
+    const where = isKeyGroupKind(fields.kind) ? `key group ${fields.index}` : `instance ${fields.index}`
     return `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' in ${snapshot}`
   }
   return fields.file === undefined ? snapshot : `file ${fields.file} of ${snapshot}`
@@ -111,7 +111,7 @@ export class DuplicateChunkError extends Error {
   readonly index: number
 
   constructor(fields: { job: string; snapshotId: number; operatorUid: string; kind: ChunkKind; index: number }) {
-    const where = fields.kind === 'keyed' ? `key group ${fields.index}` : `instance ${fields.index}`
+    const where = isKeyGroupKind(fields.kind) ? `key group ${fields.index}` : `instance ${fields.index}`
     super(
       `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' was already written to ` +
         `snapshot ${fields.snapshotId} of job '${fields.job}'; abort this snapshot`,

@@ -41,7 +41,7 @@ export const migrations: readonly Migration[] = [
         job text NOT NULL,
         snapshot_id bigint NOT NULL,
         operator_uid text NOT NULL,
-        kind text NOT NULL CHECK (kind IN ('keyed', 'operator')),
+        kind text NOT NULL CHECK (kind IN ('keyed', 'operator', 'timers', 'channel')),
         idx integer NOT NULL CHECK (idx >= 0),
         format integer NOT NULL,
         checksum text NOT NULL,

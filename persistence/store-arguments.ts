@@ -10,7 +10,7 @@ import type { BeginSnapshot, ChunkFilter, ChunkKind, CompleteSnapshot, SnapshotK
 /** Indexes and formats are stored as 32-bit integers. */
 const MAX_INT32 = 2 ** 31 - 1
 const SNAPSHOT_KINDS: readonly SnapshotKind[] = ['checkpoint', 'savepoint']
-const CHUNK_KINDS: readonly ChunkKind[] = ['keyed', 'operator']
+const CHUNK_KINDS: readonly ChunkKind[] = ['keyed', 'operator', 'timers', 'channel']
 
 export function assertSnapshotId(id: unknown): asserts id is number {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
@@ -70,7 +70,7 @@ export function assertChunks(job: string, id: number, chunks: readonly StateChun
       throw new TypeError(`chunk operatorUid must be a non-empty string, got ${String(chunk?.operatorUid)}`)
     }
     if (!CHUNK_KINDS.includes(chunk.kind)) {
-      throw new TypeError(`chunk kind must be 'keyed' or 'operator', got ${JSON.stringify(chunk.kind)}`)
+      throw new TypeError(`chunk kind must be one of ${CHUNK_KINDS.join(', ')}, got ${JSON.stringify(chunk.kind)}`)
     }
     if (!isIntIn(chunk.index, 0, MAX_INT32)) {
       throw new TypeError(`chunk index must be a non-negative 32-bit integer, got ${String(chunk.index)}`)
@@ -92,7 +92,7 @@ export function assertChunks(job: string, id: number, chunks: readonly StateChun
 export function assertFilter(filter: ChunkFilter | undefined): void {
   if (filter === undefined) return
   if (filter.kind !== undefined && !CHUNK_KINDS.includes(filter.kind)) {
-    throw new TypeError(`filter kind must be 'keyed' or 'operator', got ${JSON.stringify(filter.kind)}`)
+    throw new TypeError(`filter kind must be one of ${CHUNK_KINDS.join(', ')}, got ${JSON.stringify(filter.kind)}`)
   }
   if (filter.indexes !== undefined && !filter.indexes.every((i) => isIntIn(i, 0, MAX_INT32))) {
     throw new TypeError('filter indexes must be non-negative 32-bit integers')
