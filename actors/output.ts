@@ -23,6 +23,8 @@ export class EdgeOutput {
   private readonly records: unknown[][]
   private readonly keys: Key[][]
   private readonly groups: number[][]
+  /** Records buffered per target; the arrays are allocated at full batch size up front. */
+  private readonly counts: number[]
   private next = 0
 
   constructor(
@@ -33,9 +35,11 @@ export class EdgeOutput {
     private readonly batchSize: number,
   ) {
     const n = targets.length
-    this.records = Array.from({ length: n }, () => [])
-    this.keys = Array.from({ length: n }, () => [])
-    this.groups = Array.from({ length: n }, () => [])
+    const hashed = edge.partitioning === 'hash'
+    this.records = Array.from({ length: n }, () => new Array<unknown>(batchSize))
+    this.keys = Array.from({ length: n }, () => (hashed ? new Array<Key>(batchSize) : []))
+    this.groups = Array.from({ length: n }, () => (hashed ? new Array<number>(batchSize) : []))
+    this.counts = new Array<number>(n).fill(0)
     const partition =
       edge.partitioning === 'hash'
         ? this.hashed(edge.keySelector!)
@@ -56,30 +60,41 @@ export class EdgeOutput {
       if (typeof key !== 'string' && !isKey(key)) throw new KeySelectorError(this.edge.to, key)
       const group = hashKey(key) % maxP
       const t = p === 1 ? 0 : instanceOfKeyGroup(group, p, maxP)
-      const records = this.records[t]!
-      records.push(r)
-      this.keys[t]!.push(key)
-      this.groups[t]!.push(group)
-      if (records.length >= this.batchSize) this.flushTo(t)
+      const i = this.counts[t]!
+      this.records[t]![i] = r
+      this.keys[t]![i] = key
+      this.groups[t]![i] = group
+      if ((this.counts[t] = i + 1) === this.batchSize) this.flushTo(t)
     }
   }
 
   private add(t: number, r: unknown): void {
-    const records = this.records[t]!
-    records.push(r)
-    if (records.length >= this.batchSize) this.flushTo(t)
+    const i = this.counts[t]!
+    this.records[t]![i] = r
+    if ((this.counts[t] = i + 1) === this.batchSize) this.flushTo(t)
   }
 
   private flushTo(t: number): void {
+    const n = this.counts[t]!
+    if (n === 0) return
+    const size = this.batchSize
     const records = this.records[t]!
-    if (records.length === 0) return
-    const hashed = this.edge.partitioning === 'hash'
-    this.targets[t]!.push({ type: 'records', records, keys: hashed ? this.keys[t] : undefined, groups: hashed ? this.groups[t] : undefined })
-    this.records[t] = []
-    if (hashed) {
-      this.keys[t] = []
-      this.groups[t] = []
+    if (n < size) records.length = n
+    this.records[t] = new Array<unknown>(size)
+    this.counts[t] = 0
+    if (this.edge.partitioning !== 'hash') {
+      this.targets[t]!.push({ type: 'records', records, keys: undefined, groups: undefined })
+      return
     }
+    const keys = this.keys[t]!
+    const groups = this.groups[t]!
+    if (n < size) {
+      keys.length = n
+      groups.length = n
+    }
+    this.keys[t] = new Array<Key>(size)
+    this.groups[t] = new Array<number>(size)
+    this.targets[t]!.push({ type: 'records', records, keys, groups })
   }
 
   /** Sends every buffered record. */
