@@ -104,7 +104,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
 const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(0)}k`)
 const ms = (n: number) => n.toFixed(1)
 
-const cases = (process.env.WEIR_BENCH_CASES ?? '10000:5000000,100000:5000000,1000000:8000000').split(',').map((c) => c.split(':').map(Number) as [number, number])
+const cases = (process.env.WEIR_BENCH_CASES ?? '10000:10000000,100000:10000000,1000000:8000000').split(',').map((c) => c.split(':').map(Number) as [number, number])
 const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as ('off' | 'postgres' | 'embedded')[]
 const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
