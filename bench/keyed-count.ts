@@ -10,7 +10,7 @@
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { userInfo } from 'node:os'
 import pg from 'pg'
-import { generatorSource, job, PostgresStore, runJob, valueState, EmbeddedStore } from '../index.ts'
+import { generatorSource, job, PostgresStore, startJob, valueState, EmbeddedStore } from '../index.ts'
 import { KEY_HASH_SEED, murmur3String } from '../actors/key-groups.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -46,6 +46,8 @@ const count = valueState<number>('count', { default: 0 })
 
 interface Run {
   perSecond: number
+  /** Between 20% and 80% of the records: without start-up and the last checkpoint. */
+  steadyPerSecond: number
   checkpoints: number
   maxSliceMs: number
   maxSyncMs: number
@@ -75,7 +77,18 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   })
   gc.observe({ entryTypes: ['gc'] })
   const began = performance.now()
-  const result = await runJob(j, { store: s, checkpoints: store === 'off' ? false : { intervalMs: 1000 }, logLevel: 'warn', progressIntervalMs: 0 })
+  const handle = startJob(j, { store: s, checkpoints: store === 'off' ? false : { intervalMs: 1000 }, logLevel: 'warn', progressIntervalMs: 0 })
+  // Sample progress to time the middle of the run, where only periodic checkpoints interfere.
+  let at20: number | undefined
+  let at80: number | undefined
+  const sampler = setInterval(() => {
+    const n = handle.recordsIn()['count'] ?? 0
+    const now = performance.now()
+    if (at20 === undefined && n >= records * 0.2) at20 = now
+    if (at80 === undefined && n >= records * 0.8) at80 = now
+  }, 5)
+  const result = await handle.done
+  clearInterval(sampler)
   const seconds = (performance.now() - began) / 1000
   delay.disable()
   gc.disconnect()
@@ -91,6 +104,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   }
   return {
     perSecond: records / seconds,
+    steadyPerSecond: at20 !== undefined && at80 !== undefined && at80 > at20 ? (records * 0.6) / ((at80 - at20) / 1000) : NaN,
     checkpoints: result.checkpointsCompleted,
     maxSliceMs: result.metrics.maxSliceMs,
     maxSyncMs: result.metrics.maxSnapshotSyncMs,
@@ -109,8 +123,8 @@ const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as (
 const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 console.log(`node ${process.version}, ${process.platform}/${process.arch}; median of ${repeat} runs, interleaved; stalls are the worst run`)
-console.log('| keys | records | run | records/s | vs bare loop | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | longest GC pause ms | last checkpoint |')
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
+console.log('| keys | records | run | records/s | steady records/s (20-80%) | vs bare loop (steady) | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | longest GC pause ms | last checkpoint |')
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const [keys, records] of cases) {
   bareLoop(Math.min(records, 1_000_000), keys) // warm up
   const bare: number[] = []
@@ -120,15 +134,17 @@ for (const [keys, records] of cases) {
     for (const store of stores) runs.get(store)!.push(await weir(records, keys, store))
   }
   const bareRate = median(bare)
-  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | 1.00 | | | | | | | |`)
+  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | ${fmt(bareRate)} | 1.00 | | | | | | | |`)
   const offRate = runs.has('off') ? median(runs.get('off')!.map((r) => r.perSecond)) : 0
+  const offSteady = runs.has('off') ? median(runs.get('off')!.map((r) => r.steadyPerSecond)) : 0
   for (const store of stores) {
     const rs = runs.get(store)!
     const rate = median(rs.map((r) => r.perSecond))
+    const steady = median(rs.map((r) => r.steadyPerSecond))
     const worst = (f: (r: Run) => number) => Math.max(...rs.map(f))
-    const overhead = store !== 'off' && offRate > 0 ? ` (${(((offRate - rate) / offRate) * 100).toFixed(1)}% below off)` : ''
+    const below = (off: number, on: number) => (store !== 'off' && off > 0 ? ` (${(((off - on) / off) * 100).toFixed(1)}% below off)` : '')
     console.log(
-      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${overhead} | ${(rate / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${ms(worst((r) => r.gcMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
+      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${below(offRate, rate)} | ${fmt(steady)}${below(offSteady, steady)} | ${(steady / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${ms(worst((r) => r.gcMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
     )
   }
 }

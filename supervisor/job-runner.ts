@@ -60,6 +60,8 @@ export interface JobHandle {
   status(): JobStatus
   /** Stops the job; `done` resolves with status `canceled`. */
   cancel(): Promise<void>
+  /** Records taken in so far by each non-source operator of the current attempt (empty between attempts). */
+  recordsIn(): Record<string, number>
 }
 
 const KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
@@ -86,7 +88,7 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
   const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000)
   const done = runner.run()
-  return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel() }
+  return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
 }
 
 /**
@@ -133,6 +135,10 @@ class JobRunner {
 
   status(): JobStatus {
     return this.machine.getSnapshot().value as JobStatus
+  }
+
+  recordsIn(): Record<string, number> {
+    return this.executor?.recordsIn() ?? {}
   }
 
   async cancel(): Promise<void> {
