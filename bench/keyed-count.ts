@@ -48,6 +48,8 @@ interface Run {
   perSecond: number
   /** Between 20% and 80% of the records: without start-up and the last checkpoint. */
   steadyPerSecond: number
+  /** Process CPU time (all threads: GC helpers included) per record, in ns. */
+  cpuNsPerRecord: number
   checkpoints: number
   maxSliceMs: number
   maxSyncMs: number
@@ -77,6 +79,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   })
   gc.observe({ entryTypes: ['gc'] })
   const began = performance.now()
+  const cpu = process.cpuUsage()
   const handle = startJob(j, { store: s, checkpoints: store === 'off' ? false : { intervalMs: 1000 }, logLevel: 'warn', progressIntervalMs: 0 })
   // Sample progress to time the middle of the run, where only periodic checkpoints interfere.
   let at20: number | undefined
@@ -88,6 +91,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
     if (at80 === undefined && n >= records * 0.8) at80 = now
   }, 5)
   const result = await handle.done
+  const used = process.cpuUsage(cpu)
   clearInterval(sampler)
   const seconds = (performance.now() - began) / 1000
   delay.disable()
@@ -104,6 +108,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   }
   return {
     perSecond: records / seconds,
+    cpuNsPerRecord: ((used.user + used.system) * 1000) / records,
     steadyPerSecond: at20 !== undefined && at80 !== undefined && at80 > at20 ? (records * 0.6) / ((at80 - at20) / 1000) : NaN,
     checkpoints: result.checkpointsCompleted,
     maxSliceMs: result.metrics.maxSliceMs,
@@ -123,8 +128,8 @@ const stores = (process.env.WEIR_BENCH_STORES ?? 'off,postgres').split(',') as (
 const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 console.log(`node ${process.version}, ${process.platform}/${process.arch}; median of ${repeat} runs, interleaved; stalls are the worst run`)
-console.log('| keys | records | run | records/s | steady records/s (20-80%) | vs bare loop (steady) | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | longest GC pause ms | last checkpoint |')
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+console.log('| keys | records | run | records/s | steady records/s (20-80%) | vs bare loop (steady) | CPU ns/record | checkpoints | longest slice ms | sync snapshot ms | longest encode slice ms | event-loop delay max ms | longest GC pause ms | last checkpoint |')
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const [keys, records] of cases) {
   bareLoop(Math.min(records, 1_000_000), keys) // warm up
   const bare: number[] = []
@@ -134,7 +139,7 @@ for (const [keys, records] of cases) {
     for (const store of stores) runs.get(store)!.push(await weir(records, keys, store))
   }
   const bareRate = median(bare)
-  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | ${fmt(bareRate)} | 1.00 | | | | | | | |`)
+  console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop | ${fmt(bareRate)} | ${fmt(bareRate)} | 1.00 | ${(1e9 / bareRate).toFixed(0)} | | | | | | | |`)
   const offRate = runs.has('off') ? median(runs.get('off')!.map((r) => r.perSecond)) : 0
   const offSteady = runs.has('off') ? median(runs.get('off')!.map((r) => r.steadyPerSecond)) : 0
   for (const store of stores) {
@@ -144,7 +149,7 @@ for (const [keys, records] of cases) {
     const worst = (f: (r: Run) => number) => Math.max(...rs.map(f))
     const below = (off: number, on: number) => (store !== 'off' && off > 0 ? ` (${(((off - on) / off) * 100).toFixed(1)}% below off)` : '')
     console.log(
-      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${below(offRate, rate)} | ${fmt(steady)}${below(offSteady, steady)} | ${(steady / bareRate).toFixed(2)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${ms(worst((r) => r.gcMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
+      `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints ${store === 'off' ? 'off' : `1 s ${store}`} | ${fmt(rate)}${below(offRate, rate)} | ${fmt(steady)}${below(offSteady, steady)} | ${(steady / bareRate).toFixed(2)} | ${median(rs.map((r) => r.cpuNsPerRecord)).toFixed(0)} | ${median(rs.map((r) => r.checkpoints))} | ${ms(worst((r) => r.maxSliceMs))} | ${ms(worst((r) => r.maxSyncMs))} | ${ms(worst((r) => r.maxEncodeMs))} | ${ms(worst((r) => r.loopDelayMaxMs))} | ${ms(worst((r) => r.gcMaxMs))} | ${(rs[0]!.lastSize / 1024 / 1024).toFixed(1)} MiB |`,
     )
   }
 }
