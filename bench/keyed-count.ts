@@ -8,10 +8,10 @@
  * Prints a Markdown table for BENCHMARKS.md. Not a test: nothing here asserts.
  */
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
-import { userInfo } from 'node:os'
 import pg from 'pg'
 import { generatorSource, job, PostgresStore, startJob, valueState, EmbeddedStore } from '../index.ts'
 import { KEY_HASH_SEED, murmur3String } from '../actors/key-groups.ts'
+import { withFallbackUser } from '../persistence/postgres-store.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -99,9 +99,7 @@ async function weir(records: number, keys: number, store: 'off' | 'postgres' | '
   await s.close()
   rmSync(dir, { recursive: true, force: true })
   if (store === 'postgres') {
-    const url = new URL(PG_URL)
-    if (url.username === '') url.username = process.env.PGUSER || process.env.USER || userInfo().username
-    const c = new pg.Client({ connectionString: url.href })
+    const c = new pg.Client({ connectionString: withFallbackUser(PG_URL) })
     await c.connect()
     await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
     await c.end()

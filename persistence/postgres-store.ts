@@ -455,7 +455,7 @@ function toInfo(row: SnapshotRow): SnapshotInfo {
  * which containers and service managers often leave unset, and then fails with "no user name".
  * A user in the URL, `$PGUSER` or `$USER` still wins.
  */
-function withFallbackUser(connectionString: string): string {
+export function withFallbackUser(connectionString: string): string {
   if (pg.defaults.user !== undefined || process.env['PGUSER'] !== undefined) return connectionString
   let url: URL
   try {

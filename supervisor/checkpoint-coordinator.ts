@@ -61,6 +61,8 @@ export class CheckpointCoordinator implements CheckpointAcks {
   private lastEndAt = -Infinity
   private triggering = false
   private beginning: Promise<void> = Promise.resolve()
+  /** Completions in flight; stop() waits for them so none writes after the attempt ended. */
+  private readonly completing = new Set<Promise<void>>()
   private nextId: number | undefined
   private consecutiveFailures = 0
   private stopped = false
@@ -140,7 +142,11 @@ export class CheckpointCoordinator implements CheckpointAcks {
     if (!this.instances.has(instanceId) || p.acked.has(instanceId)) return
     p.acked.add(instanceId)
     p.bytes += bytes
-    if (p.acked.size === this.instances.size) void this.complete(p)
+    if (p.acked.size === this.instances.size) {
+      const completing = this.complete(p)
+      this.completing.add(completing)
+      void completing.finally(() => this.completing.delete(completing))
+    }
   }
 
   decline(attempt: number, checkpointId: number, instanceId: string, error: unknown): void {
@@ -225,8 +231,9 @@ export class CheckpointCoordinator implements CheckpointAcks {
     this.stopped = true
     if (this.timer !== undefined) clearInterval(this.timer)
     // A trigger still beginning its snapshot must settle first, or the next attempt's
-    // coordinator could take the same id.
+    // coordinator could take the same id; a completion in flight must finish its writes.
     await this.beginning
+    await Promise.all(this.completing)
     for (const id of [...this.pending.keys()]) {
       const p = this.pending.get(id)!
       clearTimeout(p.timeout)

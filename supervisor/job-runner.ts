@@ -253,7 +253,8 @@ class JobRunner {
             logger: this.log,
             onFailure: (e) => failure!(e),
             onCompleted: (info) => {
-              this.lastCompleted = info
+              // Checkpoints may complete out of order; the newest one is the restore point.
+              if (this.lastCompleted === undefined || info.id > this.lastCompleted.id) this.lastCompleted = info
               this.checkpointsCompleted++
             },
           })

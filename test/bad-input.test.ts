@@ -5,10 +5,9 @@
 import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir, userInfo } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
 import t from 'tap'
 import {
   CorruptChunkError,
@@ -24,7 +23,7 @@ import {
   type SnapshotStore,
 } from '../index.ts'
 import { countingJob } from './support/counting.ts'
-import { PG_URL, testStores, type TestStore } from './support/stores.ts'
+import { pgClient, testStores, type TestStore } from './support/stores.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -61,10 +60,7 @@ async function corruptOneChunk(ts: TestStore, jobName: string): Promise<void> {
   const latest = (await ts.store.latestCompleted(jobName))!
   if (ts.kind === 'postgres') {
     const schema = ts.cliArgs[ts.cliArgs.indexOf('--pg-schema') + 1]!
-    const url = new URL(PG_URL)
-    if (url.username === '') url.username = process.env.PGUSER || process.env.USER || userInfo().username
-    const client = new pg.Client({ connectionString: url.href })
-    await client.connect()
+    const client = await pgClient()
     const res = await client.query(
       `UPDATE "${schema}".state_chunks SET data = set_byte(data, length(data) / 2, (get_byte(data, length(data) / 2) + 1) % 256)
        WHERE ctid = (SELECT ctid FROM "${schema}".state_chunks WHERE job = $1 AND snapshot_id = $2 AND kind = 'keyed' LIMIT 1)`,

@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { createActor } from 'xstate'
 import { instanceMachine, statusOf, type InstanceEvent, type InstanceStatus } from '../../actors/lifecycle.ts'
 import { arraySink, createLogger, EmbeddedStore, generatorSource, job, runJob, valueState, type JobBuilder } from '../../index.ts'
+import { runChild } from '../support/child.ts'
 
 /** Runs events through the machine, returning the status after each. */
 function walk(...events: InstanceEvent[]): InstanceStatus[] {
@@ -195,27 +194,8 @@ t.test('lifecycle, end to end - when user code throws, the running instances end
   for (const [id, seq] of byInstance) t.match(seq.at(-1), /^(failed|finished)$/, `${id} ends failed or finished, never still running`)
 })
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const INDEX_URL = new URL('../../index.ts', import.meta.url).href
 
-/** Runs an ES module script in a child node (with tsx), in the repository, and parses the JSON line it prints. */
-function runChild(script: string, dir: string, timeoutMs: number): Promise<unknown> {
-  // A plain node: without the test runner's preloaded hooks, which run code of their own.
-  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
-  delete env.NODE_OPTIONS
-  delete env.NODE_V8_COVERAGE
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script],
-      { cwd: REPO, timeout: timeoutMs, env },
-      (err, stdout, stderr) => {
-        if (err !== null) reject(new Error(`child failed: ${err.message}\n${stderr}`))
-        else resolve(JSON.parse(stdout.trim().split('\n').at(-1)!))
-      },
-    )
-  })
-}
 
 t.test('lifecycle, end to end - canceling a job while its source is idle leaves the process able to run the next job', async (t) => {
   // A rate-limited source is idle most of the time, so the executor waits on a timer when the

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import {
   arraySink,
@@ -23,28 +21,10 @@ import {
   type RunOptions,
   type Source,
 } from '../../index.ts'
+import { runChild } from '../support/child.ts'
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const INDEX_URL = new URL('../../index.ts', import.meta.url).href
 
-/** Runs an ES module script in a child node (with tsx), in the repository, and parses the JSON line it prints. */
-function runChild(script: string, dir: string, timeoutMs: number): Promise<unknown> {
-  // A plain node: without the test runner's preloaded hooks, which run code of their own.
-  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
-  delete env.NODE_OPTIONS
-  delete env.NODE_V8_COVERAGE
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script],
-      { cwd: REPO, timeout: timeoutMs, env },
-      (err, stdout, stderr) => {
-        if (err !== null) reject(new Error(`child failed: ${err.message}\n${stderr}`))
-        else resolve(JSON.parse(stdout.trim().split('\n').at(-1)!))
-      },
-    )
-  })
-}
 
 interface Fixture {
   dir: string

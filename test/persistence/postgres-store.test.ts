@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
-import { userInfo } from 'node:os'
 import pg from 'pg'
 import t from 'tap'
 import { CorruptChunkError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
 import { latestSchemaVersion, migrations } from '../../persistence/migrations.ts'
-import { PostgresStore } from '../../persistence/postgres-store.ts'
+import { PostgresStore, withFallbackUser } from '../../persistence/postgres-store.ts'
 import type { SnapshotStore } from '../../persistence/store.ts'
 import { begin, done, keyed, plain, rejectsWith, storeConformance } from './store-conformance.ts'
 
@@ -18,11 +17,7 @@ const admin = new pg.Pool({ connectionString: adminUrl(), max: 2 })
 
 /** Direct access for the tests; like the store, falls back to the OS user when the URL has none. */
 function adminUrl(): string {
-  const parsed = new URL(url)
-  if (parsed.username === '' && process.env['PGUSER'] === undefined && process.env['USER'] === undefined) {
-    parsed.username = userInfo().username
-  }
-  return parsed.toString()
+  return withFallbackUser(url)
 }
 
 t.teardown(async () => {

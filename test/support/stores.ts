@@ -1,11 +1,19 @@
 /** Throwaway snapshot stores for tests: an embedded store in a tmp dir, a Postgres store in its own schema. */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir, userInfo } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { EmbeddedStore, PostgresStore, type SnapshotStore } from '../../index.ts'
+import { withFallbackUser } from '../../persistence/postgres-store.ts'
 
 export const PG_URL = process.env.WEIR_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/test'
+
+/** A client of the test database for direct queries, with the store's user fallback. */
+export async function pgClient(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: withFallbackUser(PG_URL) })
+  await client.connect()
+  return client
+}
 
 export interface TestStore {
   kind: 'embedded' | 'postgres'
@@ -38,11 +46,7 @@ export function postgresTestStore(): TestStore {
     cliArgs: ['--store', PG_URL, '--pg-schema', schema],
     async cleanup() {
       await store.close()
-      // Like the store: with no user in the URL or environment, use the OS user, as psql does.
-      const url = new URL(PG_URL)
-      if (url.username === '') url.username = process.env.PGUSER || process.env.USER || userInfo().username
-      const client = new pg.Client({ connectionString: url.href })
-      await client.connect()
+      const client = await pgClient()
       await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
       await client.end()
     },
