@@ -209,6 +209,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`weir: ${e.name ?? 'Error'}: ${e.message}\n`)
     if (e.cause instanceof Error) process.stderr.write(`  cause: ${e.cause.message}\n`)
+    if (e.code === 'ERR_REQUIRE_CYCLE_MODULE' || /Cannot require\(\) ES Module/.test(e.message)) {
+      process.stderr.write('  hint: job files are ES modules; put them in a package with "type": "module", or name them .mts\n')
+    }
     return 1
   }
 }
