@@ -95,13 +95,25 @@ class StateTable {
     this.overlays[i] = undefined
     if ((g === undefined || g.size === 0) && (o === undefined || o.size === 0)) return undefined
     const serde = this.descriptor.serde
-    const out: unknown[] = []
-    const add = (k: Key, v: unknown) => out.push(k, serde === undefined ? v : encodeValue(this.descriptor, serde, v))
+    const d = this.descriptor
+    // Sized up front (and trimmed after): growing by push would reallocate a large array many times.
+    const out = new Array<unknown>(((g?.size ?? 0) + (o?.size ?? 0)) * 2)
+    let n = 0
     if (g !== undefined) {
-      if (o === undefined) for (const [k, v] of g) add(k, v)
-      else for (const [k, v] of g) if (!o.has(k)) add(k, v)
+      for (const [k, v] of g) {
+        if (o !== undefined && o.has(k)) continue
+        out[n++] = k
+        out[n++] = serde === undefined ? v : encodeValue(d, serde, v)
+      }
     }
-    if (o !== undefined) for (const [k, v] of o) if (v !== ABSENT) add(k, v)
+    if (o !== undefined) {
+      for (const [k, v] of o) {
+        if (v === ABSENT) continue
+        out[n++] = k
+        out[n++] = serde === undefined ? v : encodeValue(d, serde, v)
+      }
+    }
+    out.length = n
     return out.length === 0 ? undefined : out
   }
 }
