@@ -99,19 +99,20 @@ class StateTable {
     // Sized up front (and trimmed after): growing by push would reallocate a large array many times.
     const out = new Array<unknown>(((g?.size ?? 0) + (o?.size ?? 0)) * 2)
     let n = 0
+    // forEach, not for-of: no [key, value] array per entry.
     if (g !== undefined) {
-      for (const [k, v] of g) {
-        if (o !== undefined && o.has(k)) continue
+      g.forEach((v, k) => {
+        if (o !== undefined && o.has(k)) return
         out[n++] = k
         out[n++] = serde === undefined ? v : encodeValue(d, serde, v)
-      }
+      })
     }
     if (o !== undefined) {
-      for (const [k, v] of o) {
-        if (v === ABSENT) continue
+      o.forEach((v, k) => {
+        if (v === ABSENT) return
         out[n++] = k
         out[n++] = serde === undefined ? v : encodeValue(d, serde, v)
-      }
+      })
     }
     out.length = n
     return out.length === 0 ? undefined : out
