@@ -62,3 +62,26 @@ for (const { name, make } of testStores) {
     await assertFinalState(t, ts, job, expectedState(gen))
   })
 }
+
+t.test('rescaling - killed at parallelism 2, restored at parallelism 3, exact final state', async (t) => {
+  const ts = testStores[0]!.make()
+  t.teardown(() => ts.cleanup())
+  const job = 'rescale'
+  const gen = { records: 100_000, keys: 700, seed: 8 }
+  const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '25000' }
+  await ts.store.open()
+  const first = startJob(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '2' })
+  let latest = 0
+  while (latest === 0) {
+    await new Promise((r) => setTimeout(r, 100))
+    latest = (await ts.store.latestCompleted(job))?.id ?? 0
+  }
+  await new Promise((r) => setTimeout(r, 300))
+  first.child.kill('SIGKILL')
+  t.equal(await first.exit, null, 'the first run was killed part-way')
+  const second = startJob(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
+  t.equal(await second.exit, 0, 'the rescaled run finishes', { output: second.output() })
+  t.match(second.output(), /restoring snapshot=\d+/)
+  t.match(second.output(), /instance=count\[2\]/, 'with three instances of the keyed operator')
+  await assertFinalState(t, ts, job, expectedState(gen))
+})
