@@ -45,3 +45,19 @@ export function rejectUnknownKeys(path: string, given: object, known: readonly s
     if (!known.includes(key)) throw new UnknownOptionError(path ? `${path}.${key}` : key, known)
   }
 }
+
+/** The restart strategy gave up: the job failed for good. `cause` is the last failure. */
+export class JobFailedError extends Error {
+  override readonly name = 'JobFailedError'
+  readonly retryable = false
+  constructor(
+    readonly job: string,
+    /** Attempts run, the failed ones included. */
+    readonly attempts: number,
+    /** Why the restart strategy gave up. */
+    readonly reason: string,
+    cause: unknown,
+  ) {
+    super(`job ${job} failed after ${attempts} attempts (${reason}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+  }
+}

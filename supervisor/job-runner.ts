@@ -11,7 +11,7 @@ import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
-import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
+import { InvalidOptionError, JobFailedError, rejectUnknownKeys } from './errors.ts'
 import { jobMachine, type JobStatus } from './job-machine.ts'
 import { createLogger, type Logger, type LogLevel } from './logger.ts'
 import { createRestartActor } from './restart-machine.ts'
@@ -174,8 +174,7 @@ class JobRunner {
         if (decided === 'canceled') return await this.finish('canceled', attempt, outcome.metrics)
         if (decided === 'exhausted') {
           this.machine.send({ type: 'GIVE_UP' })
-          const reason = restartActor.getSnapshot().context.reason
-          throw Object.assign(error instanceof Error ? error : new Error(String(error)), { restartsExhausted: reason })
+          throw new JobFailedError(this.graph.name, attempt, restartActor.getSnapshot().context.reason ?? 'the restart strategy gave up', error)
         }
         this.machine.send({ type: 'RESTART' })
         restartActor.send({ type: 'RESTARTED' })

@@ -3,7 +3,7 @@
  * strategy, must end with exactly the state of a run that never failed. Both stores.
  */
 import t from 'tap'
-import { createLogger, runJob, UserCodeError } from '../index.ts'
+import { createLogger, JobFailedError, runJob, UserCodeError } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
 import { testStores } from './support/stores.ts'
 
@@ -68,8 +68,9 @@ for (const { name, make } of testStores) {
       () => undefined,
       (e: unknown) => e,
     )
-    t.ok(err instanceof UserCodeError, 'fails with a UserCodeError')
+    t.ok(err instanceof JobFailedError, 'fails with a JobFailedError')
+    t.ok((err as Error).cause instanceof UserCodeError, 'caused by the user code error')
+    t.match((err as Error).message, /job eo-give-up-\w+ failed after 3 attempts \(fixed-delay strategy: 2 restart attempts used\)/)
     t.match((err as Error).message, /operator count\[\d\] key "k\d+": user code threw: always broken/)
-    t.match((err as { restartsExhausted?: string }).restartsExhausted, /2 restart attempts used/)
   })
 }
