@@ -185,8 +185,10 @@ t.test('lifecycle, end to end - when user code throws, the running instances end
   const lines: string[] = []
   const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) })
   await t.rejects(runJob(countingJob('lifecycle-fail', 2_000, true), { store, logger, restart: { type: 'none' }, progressIntervalMs: 0 }), {
-    name: 'UserCodeError',
-    message: /the last record is poison/,
+    // With no restarts, the job fails with the user's error as the cause.
+    name: 'JobFailedError',
+    message: /none strategy.*user code threw: the last record is poison/,
+    cause: { name: 'UserCodeError' },
   })
   const byInstance = transitionsByInstance(lines)
   const failed = [...byInstance].filter(([, seq]) => seq.at(-1) === 'failed').map(([id]) => id)
