@@ -73,6 +73,11 @@ interface Upload {
 const operatorCodec = cborSerde<unknown>()
 /** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
 export const OPERATOR_CHUNK_FORMAT = 1
+/**
+ * Channel items (batches) an instance takes per turn: few, so a turn stays short with large
+ * state and the slice deadline is checked often.
+ */
+const CONSUMER_STEP_ITEMS = 4
 /** Time per slice spent encoding key groups of a snapshot in progress, before records. */
 const ENCODE_SHARE_MS = 2
 
@@ -212,7 +217,7 @@ export class LocalExecutor implements InstanceHost {
       do {
         round = 0
         // Downstream first: drain queues before sources fill them again.
-        for (let i = this.consumers.length - 1; i >= 0; i--) round += this.consumers[i]!.step(64)
+        for (let i = this.consumers.length - 1; i >= 0; i--) round += this.consumers[i]!.step(CONSUMER_STEP_ITEMS)
         for (const src of this.sources) round += src.step(batchSize)
         work += round
       } while (round > 0 && performance.now() < deadline)
