@@ -26,6 +26,8 @@ export class BarrierAligner {
   private last = 0
   private arrivedCount = 0
   private endedCount = 0
+  /** At-least-once: channels that already delivered barriers newer than the pending one. */
+  private readonly later = new Map<number, Set<number>>()
 
   constructor(
     readonly channels: number,
@@ -53,6 +55,14 @@ export class BarrierAligner {
   /** Barrier `id` arrived on `channel`. */
   onBarrier(channel: number, id: number): AlignmentStep {
     if (id <= this.last) return NOTHING
+    if (this.mode === 'at-least-once' && this.pending !== undefined && id > this.pending) {
+      // Nothing is held, so with several checkpoints in flight a channel can deliver the next
+      // barrier before another channel delivered this one: remember it, do not abort.
+      let seen = this.later.get(id)
+      if (seen === undefined) this.later.set(id, (seen = new Set()))
+      seen.add(channel)
+      return this.complete(undefined)
+    }
     let aborted: number | undefined
     if (this.pending !== undefined && id > this.pending) {
       aborted = this.pending
@@ -90,7 +100,26 @@ export class BarrierAligner {
     const snapshot = this.pending
     this.last = snapshot
     this.reset()
+    this.promote()
     return aborted === undefined ? { snapshot } : { snapshot, aborted }
+  }
+
+  /**
+   * At-least-once: the oldest remembered newer barrier becomes the pending one. If it is already
+   * complete (its missing channels ended), it is reported on the next call, a little later than
+   * its barrier, which at-least-once allows (and a finishing instance snapshots what it missed).
+   */
+  private promote(): void {
+    if (this.later.size === 0) return
+    const next = Math.min(...this.later.keys())
+    const seen = this.later.get(next)!
+    this.later.delete(next)
+    this.pending = next
+    for (const c of seen) {
+      if (this.ended[c] === true || this.arrived[c] === true) continue
+      this.arrived[c] = true
+      this.arrivedCount++
+    }
   }
 
   private reset(): void {

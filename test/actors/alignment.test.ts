@@ -76,8 +76,9 @@ t.test('alignment - the held channel itself ending does not count twice', async 
   t.equal(a.allEnded, true)
 })
 
-t.test('alignment - a newer barrier overtaking an unfinished alignment aborts the older one', async (t) => {
-  const a = new BarrierAligner(2, 'at-least-once')
+t.test('alignment - exactly-once: a newer barrier overtaking an unfinished alignment aborts the older one', async (t) => {
+  // (At-least-once remembers the newer barrier instead: see the two-in-flight test below.)
+  const a = new BarrierAligner(2, 'exactly-once')
   t.same(a.onBarrier(0, 1), {})
   t.same(a.onBarrier(0, 2), { aborted: 1 }, 'channel 0 delivered barrier 2 before channel 1 delivered 1')
   t.equal(a.aligning, 2)
@@ -98,8 +99,8 @@ t.test('alignment - exactly-once: an overtaking barrier releases the channels he
   t.same(a.onBarrier(2, 2), { snapshot: 2 })
 })
 
-t.test('alignment - an overtaking barrier that completes at once reports both the abort and the snapshot', async (t) => {
-  const a = new BarrierAligner(2, 'at-least-once')
+t.test('alignment - exactly-once: an overtaking barrier that completes at once reports both the abort and the snapshot', async (t) => {
+  const a = new BarrierAligner(2, 'exactly-once')
   t.same(a.onBarrier(0, 1), {})
   t.same(a.onEnd(0), {}, 'channel 1 still owes barrier 1')
   t.same(a.onBarrier(1, 2), { aborted: 1, snapshot: 2 }, 'channel 1 skipped barrier 1; channel 0 ended')
@@ -121,4 +122,24 @@ t.test('alignment - old and duplicate barriers are ignored', async (t) => {
   t.equal(a.isHeld(0), false)
   t.equal(a.isHeld(1), false)
   t.equal(a.lastSnapshot, 3)
+})
+
+t.test('alignment - at-least-once with two checkpoints in flight: a newer barrier on one channel does not abort the older one', async (t) => {
+  const a = new BarrierAligner(2, 'at-least-once')
+  t.same(a.onBarrier(0, 1), {})
+  t.same(a.onBarrier(0, 2), {}, 'barrier 2 overtakes on channel 0; checkpoint 1 goes on')
+  t.same(a.onBarrier(1, 1), { snapshot: 1 })
+  t.equal(a.aligning, 2, 'checkpoint 2 is pending with channel 0 already delivered')
+  t.same(a.onBarrier(1, 2), { snapshot: 2 })
+  t.equal(a.lastSnapshot, 2)
+})
+
+t.test('alignment - at-least-once: a remembered checkpoint completed by an end is reported on the next event', async (t) => {
+  const a = new BarrierAligner(3, 'at-least-once')
+  t.same(a.onBarrier(0, 1), {})
+  t.same(a.onBarrier(0, 2), {})
+  t.same(a.onBarrier(1, 1), {})
+  t.same(a.onBarrier(1, 2), {})
+  t.same(a.onEnd(2), { snapshot: 1 }, 'the end completes checkpoint 1')
+  t.same(a.onBarrier(0, 3), { snapshot: 2 }, 'checkpoint 2 was complete too, and comes next')
 })
