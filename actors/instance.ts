@@ -117,7 +117,6 @@ export abstract class Instance {
 /** A source instance: polls its reader; emits barriers between polls when asked. */
 export class SourceInstance extends Instance {
   private readonly barriers: number[] = []
-  private idle = false
 
   constructor(
     spec: OperatorSpec,
@@ -153,8 +152,7 @@ export class SourceInstance extends Instance {
     }
     for (const o of this.outputs) o.flush()
     if (result === 'end') this.finish()
-    this.idle = result === 'idle'
-    return this.idle ? work : work + 1
+    return result === 'idle' ? work : work + 1
   }
 }
 

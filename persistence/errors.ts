@@ -58,6 +58,11 @@ export class CorruptChunkError extends Error {
   }
 }
 
+/** A chunk's index in words: a key group or an instance, by the chunk's kind. */
+function where(kind: ChunkKind, index: number): string {
+  return isKeyGroupKind(kind) ? `key group ${index}` : `instance ${index}`
+}
+
 function describeDamage(fields: {
   job: string
   snapshotId: number
@@ -68,8 +73,7 @@ function describeDamage(fields: {
 }): string {
   const snapshot = `snapshot ${fields.snapshotId} of job '${fields.job}'`
   if (fields.operatorUid !== undefined && fields.kind !== undefined && fields.index !== undefined) {
-    const where = isKeyGroupKind(fields.kind) ? `key group ${fields.index}` : `instance ${fields.index}`
-    return `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' in ${snapshot}`
+    return `${fields.kind} chunk (${where(fields.kind, fields.index)}) of operator '${fields.operatorUid}' in ${snapshot}`
   }
   return fields.file === undefined ? snapshot : `file ${fields.file} of ${snapshot}`
 }
@@ -111,9 +115,8 @@ export class DuplicateChunkError extends Error {
   readonly index: number
 
   constructor(fields: { job: string; snapshotId: number; operatorUid: string; kind: ChunkKind; index: number }) {
-    const where = isKeyGroupKind(fields.kind) ? `key group ${fields.index}` : `instance ${fields.index}`
     super(
-      `${fields.kind} chunk (${where}) of operator '${fields.operatorUid}' was already written to ` +
+      `${fields.kind} chunk (${where(fields.kind, fields.index)}) of operator '${fields.operatorUid}' was already written to ` +
         `snapshot ${fields.snapshotId} of job '${fields.job}'; abort this snapshot`,
     )
     this.job = fields.job

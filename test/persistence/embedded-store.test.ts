@@ -7,8 +7,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { EmbeddedStore } from '../../persistence/embedded-store.ts'
 import { CorruptChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
-import type { SnapshotStore } from '../../persistence/store.ts'
-import { begin, done, keyed, plain, rejectsWith, storeConformance } from './store-conformance.ts'
+import { begin, done, keyed, plain, rejectsWith, storeConformance, storeFixture } from './store-conformance.ts'
 
 async function tempDir(t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-embedded-'))
@@ -25,19 +24,10 @@ async function opened(dir: string): Promise<EmbeddedStore> {
 storeConformance(t, 'embedded store', async () => {
   const root = await mkdtemp(join(tmpdir(), 'weir-embedded-'))
   const dir = join(root, 'snapshots')
-  const stores: SnapshotStore[] = [await opened(dir)]
-  return {
-    store: stores[0]!,
-    reopen: async () => {
-      const store = await opened(dir)
-      stores.push(store)
-      return store
-    },
-    cleanup: async () => {
-      for (const store of stores) await store.close()
-      await rm(root, { recursive: true, force: true })
-    },
-  }
+  return storeFixture(
+    () => opened(dir),
+    () => rm(root, { recursive: true, force: true }),
+  )
 })
 
 /** A completed snapshot 1 of job 'orders' whose single batch file holds `chunks`. */

@@ -5,8 +5,7 @@ import t from 'tap'
 import { CorruptChunkError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
 import { latestSchemaVersion, migrations } from '../../persistence/migrations.ts'
 import { PostgresStore, withFallbackUser } from '../../persistence/postgres-store.ts'
-import type { SnapshotStore } from '../../persistence/store.ts'
-import { begin, done, keyed, plain, rejectsWith, storeConformance } from './store-conformance.ts'
+import { begin, done, keyed, plain, rejectsWith, storeConformance, storeFixture } from './store-conformance.ts'
 
 const url = process.env.WEIR_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/test'
 // Every schema of this run shares a random prefix, so parallel runs never meet and the teardown
@@ -42,19 +41,10 @@ async function dropSchema(schema: string): Promise<void> {
 
 storeConformance(t, 'postgres store', async () => {
   const schema = newSchema()
-  const stores: SnapshotStore[] = [await opened(schema)]
-  return {
-    store: stores[0]!,
-    reopen: async () => {
-      const store = await opened(schema)
-      stores.push(store)
-      return store
-    },
-    cleanup: async () => {
-      for (const store of stores) await store.close()
-      await dropSchema(schema)
-    },
-  }
+  return storeFixture(
+    () => opened(schema),
+    () => dropSchema(schema),
+  )
 })
 
 /** A port on 127.0.0.1 that nothing listens on: bound once, then released. */

@@ -88,6 +88,26 @@ export async function rejectsWith(
   return undefined
 }
 
+/**
+ * A fixture for a store that `open` creates on some location (a folder, a schema): `reopen` opens
+ * another instance on the same location, `cleanup` closes every instance and then removes it.
+ */
+export async function storeFixture(open: () => Promise<SnapshotStore>, remove: () => Promise<void>): Promise<StoreFixture> {
+  const stores: SnapshotStore[] = [await open()]
+  return {
+    store: stores[0]!,
+    reopen: async () => {
+      const store = await open()
+      stores.push(store)
+      return store
+    },
+    cleanup: async () => {
+      for (const store of stores) await store.close()
+      await remove()
+    },
+  }
+}
+
 export function storeConformance(t: Test, name: string, makeStore: () => Promise<StoreFixture>): void {
   const spec = (title: string, body: (t: Test, fixture: StoreFixture) => Promise<void>): void => {
     t.test(`${name} - ${title}`, async (t) => {
