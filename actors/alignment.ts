@@ -1,5 +1,5 @@
 /**
- * Barrier alignment (DESIGN.md section 6, step 3), as pure bookkeeping: which input channels
+ * Barrier alignment (docs/architecture.md section 6, step 3), as pure bookkeeping: which input channels
  * are held, and when an instance with several inputs takes its snapshot.
  *
  * Exactly-once: a channel that delivered barrier n is held until barrier n arrived on every

@@ -1,5 +1,5 @@
 /**
- * In-process channels (DESIGN.md section 5): one FIFO queue per (sender instance, receiver
+ * In-process channels (docs/architecture.md section 5): one FIFO queue per (sender instance, receiver
  * instance) pair of an edge. Records travel in batches; barriers and end-of-input travel in
  * band, in order with them. The NATS transport implements the same items over the wire.
  */

@@ -1,12 +1,13 @@
+import { RetryableError, TerminalError, WeirError, describeThrown } from '../persistence/errors.ts'
+
 /**
  * Errors of the programming model and the instance actors. Each says which failure it is, names
  * the job, operator and key where it can, and says whether retrying can help (`retryable`).
  */
 
 /** The job definition is malformed. A user's mistake: fix the job, retrying cannot help. */
-export class JobDefinitionError extends TypeError {
+export class JobDefinitionError extends TerminalError {
   override readonly name = 'JobDefinitionError'
-  readonly retryable = false
   constructor(
     message: string,
     readonly job?: string,
@@ -23,24 +24,22 @@ export class JobDefinitionError extends TypeError {
 }
 
 /** User code (a map, a process function, a key selector...) threw. A restart may help. */
-export class UserCodeError extends Error {
+export class UserCodeError extends RetryableError {
   override readonly name = 'UserCodeError'
-  readonly retryable = true
   constructor(
     readonly operator: string,
     readonly instance: number,
     readonly key: unknown,
     cause: unknown,
   ) {
-    const what = cause instanceof Error ? cause.message : String(cause)
+    const what = describeThrown(cause)
     super(`operator ${operator}[${instance}]${key === undefined ? '' : ` key ${JSON.stringify(String(key))}`}: user code threw: ${what}`, { cause })
   }
 }
 
 /** A snapshot cannot be restored into this job (different maxParallelism, state kind changed...). */
-export class IncompatibleSnapshotError extends Error {
+export class IncompatibleSnapshotError extends TerminalError {
   override readonly name = 'IncompatibleSnapshotError'
-  readonly retryable = false
   constructor(
     message: string,
     readonly job: string,
@@ -52,7 +51,7 @@ export class IncompatibleSnapshotError extends Error {
 }
 
 /** A source or sink failed at its edge of the world (file missing, line not JSON...). */
-export class ConnectorError extends Error {
+export class ConnectorError extends WeirError {
   override readonly name = 'ConnectorError'
   constructor(
     message: string,
@@ -61,5 +60,33 @@ export class ConnectorError extends Error {
     cause?: unknown,
   ) {
     super(`operator ${operator}: ${message}`, cause === undefined ? undefined : { cause })
+  }
+}
+
+/** A key selector returned something that is not a key. The job must be fixed; a restart cannot help. */
+export class KeySelectorError extends TerminalError {
+  override readonly name = 'KeySelectorError'
+  constructor(
+    readonly operator: string,
+    readonly key: unknown,
+  ) {
+    super(`keyBy into ${operator}: the key selector returned ${describeValue(key)} (${typeof key}); keys must be strings, finite numbers or bigints`)
+  }
+}
+
+/** A value in a few words for an error message; never throws, whatever the value is. */
+export function describeValue(value: unknown): string {
+  try {
+    if (typeof value === 'string') return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}...` : value)
+    if (typeof value === 'bigint') return `${value}n`
+    if (typeof value === 'symbol' || typeof value === 'function') return String(value)
+    if (typeof value === 'object' && value !== null) {
+      const json = JSON.stringify(value)
+      if (json !== undefined) return json.length > 100 ? `${json.slice(0, 100)}...` : json
+    }
+    return String(value)
+  } catch {
+    const name = (value as { constructor?: { name?: unknown } } | null)?.constructor?.name
+    return `an unprintable ${typeof name === 'string' ? name : typeof value}`
   }
 }

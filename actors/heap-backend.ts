@@ -1,6 +1,6 @@
 /**
  * The heap state backend: keyed state in Maps, one Map per state and key group, so a snapshot and
- * a rescale work key group by key group (DESIGN.md sections 3 and 6).
+ * a rescale work key group by key group (docs/architecture.md sections 3 and 6).
  *
  * Snapshots are copy-on-write. `startSnapshot` only marks the key groups that hold data;
  * `serializeSome` encodes them a few at a time between batches of records; the first write to a

@@ -7,6 +7,7 @@ import { createActor, type Actor } from 'xstate'
 import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
 import type { LocalChannel, RecordBatch } from './channel.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
+import { WeirError } from '../persistence/errors.ts'
 import { UserCodeError, JobDefinitionError } from './errors.ts'
 import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
 import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
@@ -84,7 +85,7 @@ export abstract class Instance {
     return undefined
   }
 
-  /** Takes checkpoint `id`: capture state, forward the barrier (DESIGN.md section 6, step 3). */
+  /** Takes checkpoint `id`: capture state, forward the barrier (docs/architecture.md section 6, step 3). */
   snapshot(id: number): void {
     if (id <= this.lastSnapshot) return
     this.lastSnapshot = id
@@ -148,7 +149,7 @@ export class SourceInstance extends Instance {
     try {
       result = this.reader.poll(this.emitAll, budget)
     } catch (err) {
-      throw err instanceof UserCodeError || (err as { retryable?: unknown }).retryable !== undefined ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
+      throw err instanceof WeirError ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
     }
     for (const o of this.outputs) o.flush()
     if (result === 'end') this.finish()
@@ -285,7 +286,7 @@ export class SinkInstance extends ConsumingInstance {
     try {
       this.writer.write(batch.records)
     } catch (err) {
-      throw (err as { retryable?: unknown }).retryable !== undefined ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
+      throw err instanceof WeirError ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
     }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The job builder: the programming model of DESIGN.md section 2. It only describes a job (a
+ * The job builder: the programming model of docs/architecture.md section 2. It only describes a job (a
  * graph of operators); `runJob` executes it.
  */
 import type { Source, Sink } from './connectors.ts'

@@ -1,5 +1,5 @@
 /**
- * Key groups (DESIGN.md section 3): the unit of keyed state and of rescaling. These formulas are
+ * Key groups (docs/architecture.md section 3): the unit of keyed state and of rescaling. These formulas are
  * part of the snapshot format; changing any of them makes old snapshots unreadable.
  */
 

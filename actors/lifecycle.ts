@@ -1,5 +1,5 @@
 /**
- * The lifecycle of an operator instance (DESIGN.md section 4), an XState v5 machine:
+ * The lifecycle of an operator instance (docs/architecture.md section 4), an XState v5 machine:
  *
  * - `created`: built, not yet restored.
  * - `restoring`: loading its key groups and offsets from a snapshot.

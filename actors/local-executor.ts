@@ -1,10 +1,11 @@
 /**
  * Runs every instance of one job attempt in this process (local mode): builds the instances and
  * channels, restores them from a snapshot, schedules them on the event loop in bounded slices,
- * and encodes and writes their snapshots off the hot path (DESIGN.md sections 5 and 6).
+ * and encodes and writes their snapshots off the hot path (docs/architecture.md sections 5 and 6).
  */
 import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
+import { WeirError } from '../persistence/errors.ts'
 import { cborSerde } from '../persistence/serde.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
@@ -184,7 +185,7 @@ export class LocalExecutor implements InstanceHost {
           if (chunk !== undefined) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
         }
       } catch (err) {
-        if ((err as { retryable?: unknown }).retryable !== undefined) throw err
+        if (err instanceof WeirError) throw err
         throw new IncompatibleSnapshotError(`cannot restore ${inst.id}: ${(err as Error).message}`, job, id, uid)
       }
     }
@@ -274,7 +275,7 @@ export class LocalExecutor implements InstanceHost {
     )
   }
 
-  /** Starts checkpoint `id` (DESIGN.md section 6, step 2): sources emit barriers; finished instances snapshot as they are. */
+  /** Starts checkpoint `id` (docs/architecture.md section 6, step 2): sources emit barriers; finished instances snapshot as they are. */
   triggerCheckpoint(id: number): void {
     this.inFlight.add(id)
     for (const inst of this.instances) {

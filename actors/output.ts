@@ -4,18 +4,8 @@
  */
 import type { BarrierItem, EndItem, LocalChannel } from './channel.ts'
 import type { EdgeSpec, Transform } from './job.ts'
+import { KeySelectorError } from './errors.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
-
-export class KeySelectorError extends TypeError {
-  override readonly name = 'KeySelectorError'
-  readonly retryable = false
-  constructor(
-    readonly operator: string,
-    readonly key: unknown,
-  ) {
-    super(`keyBy into ${operator}: the key selector returned ${typeof key === 'object' ? JSON.stringify(key) : String(key)} (${typeof key}); keys must be strings, finite numbers or bigints`)
-  }
-}
 
 export class EdgeOutput {
   /** Runs the transforms, then partitions. */

@@ -1,7 +1,7 @@
 /**
  * Sinks: stdout, an append-only file, and an in-memory array. All three are at-least-once: after
  * a restart they may repeat records written since the last checkpoint (the keyed state itself is
- * exactly-once). Transactional sinks come with two-phase commit (DESIGN.md section 6, step 4).
+ * exactly-once). Transactional sinks come with two-phase commit (docs/architecture.md section 6, step 4).
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
 import type { ConnectorContext, Sink, SinkWriter } from './connectors.ts'

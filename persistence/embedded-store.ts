@@ -1,6 +1,6 @@
 /**
  * A `SnapshotStore` in a local directory, for local mode: the quickstart needs no server
- * (DESIGN.md section 8). Every write is atomic on disk, so `kill -9` at any moment leaves either
+ * (docs/architecture.md section 8). Every write is atomic on disk, so `kill -9` at any moment leaves either
  * the old or the new state, never a half-written snapshot that looks completed.
  *
  * Layout:

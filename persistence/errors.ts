@@ -1,13 +1,67 @@
 import { isKeyGroupKind, type ChunkKind, type SnapshotStatus } from './store.ts'
 
 /**
+ * The base of every error Weir throws. Whether a restart can help is part of the class tree:
+ * a {@link RetryableError} may go away on its own (a database restarting, user code meeting a
+ * bad record it will skip after a fix), a {@link TerminalError} never does (a malformed job, a
+ * corrupt snapshot). The supervisor reads {@link isRetryable}, never a field of a foreign error.
+ */
+export abstract class WeirError extends Error {
+  /** True if running the same thing again may succeed. */
+  abstract readonly retryable: boolean
+}
+
+/** A failure that a retry or a restart may get past. */
+export abstract class RetryableError extends WeirError {
+  readonly retryable = true
+}
+
+/** A failure that no retry can fix: something must change first (the job, an option, the data). */
+export abstract class TerminalError extends WeirError {
+  readonly retryable = false
+}
+
+/**
+ * Whether a restart may get past `error`. Weir's own errors say so by their class; anything
+ * else (a bug, an error thrown by a library) is given the benefit of a restart.
+ */
+export function isRetryable(error: unknown): boolean {
+  return error instanceof WeirError ? error.retryable : true
+}
+
+/** Turns anything thrown into an `Error`, keeping an `Error` as it is. */
+export function ensureError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new Error(describeThrown(thrown), { cause: thrown })
+}
+
+/** A thrown value in words, readable whatever it is (a string, an object, a symbol, null). */
+export function describeThrown(thrown: unknown): string {
+  if (thrown instanceof Error) return thrown.message
+  if (typeof thrown === 'string') return thrown
+  if (thrown === undefined || thrown === null || typeof thrown !== 'object') {
+    try {
+      return `a thrown ${thrown === null ? 'null' : typeof thrown} (${String(thrown)})`
+    } catch {
+      return `a thrown ${typeof thrown}`
+    }
+  }
+  try {
+    const json = JSON.stringify(thrown)
+    if (json !== undefined) return `a thrown non-Error object ${json.length > 200 ? `${json.slice(0, 200)}...` : json}`
+  } catch {
+    // a cycle or a bigint: fall through to its constructor name
+  }
+  const name = (thrown as { constructor?: { name?: unknown } }).constructor?.name
+  return `a thrown non-Error ${typeof name === 'string' && name !== '' ? name : 'object'}`
+}
+
+/**
  * The snapshot store cannot be reached: the database is down or refuses us, or the directory
  * cannot be created or written. Retrying later can help, so a supervisor should back off and
  * retry rather than fail the job for good.
  */
-export class StoreUnavailableError extends Error {
+export class StoreUnavailableError extends RetryableError {
   override readonly name = 'StoreUnavailableError'
-  readonly retryable = true
   /** What we tried to reach, e.g. `127.0.0.1:5432/test` or a directory. Never holds a password. */
   readonly target: string
 
@@ -24,9 +78,8 @@ export class StoreUnavailableError extends Error {
  * The address fields are `undefined` when the damage is not confined to one chunk (an
  * unreadable batch file or header); `file` then says where to look.
  */
-export class CorruptChunkError extends Error {
+export class CorruptChunkError extends TerminalError {
   override readonly name = 'CorruptChunkError'
-  readonly retryable = false
   readonly job: string
   readonly snapshotId: number
   readonly operatorUid: string | undefined
@@ -83,9 +136,8 @@ function describeDamage(fields: {
  * beginning an id that exists, completing or aborting one that is not pending, reading one that
  * is not completed. This is a protocol mistake of the caller; retrying the same call cannot help.
  */
-export class SnapshotStateError extends Error {
+export class SnapshotStateError extends TerminalError {
   override readonly name = 'SnapshotStateError'
-  readonly retryable = false
   readonly job: string
   readonly snapshotId: number
   /** The snapshot's status when the operation was refused; `undefined` if it does not exist. */
@@ -105,9 +157,8 @@ export class SnapshotStateError extends Error {
  * or instance, or a write was repeated; either way the snapshot cannot be trusted, so it should
  * be aborted.
  */
-export class DuplicateChunkError extends Error {
+export class DuplicateChunkError extends TerminalError {
   override readonly name = 'DuplicateChunkError'
-  readonly retryable = false
   readonly job: string
   readonly snapshotId: number
   readonly operatorUid: string
@@ -131,9 +182,8 @@ export class DuplicateChunkError extends Error {
  * The stored schema or layout version is newer than this code knows: a newer Weir wrote it.
  * Retrying cannot help; upgrade Weir or point it at another database or directory.
  */
-export class StoreSchemaError extends Error {
+export class StoreSchemaError extends TerminalError {
   override readonly name = 'StoreSchemaError'
-  readonly retryable = false
   readonly target: string
   /** The version found in the store. */
   readonly foundVersion: number

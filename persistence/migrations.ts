@@ -1,5 +1,5 @@
 /**
- * The Postgres store's schema, as an ordered list of migrations (DESIGN.md section 8). Each runs
+ * The Postgres store's schema, as an ordered list of migrations (docs/architecture.md section 8). Each runs
  * in its own transaction with `search_path` set to the store's schema, so the SQL names tables
  * without a schema. Never edit a released migration: append a new one.
  */

@@ -1,5 +1,5 @@
 /**
- * A `SnapshotStore` in Postgres (DESIGN.md section 8): chunks are written in bulk, one
+ * A `SnapshotStore` in Postgres (docs/architecture.md section 8): chunks are written in bulk, one
  * transaction per `writeChunks`, and a snapshot's row turns `completed` last, so a half-written
  * snapshot is never restored.
  */

@@ -1,6 +1,6 @@
 /**
  * Reads keyed state out of a completed snapshot, offline (no running job): for tests,
- * inspection and the state processor to come (DESIGN.md section 9).
+ * inspection and the state processor to come (docs/architecture.md section 9).
  */
 import type { Key } from '../actors/key-groups.ts'
 import { decodeKeyedChunk } from './keyed-chunk.ts'

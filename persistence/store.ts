@@ -1,5 +1,5 @@
 /**
- * The snapshot store contract (DESIGN.md section 8). Two implementations pass one shared
+ * The snapshot store contract (docs/architecture.md section 8). Two implementations pass one shared
  * conformance suite (`test/persistence/store-conformance.ts`): `PostgresStore` and
  * `EmbeddedStore`.
  *

@@ -1,11 +1,12 @@
 /**
- * The checkpoint coordinator of one job attempt (DESIGN.md section 6): triggers checkpoints,
+ * The checkpoint coordinator of one job attempt (docs/architecture.md section 6): triggers checkpoints,
  * collects acks, completes them in the store (last write), aborts those that time out or fail,
  * fails the job after too many failures in a row, and prunes old checkpoints.
  */
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointAcks } from '../actors/local-executor.ts'
 import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import { CheckpointFailedError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
 /** What the coordinator drives: the instances of the attempt. */
@@ -13,20 +14,6 @@ export interface CheckpointTarget {
   triggerCheckpoint(id: number): void
   checkpointCompleted(id: number): Promise<void>
   checkpointAborted(id: number): void
-}
-
-/** Too many checkpoints failed in a row (`tolerableFailures`). The job fails over. */
-export class CheckpointFailedError extends Error {
-  override readonly name = 'CheckpointFailedError'
-  readonly retryable = true
-  constructor(
-    readonly job: string,
-    readonly checkpointId: number,
-    readonly reason: string,
-    cause?: unknown,
-  ) {
-    super(`job ${job}: checkpoint ${checkpointId} failed (${reason}), more than the tolerable failures in a row`, cause === undefined ? undefined : { cause })
-  }
 }
 
 interface Pending {

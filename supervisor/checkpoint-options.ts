@@ -1,5 +1,5 @@
 /**
- * Checkpoint options (DESIGN.md section 6): written once with their defaults, validated when
+ * Checkpoint options (docs/architecture.md section 6): written once with their defaults, validated when
  * resolved, durations in milliseconds.
  */
 import type { CheckpointMode } from '../actors/alignment.ts'

@@ -1,12 +1,13 @@
+import { RetryableError, TerminalError, describeThrown } from '../persistence/errors.ts'
+
 /**
  * Errors of the control plane. Each says which failure it is and whether retrying can help
  * (`retryable`), so the supervisor and the user know what to do.
  */
 
 /** An option has a wrong type or value. A user's mistake: fix the option, retrying cannot help. */
-export class InvalidOptionError extends TypeError {
+export class InvalidOptionError extends TerminalError {
   override readonly name = 'InvalidOptionError'
-  readonly retryable = false
   constructor(
     /** Dotted path of the option, e.g. `checkpoints.intervalMs`. */
     readonly option: string,
@@ -19,9 +20,8 @@ export class InvalidOptionError extends TypeError {
 }
 
 /** An option name that does not exist (often a typo). */
-export class UnknownOptionError extends TypeError {
+export class UnknownOptionError extends TerminalError {
   override readonly name = 'UnknownOptionError'
-  readonly retryable = false
   constructor(
     readonly option: string,
     readonly known: readonly string[],
@@ -47,9 +47,8 @@ export function rejectUnknownKeys(path: string, given: object, known: readonly s
 }
 
 /** The restart strategy gave up: the job failed for good. `cause` is the last failure. */
-export class JobFailedError extends Error {
+export class JobFailedError extends TerminalError {
   override readonly name = 'JobFailedError'
-  readonly retryable = false
   constructor(
     readonly job: string,
     /** Attempts run, the failed ones included. */
@@ -58,6 +57,19 @@ export class JobFailedError extends Error {
     readonly reason: string,
     cause: unknown,
   ) {
-    super(`job ${job} failed after ${attempts} attempts (${reason}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+    super(`job ${job} failed after ${attempts} attempts (${reason}): ${describeThrown(cause)}`, { cause })
+  }
+}
+
+/** Too many checkpoints failed in a row (`tolerableFailures`). The job fails over. */
+export class CheckpointFailedError extends RetryableError {
+  override readonly name = 'CheckpointFailedError'
+  constructor(
+    readonly job: string,
+    readonly checkpointId: number,
+    readonly reason: string,
+    cause?: unknown,
+  ) {
+    super(`job ${job}: checkpoint ${checkpointId} failed (${reason}), more than the tolerable failures in a row`, cause === undefined ? undefined : { cause })
   }
 }

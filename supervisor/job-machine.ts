@@ -1,5 +1,5 @@
 /**
- * The lifecycle of a job (DESIGN.md section 4), an XState v5 machine:
+ * The lifecycle of a job (docs/architecture.md section 4), an XState v5 machine:
  *
  * - `created`: defined, not started.
  * - `scheduling`: opening the store, building and restoring instances.

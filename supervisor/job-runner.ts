@@ -1,13 +1,14 @@
 /**
  * Runs a job in this process (local mode): opens the store, restores from a snapshot, runs
  * attempts of the job, takes checkpoints and recovers from failures with the restart strategy
- * (DESIGN.md section 7).
+ * (docs/architecture.md section 7).
  */
 import { createActor } from 'xstate'
 import { IncompatibleSnapshotError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
+import { isRetryable } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -165,7 +166,7 @@ class JobRunner {
         if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
         const error = outcome.error
         this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error) })
-        if ((error as { retryable?: unknown })?.retryable === false) {
+        if (!isRetryable(error)) {
           this.machine.send({ type: 'GIVE_UP' })
           throw error
         }

@@ -1,5 +1,5 @@
 /**
- * The restart strategy as an XState machine (DESIGN.md §4): the pure decision of
+ * The restart strategy as an XState machine (docs/architecture.md section 4): the pure decision of
  * `restart-strategy.ts` plus the wait, as a delayed transition, so the clock can be injected and
  * the dashboard sees the wait as a state.
  *

@@ -1,5 +1,5 @@
 /**
- * Restart strategies (DESIGN.md §4): when a job fails, whether and after how long the supervisor
+ * Restart strategies (docs/architecture.md section 4): when a job fails, whether and after how long the supervisor
  * restarts it. Pure: time and randomness come in as arguments, so every decision is reproducible
  * and the waiting itself belongs to `restart-machine.ts`.
  */

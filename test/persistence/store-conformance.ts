@@ -1,5 +1,5 @@
 /**
- * The behaviour every `SnapshotStore` must have (DESIGN.md section 8), run against each store by
+ * The behaviour every `SnapshotStore` must have (docs/architecture.md section 8), run against each store by
  * its own test file.
  */
 import type { Test } from 'tap'

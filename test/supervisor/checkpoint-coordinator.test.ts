@@ -1,5 +1,5 @@
 /**
- * The checkpoint coordinator (DESIGN.md section 6) against a real EmbeddedStore in a tmp dir and
+ * The checkpoint coordinator (docs/architecture.md section 6) against a real EmbeddedStore in a tmp dir and
  * a small fake target, then end to end through `runJob`.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -9,7 +9,8 @@ import t, { type Test } from 'tap'
 import { generatedRecord, generatorSource, job, readSnapshotState, runJob, valueState, createLogger, type GeneratorOptions } from '../../index.ts'
 import { EmbeddedStore } from '../../persistence/embedded-store.ts'
 import type { SnapshotInfo, SnapshotLayout } from '../../persistence/store.ts'
-import { CheckpointCoordinator, CheckpointFailedError, type CheckpointTarget } from '../../supervisor/checkpoint-coordinator.ts'
+import { CheckpointCoordinator, type CheckpointTarget } from '../../supervisor/checkpoint-coordinator.ts'
+import { CheckpointFailedError } from '../../supervisor/errors.ts'
 import { resolveCheckpointOptions, type CheckpointOptions } from '../../supervisor/checkpoint-options.ts'
 import { silentLogger } from '../../supervisor/logger.ts'
 

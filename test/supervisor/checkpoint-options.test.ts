@@ -1,5 +1,5 @@
 /**
- * Checkpoint options (DESIGN.md section 6): defaults written once, bad values rejected when the
+ * Checkpoint options (docs/architecture.md section 6): defaults written once, bad values rejected when the
  * options are resolved, with the dotted name of the option.
  */
 import t from 'tap'
