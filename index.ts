@@ -16,13 +16,14 @@ export type {
   StateHandle,
 } from './actors/state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
-export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions } from './actors/sources.ts'
+export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'
 export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
 export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
 export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
-export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError } from './actors/errors.ts'
+export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError } from './actors/errors.ts'
+export type { BadLineReason } from './actors/errors.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'
 

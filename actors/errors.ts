@@ -52,7 +52,7 @@ export class IncompatibleSnapshotError extends TerminalError {
 
 /** A source or sink failed at its edge of the world (file missing, line not JSON...). */
 export class ConnectorError extends WeirError {
-  override readonly name = 'ConnectorError'
+  override readonly name: string = 'ConnectorError'
   constructor(
     message: string,
     readonly operator: string,
@@ -60,6 +60,29 @@ export class ConnectorError extends WeirError {
     cause?: unknown,
   ) {
     super(`operator ${operator}: ${message}`, cause === undefined ? undefined : { cause })
+  }
+}
+
+/** What is wrong with a line of a file source. */
+export type BadLineReason = 'not-json' | 'invalid-utf8' | 'too-long' | 'unterminated'
+
+/**
+ * A line of a file source cannot be read as a record (not JSON, not UTF-8, too long, or a last
+ * line without a newline), and the source's policy for bad lines is to fail. Reading the same
+ * line again cannot help: fix the file, or choose another `onBadLine` policy.
+ */
+export class BadLineError extends ConnectorError {
+  override readonly name = 'BadLineError'
+  constructor(
+    operator: string,
+    /** The file. */
+    readonly path: string,
+    /** The line's number, from 1. */
+    readonly line: number,
+    readonly reason: BadLineReason,
+    problem: string,
+  ) {
+    super(`${path}:${line}: ${problem}; fix the file, or set onBadLine to 'skip' or a function`, operator, false)
   }
 }
 

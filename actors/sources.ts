@@ -1,10 +1,12 @@
 /**
  * Replayable sources: a deterministic generator (tests, benchmarks, demos) and a
- * newline-delimited JSON file. Both resume exactly from a checkpointed offset.
+ * newline-delimited JSON file (in ndjson-source.ts). Both resume exactly from a checkpointed offset.
  */
-import { closeSync, openSync, readSync } from 'node:fs'
 import type { ConnectorContext, PollResult, Source, SourceReader } from './connectors.ts'
-import { ConnectorError, JobDefinitionError } from './errors.ts'
+import { JobDefinitionError } from './errors.ts'
+
+export { ndjsonSource } from './ndjson-source.ts'
+export type { BadLine, BadLinePolicy, NdjsonSource, NdjsonSourceOptions } from './ndjson-source.ts'
 
 /** A record of {@link generatorSource}. */
 export interface GeneratedRecord {
@@ -92,91 +94,6 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
           return next >= records ? 'end' : 'more'
         },
         offset: () => next,
-      }
-    },
-  }
-}
-
-/** Options of {@link ndjsonSource}. */
-export interface NdjsonSourceOptions {
-  /** Path of a file with one JSON value per line. */
-  path: string
-}
-
-/** Offset of an NDJSON reader: the byte position and number of the next line. */
-interface NdjsonOffset {
-  pos: number
-  line: number
-}
-
-/**
- * Reads a newline-delimited JSON file; blank lines are skipped. With parallelism `p`, instance
- * `i` takes the lines with `lineNumber % p === i`. A line that is not JSON fails the job with
- * its file and line number.
- */
-export function ndjsonSource<T>(options: NdjsonSourceOptions): Source<T> {
-  if (typeof options?.path !== 'string' || options.path === '') throw new JobDefinitionError('ndjsonSource needs { path }')
-  const path = options.path
-  return {
-    kind: 'ndjson',
-    open(ctx: ConnectorContext): SourceReader<T> {
-      let fd: number
-      try {
-        fd = openSync(path, 'r')
-      } catch (err) {
-        throw new ConnectorError(`cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, ctx.operator, false, err)
-      }
-      const buf = Buffer.alloc(64 * 1024)
-      let pending = Buffer.alloc(0)
-      let readPos = 0 // file position of the end of `pending`
-      let at: NdjsonOffset = { pos: 0, line: 0 }
-      let eof = false
-      return {
-        restore(offset) {
-          const o = offset as NdjsonOffset
-          if (typeof o?.pos !== 'number' || typeof o.line !== 'number') throw new Error(`not an ndjson offset: ${JSON.stringify(offset)}`)
-          at = { pos: o.pos, line: o.line }
-          readPos = o.pos
-          pending = Buffer.alloc(0)
-        },
-        poll(emit, max): PollResult {
-          let n = 0
-          while (n < max) {
-            let nl = pending.indexOf(10)
-            if (nl < 0) {
-              if (eof) {
-                if (pending.length > 0) nl = pending.length
-                else return 'end'
-              } else {
-                const got = readSync(fd, buf, 0, buf.length, readPos)
-                if (got === 0) eof = true
-                readPos += got
-                pending = Buffer.concat([pending, buf.subarray(0, got)])
-                continue
-              }
-            }
-            const lineBytes = pending.subarray(0, nl)
-            pending = pending.subarray(Math.min(nl + 1, pending.length))
-            const line = at.line
-            at = { pos: at.pos + nl + 1, line: line + 1 }
-            if (line % ctx.parallelism !== ctx.instance) continue
-            const text = lineBytes.toString('utf8').trim()
-            if (text === '') continue
-            let value: T
-            try {
-              value = JSON.parse(text) as T
-            } catch (err) {
-              throw new ConnectorError(`${path}:${line + 1}: not JSON (${(err as Error).message})`, ctx.operator, false, err)
-            }
-            emit(value)
-            n++
-          }
-          return 'more'
-        },
-        offset: () => ({ pos: Math.min(at.pos, readPos), line: at.line }),
-        close() {
-          closeSync(fd)
-        },
       }
     },
   }
