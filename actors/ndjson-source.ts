@@ -202,6 +202,8 @@ export class NdjsonReader<T> implements SourceReader<T> {
   private pos = 0
   private line = 0
   private fingerprintAt: { pos: number; file: FileIdentity } | undefined
+  /** Size and modification time of the file since when they have not changed, while a last line waits. */
+  private unchanged: { size: number; mtimeMs: number; since: number } | undefined
 
   constructor(
     private readonly config: NdjsonConfig,
@@ -235,6 +237,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
     }
     this.pos = this.readPos = o.pos
     this.line = o.line
+    this.unchanged = undefined
     this.chunk = Buffer.alloc(0)
     this.chunkStart = 0
     this.dropLine()
@@ -381,8 +384,9 @@ export class NdjsonReader<T> implements SourceReader<T> {
     if (stat.size > this.readPos) return 'continue'
     if (this.partsBytes + this.tooLongBytes === 0) return 'end'
     if (this.config.partialLastLine === 'settled') {
-      if (Date.now() - stat.mtimeMs < this.config.settleMs) return 'idle'
+      if (!this.settled(stat.size, stat.mtimeMs)) return 'idle'
       // Settled: the line ends where the file ends.
+      this.unchanged = undefined
       return this.endLine(this.chunk.length, emit) ? 'emitted' : 'continue'
     }
     const line = this.line
@@ -395,6 +399,21 @@ export class NdjsonReader<T> implements SourceReader<T> {
     this.dropLine()
     if (mine && !blank) this.bad(line, start, 'unterminated', 'the last line has no newline (the file may still be being written)', bytes)
     return 'continue'
+  }
+
+  /**
+   * Whether the file has not been modified for `settleMs`: by its modification time, or (should
+   * the file system's clock be ahead of ours) by our own watch of its size and time.
+   */
+  private settled(size: number, mtimeMs: number): boolean {
+    const now = Date.now()
+    if (now - mtimeMs >= this.config.settleMs) return true
+    const seen = this.unchanged
+    if (seen === undefined || seen.size !== size || seen.mtimeMs !== mtimeMs) {
+      this.unchanged = { size, mtimeMs, since: now }
+      return false
+    }
+    return now - seen.since >= this.config.settleMs
   }
 
   /** A bad line, handled by the `onBadLine` policy. */

@@ -378,3 +378,15 @@ t.test('ndjson job - a line still being written when the job reaches it is read 
   t.equal(result.status, 'finished')
   t.same(out, [{ i: 0 }, { i: 1 }, { i: 2 }])
 })
+
+t.test('ndjson - a file whose modification time is ahead of our clock settles by our own watch', async (t) => {
+  const dir = tmp(t)
+  const path = join(dir, 'future.ndjson')
+  writeFileSync(path, '{"a":1}\n{"a":2}')
+  const future = new Date(Date.now() + 3_600_000)
+  utimesSync(path, future, future)
+  const r = reader(t, { path, settleMs: 100 })
+  t.same(drain(r, 'idle'), [{ a: 1 }], 'waits first')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.same(drain(r), [{ a: 2 }], 'unchanged for settleMs: the last record')
+})
