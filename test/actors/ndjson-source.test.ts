@@ -11,9 +11,13 @@ import {
   job,
   JobDefinitionError,
   ndjsonSource,
+  readSnapshotState,
   runJob,
   startJob,
+  valueState,
   type BadLine,
+  type Sink,
+  type Source,
   type NdjsonSourceOptions,
   type RunOptions,
 } from '../../index.ts'
@@ -389,4 +393,67 @@ t.test('ndjson - a file whose modification time is ahead of our clock settles by
   t.same(drain(r, 'idle'), [{ a: 1 }], 'waits first')
   await new Promise((resolve) => setTimeout(resolve, 150))
   t.same(drain(r), [{ a: 2 }], 'unchanged for settleMs: the last record')
+})
+
+t.test('ndjson job - a failover while a half-written line waits resumes at that line: every line counted once', async (t) => {
+  const dir = tmp(t)
+  const store = storeIn(t, dir)
+  const n = 20_000
+  const keyOf = (i: number) => `k${(i * 7919) % 101}`
+  const lineOf = (i: number) => `{"i":${i},"key":"${keyOf(i)}"}`
+  const head = Array.from({ length: n }, (_, i) => `${lineOf(i)}\n`).join('')
+  const path = join(dir, 'in.ndjson')
+  writeFileSync(path, head + lineOf(n).slice(0, 6))
+  const inner = ndjsonSource<{ i: number; key: string }>({ path, settleMs: 60_000 })
+  const restoredAt: unknown[] = []
+  const source: Source<{ i: number; key: string }> = {
+    kind: 'ndjson',
+    open(ctx) {
+      const r = inner.open(ctx) as NdjsonReader<{ i: number; key: string }>
+      const restore = r.restore.bind(r)
+      r.restore = (offset) => {
+        restoredAt.push((offset as { pos: number }).pos)
+        restore(offset)
+      }
+      return r
+    },
+  }
+  // Once a checkpoint completed, the writer finishes its line and adds more; the first record
+  // after that checkpoint fails once, so the job restores from it.
+  let checkpointed = false
+  let failed = false
+  const marker: Sink<unknown> = {
+    kind: 'marker',
+    open: () => ({
+      write() {},
+      checkpointCompleted() {
+        if (checkpointed) return
+        checkpointed = true
+        appendFileSync(path, lineOf(n).slice(6) + '\n' + Array.from({ length: 100 }, (_, k) => `${lineOf(n + 1 + k)}\n`).join(''))
+      },
+    }),
+  }
+  const count = valueState<number>('count', { default: 0 })
+  const j = job('failover')
+  j.source('in', source, { parallelism: 2 })
+    .map((r) => {
+      if (checkpointed && !failed) {
+        failed = true
+        throw new Error('once')
+      }
+      return r
+    })
+    .keyBy((r) => r.key)
+    .process('count', { state: { count }, parallelism: 2 }, (_r, ctx) => {
+      const c = ctx.state(count)
+      c.update(c.value() + 1)
+    })
+    .sink('marker', marker)
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 10 }, restart: { type: 'fixed-delay', attempts: 1, delayMs: 10 } }))
+  t.equal(result.attempts, 2, 'one failover')
+  t.same(restoredAt, [head.length, head.length], 'both instances resume at the start of the line that was half-written at the checkpoint')
+  const expected = new Map<string, number>()
+  for (let i = 0; i <= n + 100; i++) expected.set(keyOf(i), (expected.get(keyOf(i)) ?? 0) + 1)
+  const state = await readSnapshotState(store, 'failover', 'count', 'count')
+  t.same([...state].sort(([a], [b]) => String(a).localeCompare(String(b))), [...expected].sort(([a], [b]) => a.localeCompare(b)), 'every line counted once')
 })
