@@ -2,9 +2,11 @@
  * Run options are resolved once, when the job is started: a mistake fails at once with an error
  * naming the option, is terminal (never retried), and nothing runs or is written.
  */
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { EmbeddedStore, generatorSource, InvalidOptionError, job, startJob, UnknownOptionError, type RunOptions } from '../../index.ts'
 import { resolveRunOptions, resolveTuning } from '../../supervisor/run-options.ts'
@@ -63,4 +65,18 @@ t.test('run options - defaults are filled in once', async (t) => {
   t.equal(r.progressIntervalMs, 2000)
   t.equal(r.checkpoints, undefined)
   t.equal(r.restart.type, 'exponential-backoff')
+})
+
+t.test('cli - a duration flag above 2^31-1 ms is a usage mistake naming the flag (exit 2), nothing runs', async (t) => {
+  const root = fileURLToPath(new URL('../..', import.meta.url))
+  const dir = mkdtempSync(join(tmpdir(), 'weir-cli-durations-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = join(dir, 'snapshots')
+  const r = spawnSync(process.execPath, [join(root, 'bin/weir.js'), 'run', join(root, 'examples/payments/job.ts'), '--checkpoint-interval', '100', '--checkpoint-timeout', '1e12', '--store-dir', store], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  t.equal(r.status, 2)
+  t.match(r.stderr, 'option --checkpoint-timeout: expected an integer number of milliseconds from 0 to 2147483647 (about 24.8 days, the longest a timer can wait), got 1000000000000')
+  t.same(readdirSync(dir), [], 'no store folder was made')
 })
