@@ -9,6 +9,7 @@ import { JobBuilder } from '../actors/job.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { PostgresStore } from '../persistence/postgres-store.ts'
 import { readSnapshotState } from '../persistence/snapshot-reader.ts'
+import { checkDuration } from '../persistence/option-checks.ts'
 import type { SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { formatBytes } from '../supervisor/checkpoint-coordinator.ts'
@@ -75,6 +76,16 @@ function int(flag: string, value: string | undefined): number | undefined {
   return n
 }
 
+/** A duration flag in ms, checked by the one duration check (a timer waits at most 2^31-1 ms). */
+function ms(flag: string, value: string | undefined): number | undefined {
+  const n = int(flag, value)
+  try {
+    return n === undefined ? undefined : checkDuration(`--${flag}`, n)
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+}
+
 function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }): SnapshotStore {
   const store = values.store ?? 'embedded'
   if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR })
@@ -116,14 +127,14 @@ async function run(args: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
   const restoreArg = values.restore ?? 'none'
   const restore = restoreArg === 'latest' || restoreArg === 'none' ? restoreArg : int('restore', restoreArg)!
-  const interval = int('checkpoint-interval', values['checkpoint-interval'])
+  const interval = ms('checkpoint-interval', values['checkpoint-interval'])
   let checkpoints: CheckpointOptions | false = false
   if (interval !== undefined) {
     checkpoints = { intervalMs: interval }
     const extra: Record<string, unknown> = {
       mode: values['checkpoint-mode'],
-      timeoutMs: int('checkpoint-timeout', values['checkpoint-timeout']),
-      minPauseMs: int('min-pause', values['min-pause']),
+      timeoutMs: ms('checkpoint-timeout', values['checkpoint-timeout']),
+      minPauseMs: ms('min-pause', values['min-pause']),
       maxConcurrent: int('max-concurrent', values['max-concurrent']),
       tolerableFailures: int('tolerable-failures', values['tolerable-failures']),
       retained: int('retained', values.retained),

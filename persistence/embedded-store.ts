@@ -19,8 +19,9 @@ import { addressKey, chunkMatcher, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
 import { mkdirDurable, syncDir, TEMP_PREFIX, writeFileAtomic } from './durable-fs.ts'
 import { decodeBatch, encodeBatch } from './embedded-batch.ts'
-import { CorruptChunkError, DuplicateChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
+import { CorruptChunkError, DuplicateChunkError, InvalidOptionError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
 import { assertJobName } from './job-name.ts'
+import { checkObject, rejectUnknownKeys } from './option-checks.ts'
 import {
   assertBegin,
   assertChunks,
@@ -58,6 +59,9 @@ export interface EmbeddedStoreOptions {
    */
   dir: string
 }
+
+/** Every key of {@link EmbeddedStoreOptions}: a new option must be added here too. */
+const EMBEDDED_OPTION_KEYS = ['dir']
 
 interface HeaderFile {
   format: number
@@ -110,8 +114,9 @@ export class EmbeddedStore implements SnapshotStore {
   #opened = false
 
   constructor(options: EmbeddedStoreOptions) {
-    if (typeof options?.dir !== 'string' || options.dir === '') {
-      throw new TypeError('EmbeddedStore needs a non-empty `dir`, e.g. { dir: ".weir/snapshots" }')
+    rejectUnknownKeys('embedded', checkObject('embedded', options), EMBEDDED_OPTION_KEYS)
+    if (typeof options.dir !== 'string' || options.dir === '') {
+      throw new InvalidOptionError('embedded.dir', 'a non-empty folder path, e.g. ".weir/snapshots"', options.dir)
     }
     this.#dir = resolve(options.dir)
     this.description = `embedded(${this.#dir})`

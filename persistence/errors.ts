@@ -56,6 +56,44 @@ export function describeThrown(thrown: unknown): string {
 }
 
 /**
+ * An option has a wrong type or value. A user's mistake: fix the option, retrying cannot help.
+ * Lives here, in the lowest layer, so that store options and the runtime's options fail alike.
+ */
+export class InvalidOptionError extends TerminalError {
+  override readonly name = 'InvalidOptionError'
+  constructor(
+    /** Dotted path of the option, e.g. `checkpoints.intervalMs`. */
+    readonly option: string,
+    /** What was expected, e.g. `a positive integer`. */
+    readonly expected: string,
+    readonly value: unknown,
+  ) {
+    super(`option ${option}: expected ${expected}, got ${describeValue(value)}`)
+  }
+}
+
+/** An option name that does not exist (often a typo). */
+export class UnknownOptionError extends TerminalError {
+  override readonly name = 'UnknownOptionError'
+  constructor(
+    readonly option: string,
+    readonly known: readonly string[],
+  ) {
+    super(`unknown option ${option}; known options: ${known.join(', ')}`)
+  }
+}
+
+/** An option's value in words, short: strings quoted, objects by kind. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (Array.isArray(value)) return 'an array'
+  if (value === null) return 'null'
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}
+
+/**
  * The snapshot store cannot be reached: the database is down or refuses us, or the directory
  * cannot be created or written. Retrying later can help, so a supervisor should back off and
  * retry rather than fail the job for good.

@@ -1,4 +1,6 @@
 /** Options of the Postgres store, with their defaults and the checks they get when a store is made. */
+import { InvalidOptionError } from './errors.ts'
+import { checkDuration, checkInteger, checkObject, MAX_DURATION_MS, rejectUnknownKeys } from './option-checks.ts'
 
 /** Options of {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -20,6 +22,33 @@ export interface PostgresStoreOptions {
    * @default 10000
    */
   connectTimeoutMs?: number
+  /**
+   * The server cancels a statement that runs longer (Postgres `statement_timeout`); the call
+   * fails with `StoreUnavailableError` (SQLSTATE 57014).
+   * @default 30000
+   */
+  statementTimeoutMs?: number
+  /**
+   * The longest this process waits for the answer to one statement, whatever the server does:
+   * past it the connection is dropped and the call fails with `StoreUnavailableError`. This is
+   * what ends a call to a server that is frozen or cut off without a reset. At least
+   * `statementTimeoutMs`, so the server's own cancel comes first.
+   * @default statementTimeoutMs + 5000 (35000)
+   */
+  queryTimeoutMs?: number
+  /**
+   * The server ends a session of ours left inside a transaction this long (Postgres
+   * `idle_in_transaction_session_timeout`), so a frozen Weir process cannot hold snapshot
+   * locks for ever.
+   * @default 60000
+   */
+  idleInTransactionTimeoutMs?: number
+  /**
+   * TCP keep-alive probes start after a connection has been idle this long, so a peer that
+   * vanished (a host down, a cable cut) is noticed.
+   * @default 10000
+   */
+  keepAliveDelayMs?: number
 }
 
 /** {@link PostgresStoreOptions} with every default applied. */
@@ -28,37 +57,62 @@ export interface ResolvedPostgresStoreOptions {
   schema: string
   poolSize: number
   connectTimeoutMs: number
+  statementTimeoutMs: number
+  queryTimeoutMs: number
+  idleInTransactionTimeoutMs: number
+  keepAliveDelayMs: number
   /** `host:port/database`, for messages: never the user or password. */
   target: string
 }
 
 export function defaultPostgresStoreOptions(): Omit<ResolvedPostgresStoreOptions, 'connectionString' | 'target'> {
-  return { schema: 'weir', poolSize: 10, connectTimeoutMs: 10_000 }
+  return {
+    schema: 'weir',
+    poolSize: 10,
+    connectTimeoutMs: 10_000,
+    statementTimeoutMs: 30_000,
+    queryTimeoutMs: 35_000,
+    idleInTransactionTimeoutMs: 60_000,
+    keepAliveDelayMs: 10_000,
+  }
 }
+
+const KEYS = ['connectionString', 'schema', 'poolSize', 'connectTimeoutMs', 'statementTimeoutMs', 'queryTimeoutMs', 'idleInTransactionTimeoutMs', 'keepAliveDelayMs']
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 
-/** Applies defaults and throws a `TypeError` naming the first bad option. */
+/**
+ * Applies defaults and checks every option once, when the store is made.
+ * @throws {InvalidOptionError} naming the first bad option (`postgres.<name>`).
+ * @throws {UnknownOptionError} for a key that does not exist.
+ */
 export function resolvePostgresStoreOptions(options: PostgresStoreOptions): ResolvedPostgresStoreOptions {
   const defaults = defaultPostgresStoreOptions()
-  if (typeof options?.connectionString !== 'string' || options.connectionString.trim() === '') {
-    throw new TypeError('PostgresStore needs a `connectionString`, e.g. postgres://127.0.0.1:5432/weir')
+  const given = checkObject('postgres', options)
+  rejectUnknownKeys('postgres', given, KEYS)
+  const o = { ...defaults, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) } as Record<string, unknown>
+  const connectionString = o['connectionString']
+  if (typeof connectionString !== 'string' || connectionString.trim() === '') {
+    throw new InvalidOptionError('postgres.connectionString', 'a postgres:// URL, e.g. postgres://127.0.0.1:5432/weir', connectionString)
   }
-  const schema = options.schema ?? defaults.schema
+  const schema = o['schema']
   if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema) || schema.toLowerCase().startsWith('pg_')) {
-    throw new TypeError(
-      `invalid schema ${JSON.stringify(schema)}: use up to 63 letters, digits or '_', not starting with a digit or 'pg_'`,
-    )
+    throw new InvalidOptionError('postgres.schema', "up to 63 letters, digits or '_', not starting with a digit or 'pg_'", schema)
   }
-  const poolSize = options.poolSize ?? defaults.poolSize
-  if (!Number.isInteger(poolSize) || poolSize < 1) {
-    throw new TypeError(`poolSize must be a positive integer, got ${String(poolSize)}`)
+  const ms = (name: string, min = 1) => checkDuration(`postgres.${name}`, o[name], { min })
+  const statementTimeoutMs = ms('statementTimeoutMs')
+  return {
+    connectionString,
+    schema,
+    poolSize: checkInteger('postgres.poolSize', o['poolSize'], 1, 10_000),
+    connectTimeoutMs: ms('connectTimeoutMs'),
+    statementTimeoutMs,
+    // Left out, it follows statementTimeoutMs: a default below the user's own value would be our mistake.
+    queryTimeoutMs: given['queryTimeoutMs'] === undefined ? Math.min(statementTimeoutMs + 5000, MAX_DURATION_MS) : ms('queryTimeoutMs', statementTimeoutMs),
+    idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs'),
+    keepAliveDelayMs: ms('keepAliveDelayMs'),
+    target: describeTarget(connectionString),
   }
-  const connectTimeoutMs = options.connectTimeoutMs ?? defaults.connectTimeoutMs
-  if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1) {
-    throw new TypeError(`connectTimeoutMs must be a positive integer, got ${String(connectTimeoutMs)}`)
-  }
-  return { connectionString: options.connectionString, schema, poolSize, connectTimeoutMs, target: describeTarget(options.connectionString) }
 }
 
 /** `host:port/database` from a connection URL, with the defaults Postgres clients apply. */

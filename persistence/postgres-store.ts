@@ -42,6 +42,7 @@ const CONNECTION_FAILURES = new Set([
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now
   '53300', // too_many_connections
+  '25P03', // idle_in_transaction_session_timeout: the server ended the session
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
@@ -51,6 +52,14 @@ const CONNECTION_FAILURES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ])
+
+/** SQLSTATE query_canceled: here, a statement that ran past statement_timeout. */
+const QUERY_CANCELED = '57014'
+
+/** What a store call runs its statements on: one connection, each statement under a deadline. */
+interface Statements {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>
+}
 
 interface SnapshotRow {
   job: string
@@ -300,10 +309,20 @@ export class PostgresStore implements SnapshotStore {
   }
 
   async #open(): Promise<void> {
+    const o = this.#options
+    // Every wait has an end (section 8): connecting (connectionTimeoutMillis), a statement on the
+    // server (statement_timeout), a session of ours stuck in a transaction (idle in transaction),
+    // a peer that vanished (keep-alive), and a server that stops answering altogether: the
+    // queryTimeoutMs deadline of #session. pg's own query_timeout is not used: its error carries
+    // no code to classify it by, and it leaves the connection in the pool.
     const pool = new pg.Pool({
-      connectionString: withFallbackUser(this.#options.connectionString),
-      max: this.#options.poolSize,
-      connectionTimeoutMillis: this.#options.connectTimeoutMs,
+      connectionString: withFallbackUser(o.connectionString),
+      max: o.poolSize,
+      connectionTimeoutMillis: o.connectTimeoutMs,
+      statement_timeout: o.statementTimeoutMs,
+      idle_in_transaction_session_timeout: o.idleInTransactionTimeoutMs,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: o.keepAliveDelayMs,
       application_name: 'weir',
     })
     // Without a listener an idle connection dropped by the server would crash the process. The
@@ -353,7 +372,7 @@ export class PostgresStore implements SnapshotStore {
     }
   }
 
-  async #status(c: PoolClient, job: string, id: number, lock: '' | 'FOR SHARE' | 'FOR UPDATE'): Promise<SnapshotStatus | undefined> {
+  async #status(c: Statements, job: string, id: number, lock: '' | 'FOR SHARE' | 'FOR UPDATE'): Promise<SnapshotStatus | undefined> {
     const { rows } = await c.query<{ status: SnapshotStatus }>(
       `SELECT status FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2 ${lock}`,
       [job, id],
@@ -364,8 +383,10 @@ export class PostgresStore implements SnapshotStore {
   /**
    * Runs `fn` on a pooled connection, in a transaction if asked. Connection failures become
    * `StoreUnavailableError`; a connection that failed is destroyed, not returned to the pool.
+   * Each statement must be answered within `queryTimeoutMs`, or the connection is dropped and
+   * the call fails with `StoreUnavailableError`: a frozen server cannot hold a caller for ever.
    */
-  async #session<T>(transaction: boolean, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  async #session<T>(transaction: boolean, fn: (db: Statements) => Promise<T>): Promise<T> {
     const pool = this.#pool
     if (pool === undefined) throw new Error(`${this.description} is not open: call open() first`)
     let client: PoolClient
@@ -381,26 +402,60 @@ export class PostgresStore implements SnapshotStore {
       lost = err
     }
     client.on('error', onError)
+    let timedOut = false
+    const { queryTimeoutMs } = this.#options
+    const db: Statements = {
+      query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) =>
+        new Promise<pg.QueryResult<R>>((resolve, reject) => {
+          const answer = client.query<R>(text, values)
+          const timer = setTimeout(() => {
+            timedOut = true
+            // Destroying the socket fails the statement in flight, which nobody awaits any more.
+            answer.catch(() => undefined)
+            ;(client as unknown as pg.Client).connection.stream.destroy()
+            reject(this.#unavailable(undefined, `no answer to a statement within queryTimeoutMs (${queryTimeoutMs} ms)`))
+          }, queryTimeoutMs)
+          answer.then(
+            (result) => {
+              clearTimeout(timer)
+              resolve(result)
+            },
+            (err: unknown) => {
+              clearTimeout(timer)
+              reject(err)
+            },
+          )
+        }),
+    }
     let destroy = false
     try {
-      if (!transaction) return await fn(client)
-      await client.query('BEGIN')
+      if (!transaction) return await fn(db)
+      await db.query('BEGIN')
       try {
-        const result = await fn(client)
-        await client.query('COMMIT')
+        const result = await fn(db)
+        await db.query('COMMIT')
         return result
       } catch (err) {
         // The first error is the one to report; a failed rollback only means the connection is
         // unusable, so it is destroyed below instead of reused.
-        await client.query('ROLLBACK').catch(() => {
-          destroy = true
-        })
+        if (!timedOut) {
+          await db.query('ROLLBACK').catch(() => {
+            destroy = true
+          })
+        }
         throw err
       }
     } catch (err) {
+      if (timedOut) {
+        destroy = true
+        throw err
+      }
       if (lost !== undefined || isConnectionFailure(err)) {
         destroy = true
         throw this.#unavailable(lost ?? err, 'lost the connection')
+      }
+      if (errorCode(err) === QUERY_CANCELED) {
+        throw this.#unavailable(err, `a statement ran past statementTimeoutMs (${this.#options.statementTimeoutMs} ms)`)
       }
       throw err
     } finally {
@@ -416,7 +471,9 @@ export class PostgresStore implements SnapshotStore {
         ? 'check the user and password of the connection string'
         : code === '3D000'
           ? 'check that the database exists'
-          : `check that Postgres is running and accepts connections at ${this.#options.target}`
+          : code === QUERY_CANCELED || err === undefined
+            ? `check that Postgres at ${this.#options.target} is running and not overloaded or stopped; the call may be retried`
+            : `check that Postgres is running and accepts connections at ${this.#options.target}`
     return new StoreUnavailableError(this.#options.target, code === undefined ? problem : `${problem} (${code})`, check, { cause: err })
   }
 

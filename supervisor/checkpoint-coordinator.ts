@@ -6,6 +6,7 @@
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointAcks } from '../actors/local-executor.ts'
 import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import { describeThrown } from '../persistence/errors.ts'
 import { CheckpointFailedError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
@@ -16,12 +17,23 @@ export interface CheckpointTarget {
   checkpointAborted(id: number): void
 }
 
+/** A checkpoint from its trigger until it is pending in the store (or gave up). */
+interface Trigger {
+  /** Known once the store was asked for the next id. */
+  id: number | undefined
+  startedAt: number
+  /** The timeout fired before the store began the snapshot. */
+  expired: boolean
+  timeout: NodeJS.Timeout | undefined
+  resolve: (info: SnapshotInfo | undefined) => void
+}
+
 interface Pending {
   id: number
   startedAt: number
   acked: Set<string>
   bytes: number
-  timeout: NodeJS.Timeout
+  timeout: NodeJS.Timeout | undefined
   resolve: (info: SnapshotInfo | undefined) => void
 }
 
@@ -48,6 +60,8 @@ export class CheckpointCoordinator implements CheckpointAcks {
   private lastEndAt = -Infinity
   private triggering = false
   private beginning: Promise<void> = Promise.resolve()
+  /** The last checkpoint that failed, and why; for the final checkpoint's error. */
+  lastFailure: { checkpointId: number; reason: string } | undefined
   /** Completions in flight; stop() waits for them so none writes after the attempt ended. */
   private readonly completing = new Set<Promise<void>>()
   private nextId: number | undefined
@@ -79,47 +93,75 @@ export class CheckpointCoordinator implements CheckpointAcks {
     void this.trigger()
   }
 
-  /** Triggers a checkpoint now; resolves with it once completed (undefined if aborted). */
+  /**
+   * Triggers a checkpoint now; resolves with it once completed (undefined if aborted). The
+   * timeout runs from this call, so a store that never answers `beginSnapshot` cannot hold a
+   * checkpoint, or the final one, for ever.
+   */
   trigger(): Promise<SnapshotInfo | undefined> {
+    const { timeoutMs } = this.o.options
+    const t: Trigger = { id: undefined, startedAt: performance.now(), expired: false, resolve: () => {}, timeout: undefined }
+    const done = new Promise<SnapshotInfo | undefined>((resolve) => (t.resolve = resolve))
+    t.timeout = setTimeout(() => this.expire(t), timeoutMs)
+    this.lastTriggerAt = t.startedAt
     // Triggers run one after another so two never take the same id.
-    const next = this.beginning.then(() => this.begin())
-    this.beginning = next.then(() => undefined)
-    return next.then((begun) => begun.done)
+    this.beginning = this.beginning.then(() => this.begin(t))
+    return done
   }
 
-  /** Begins a snapshot in the store and starts it; `done` settles when it completes or aborts. */
-  private async begin(): Promise<{ done: Promise<SnapshotInfo | undefined> }> {
+  /** The timeout of `t` fired: abort its snapshot, or give up on a begin that has not returned. */
+  private expire(t: Trigger): void {
+    const reason = `timed out after ${this.o.options.timeoutMs} ms`
+    if (t.id !== undefined && this.pending.has(t.id)) {
+      void this.abort(t.id, reason)
+      return
+    }
+    if (this.stopped) return
+    t.expired = true
+    this.lastEndAt = performance.now()
+    this.failed(t.id ?? this.nextId ?? 0, `${reason} before the store began the snapshot`, undefined)
+    t.resolve(undefined)
+  }
+
+  /** Begins a snapshot in the store and starts it; `t` settles when it completes or aborts. */
+  private async begin(t: Trigger): Promise<void> {
     const { job, store, attempt, layout } = this.o
+    if (t.expired || this.stopped) {
+      clearTimeout(t.timeout)
+      t.resolve(undefined)
+      return
+    }
     this.triggering = true
-    this.lastTriggerAt = performance.now()
     let id: number | undefined
     try {
       // Ask the store every time: a savepoint may have taken an id since the last checkpoint.
       id = Math.max(await store.nextSnapshotId(job), this.nextId ?? 0)
       this.nextId = id + 1
+      t.id = id
       await store.beginSnapshot({ job, id, kind: 'checkpoint', attempt, layout, triggeredAt: Date.now() })
     } catch (err) {
       this.triggering = false
-      this.failed(id ?? 0, `cannot begin: ${(err as Error).message}`, err)
-      return { done: Promise.resolve(undefined) }
+      clearTimeout(t.timeout)
+      // A trigger that timed out was counted as failed already.
+      if (!t.expired) this.failed(id ?? 0, `cannot begin: ${describeThrown(err)}`, err)
+      t.resolve(undefined)
+      return
     }
     this.triggering = false
-    if (this.stopped) {
-      await store.abortSnapshot(job, id, 'attempt stopped').catch(() => {})
-      return { done: Promise.resolve(undefined) }
+    if (this.stopped || t.expired) {
+      clearTimeout(t.timeout)
+      t.resolve(undefined)
+      await store.abortSnapshot(job, id, t.expired ? `timed out after ${this.o.options.timeoutMs} ms` : 'attempt stopped').catch(() => {})
+      return
     }
-    const done = new Promise<SnapshotInfo | undefined>((resolve) => {
-      const timeout = setTimeout(() => void this.abort(id, `timed out after ${this.o.options.timeoutMs} ms`), this.o.options.timeoutMs)
-      this.pending.set(id, { id, startedAt: performance.now(), acked: new Set(), bytes: 0, timeout, resolve })
-    })
+    this.pending.set(id, { id, startedAt: t.startedAt, acked: new Set(), bytes: 0, timeout: t.timeout, resolve: t.resolve })
     this.log.debug('checkpoint triggered', { checkpoint: id })
     try {
       this.target!.triggerCheckpoint(id)
     } catch (err) {
       // Starting a checkpoint runs user code (a finished source's offset()): fail the checkpoint.
-      void this.abort(id, `cannot start: ${(err as Error)?.message ?? String(err)}`, err)
+      void this.abort(id, `cannot start: ${describeThrown(err)}`, err)
     }
-    return { done }
   }
 
   ack(attempt: number, checkpointId: number, instanceId: string, bytes: number): void {
@@ -151,7 +193,7 @@ export class CheckpointCoordinator implements CheckpointAcks {
       info = await store.completeSnapshot(job, p.id, { completedAt: Date.now(), durationMs })
     } catch (err) {
       this.pending.delete(p.id)
-      this.failed(p.id, `cannot complete: ${(err as Error).message}`, err)
+      this.failed(p.id, `cannot complete: ${describeThrown(err)}`, err)
       p.resolve(undefined)
       return
     }
@@ -181,12 +223,15 @@ export class CheckpointCoordinator implements CheckpointAcks {
     clearTimeout(p.timeout)
     this.lastEndAt = performance.now()
     this.target?.checkpointAborted(id)
-    await this.o.store.abortSnapshot(this.o.job, id, reason).catch(() => {})
+    // Counted before the store hears of it: a store that does not answer must not delay the
+    // failover by its own deadline. Settled after, so whoever waits finds the snapshot aborted.
     this.failed(id, reason, cause)
+    await this.o.store.abortSnapshot(this.o.job, id, reason).catch(() => {})
     p.resolve(undefined)
   }
 
   private failed(id: number, reason: string, cause: unknown): void {
+    this.lastFailure = { checkpointId: id, reason }
     this.consecutiveFailures++
     this.log.warn('checkpoint failed', { checkpoint: id, reason, inARow: this.consecutiveFailures })
     if (this.consecutiveFailures > this.o.options.tolerableFailures && !this.stopped) {

@@ -3,6 +3,7 @@
  * resolved, durations in milliseconds.
  */
 import type { CheckpointMode } from '../actors/alignment.ts'
+import { checkDuration, checkInteger } from '../persistence/option-checks.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
 
 /** How and how often checkpoints are taken. */
@@ -41,10 +42,11 @@ const DEFAULTS: Omit<ResolvedCheckpointOptions, 'intervalMs'> = {
 const KEYS = ['intervalMs', 'mode', 'timeoutMs', 'minPauseMs', 'maxConcurrent', 'tolerableFailures', 'retained']
 
 function int(name: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new InvalidOptionError(`checkpoints.${name}`, `an integer >= ${min}`, value)
-  }
-  return value
+  return checkInteger(`checkpoints.${name}`, value, min)
+}
+
+function ms(name: string, value: unknown, min: number): number {
+  return checkDuration(`checkpoints.${name}`, value, { min })
 }
 
 /**
@@ -58,10 +60,10 @@ export function resolveCheckpointOptions(options: unknown): ResolvedCheckpointOp
   const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as Record<string, unknown>
   if (o.mode !== 'exactly-once' && o.mode !== 'at-least-once') throw new InvalidOptionError('checkpoints.mode', "'exactly-once' or 'at-least-once'", o.mode)
   return {
-    intervalMs: int('intervalMs', o.intervalMs, 1),
+    intervalMs: ms('intervalMs', o.intervalMs, 1),
     mode: o.mode,
-    timeoutMs: int('timeoutMs', o.timeoutMs, 1),
-    minPauseMs: int('minPauseMs', o.minPauseMs, 0),
+    timeoutMs: ms('timeoutMs', o.timeoutMs, 1),
+    minPauseMs: ms('minPauseMs', o.minPauseMs, 0),
     maxConcurrent: int('maxConcurrent', o.maxConcurrent, 1),
     tolerableFailures: int('tolerableFailures', o.tolerableFailures, 0),
     retained: int('retained', o.retained, 1),

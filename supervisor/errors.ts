@@ -5,46 +5,9 @@ import { RetryableError, TerminalError, describeThrown } from '../persistence/er
  * (`retryable`), so the supervisor and the user know what to do.
  */
 
-/** An option has a wrong type or value. A user's mistake: fix the option, retrying cannot help. */
-export class InvalidOptionError extends TerminalError {
-  override readonly name = 'InvalidOptionError'
-  constructor(
-    /** Dotted path of the option, e.g. `checkpoints.intervalMs`. */
-    readonly option: string,
-    /** What was expected, e.g. `a positive integer`. */
-    readonly expected: string,
-    readonly value: unknown,
-  ) {
-    super(`option ${option}: expected ${expected}, got ${describe(value)}`)
-  }
-}
-
-/** An option name that does not exist (often a typo). */
-export class UnknownOptionError extends TerminalError {
-  override readonly name = 'UnknownOptionError'
-  constructor(
-    readonly option: string,
-    readonly known: readonly string[],
-  ) {
-    super(`unknown option ${option}; known options: ${known.join(', ')}`)
-  }
-}
-
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return 'a function'
-  if (Array.isArray(value)) return 'an array'
-  if (value === null) return 'null'
-  if (typeof value === 'object') return 'an object'
-  return String(value)
-}
-
-/** Rejects keys of `given` that are not in `known`, naming the first stranger. */
-export function rejectUnknownKeys(path: string, given: object, known: readonly string[]): void {
-  for (const key of Object.keys(given)) {
-    if (!known.includes(key)) throw new UnknownOptionError(path ? `${path}.${key}` : key, known)
-  }
-}
+// The option errors live with the stores, the lowest layer, so every layer throws the same ones.
+export { InvalidOptionError, UnknownOptionError } from '../persistence/errors.ts'
+export { rejectUnknownKeys } from '../persistence/option-checks.ts'
 
 /** The restart strategy gave up: the job failed for good. `cause` is the last failure. */
 export class JobFailedError extends TerminalError {
@@ -71,5 +34,28 @@ export class CheckpointFailedError extends RetryableError {
     cause?: unknown,
   ) {
     super(`job ${job}: checkpoint ${checkpointId} failed (${reason}), more than the tolerable failures in a row`, cause === undefined ? undefined : { cause })
+  }
+}
+
+/**
+ * Every source ended but the final checkpoint, which holds the final state, did not complete in
+ * its tries. The attempt fails, so the restart strategy restores the last completed checkpoint
+ * and runs the job to its end again; a job never reports finished without its final state.
+ */
+export class FinalCheckpointError extends RetryableError {
+  override readonly name = 'FinalCheckpointError'
+  constructor(
+    readonly job: string,
+    /** Checkpoints tried. */
+    readonly tries: number,
+    /** The last checkpoint tried, if one got an id. */
+    readonly checkpointId: number | undefined,
+    /** Why the last try failed. */
+    readonly reason: string,
+  ) {
+    super(
+      `job ${job}: the final checkpoint did not complete in ${tries} tries (last${checkpointId === undefined ? '' : `, checkpoint ${checkpointId}`}: ${reason}); ` +
+        'the job runs again from its last completed checkpoint; if this repeats, raise the checkpoint timeout or check the store',
+    )
   }
 }

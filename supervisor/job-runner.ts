@@ -6,17 +6,18 @@
 import { createActor } from 'xstate'
 import { IncompatibleSnapshotError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
-import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
+import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { isRetryable } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
-import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
-import { InvalidOptionError, JobFailedError, rejectUnknownKeys } from './errors.ts'
+import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import { FinalCheckpointError, JobFailedError } from './errors.ts'
 import { jobMachine, type JobStatus } from './job-machine.ts'
 import { createLogger, type Logger, type LogLevel } from './logger.ts'
 import { createRestartActor } from './restart-machine.ts'
-import { describeRestartStrategy, resolveRestartStrategy, type RestartStrategyOptions } from './restart-strategy.ts'
+import { describeRestartStrategy, type ResolvedRestartStrategy, type RestartStrategyOptions } from './restart-strategy.ts'
+import { resolveRunOptions } from './run-options.ts'
 
 /** Options of {@link runJob}. */
 export interface RunOptions {
@@ -24,7 +25,7 @@ export interface RunOptions {
   store?: SnapshotStore
   /** Periodic checkpoints, or `false` for none. @default false */
   checkpoints?: CheckpointOptions | false
-  /** What to do when the job fails. @default { type: 'fixed-delay', attempts: 3, delayMs: 1000 } */
+  /** What to do when the job fails. @default DEFAULT_RESTART_STRATEGY: exponential backoff from 1 s to 1 min, 10 restarts in a row */
   restart?: RestartStrategyOptions
   /** Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing. @default 'none' */
   restore?: 'latest' | 'none' | number
@@ -65,8 +66,6 @@ export interface JobHandle {
   recordsIn(): Record<string, number>
 }
 
-const KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
-
 /** The default snapshot folder of local mode. */
 export const DEFAULT_SNAPSHOT_DIR = '.weir/snapshots'
 
@@ -74,20 +73,14 @@ export const DEFAULT_SNAPSHOT_DIR = '.weir/snapshots'
  * Starts a job; see {@link runJob}.
  */
 export function startJob(definition: JobBuilder | JobGraph, options: RunOptions = {}): JobHandle {
-  rejectUnknownKeys('', options, KEYS)
+  // Resolved once, before anything runs: a bad option fails here, not inside an attempt.
+  const resolved = resolveRunOptions(options)
   const graph = 'graph' in definition && typeof definition.graph === 'function' ? definition.graph() : (definition as JobGraph)
-  const checkpoints = options.checkpoints === undefined || options.checkpoints === false ? undefined : resolveCheckpointOptions(options.checkpoints)
-  const strategy = resolveRestartStrategy(options.restart)
-  const restore = options.restore ?? 'none'
-  if (restore !== 'latest' && restore !== 'none' && !(typeof restore === 'number' && Number.isInteger(restore) && restore > 0)) {
-    throw new InvalidOptionError('restore', "'latest', 'none' or a snapshot id", restore)
-  }
-  const tuning: ExecutorTuning = { ...DEFAULT_TUNING, ...options.tuning }
-  for (const [k, v] of Object.entries(tuning)) if (typeof v !== 'number' || !(v > 0)) throw new InvalidOptionError(`tuning.${k}`, 'a positive number', v)
-  const logger = (options.logger ?? createLogger({ level: options.logLevel ?? 'info' })).child(graph.name)
+  const { checkpoints, restart: strategy, restore, tuning } = resolved
+  const logger = (options.logger ?? createLogger({ level: resolved.logLevel })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000)
+  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
 }
@@ -120,7 +113,7 @@ class JobRunner {
     private readonly store: SnapshotStore,
     private readonly ownStore: boolean,
     private readonly checkpoints: ResolvedCheckpointOptions | undefined,
-    private readonly strategy: ReturnType<typeof resolveRestartStrategy>,
+    private readonly strategy: ResolvedRestartStrategy,
     private readonly restore: 'latest' | 'none' | number,
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
@@ -236,6 +229,22 @@ class JobRunner {
     }
   }
 
+  /**
+   * Takes the final checkpoint, trying again after an abort up to {@link FINAL_CHECKPOINT_TRIES}
+   * times (each within the checkpoint timeout), so that `tolerableFailures` cannot let a job
+   * finish without its final state stored. Returns the error that fails the attempt, if any.
+   */
+  private async finalCheckpoint(coordinator: CheckpointCoordinator, failed: Promise<{ kind: 'failed'; error: unknown }>): Promise<unknown> {
+    for (let tries = 1; tries <= FINAL_CHECKPOINT_TRIES; tries++) {
+      const last = await Promise.race([coordinator.trigger(), failed])
+      if (last !== undefined && 'error' in last) return last.error
+      if (last !== undefined) return undefined
+      if (tries < FINAL_CHECKPOINT_TRIES) this.log.warn('final checkpoint failed; trying again', { try: tries, of: FINAL_CHECKPOINT_TRIES })
+    }
+    const lastFailure = coordinator.lastFailure
+    return new FinalCheckpointError(this.graph.name, FINAL_CHECKPOINT_TRIES, lastFailure?.checkpointId, lastFailure?.reason ?? 'unknown')
+  }
+
   private async attempt(attempt: number, from: SnapshotInfo | undefined): Promise<{ kind: 'finished' | 'canceled'; metrics: ExecutorMetrics } | { kind: 'failed'; error: unknown; metrics: ExecutorMetrics }> {
     let failure: ((error: unknown) => void) | undefined
     const failed = new Promise<{ kind: 'failed'; error: unknown }>((resolve) => (failure = (error) => resolve({ kind: 'failed', error })))
@@ -287,9 +296,14 @@ class JobRunner {
       if (outcome === 'finished') {
         if (coordinator !== undefined) {
           coordinator.pause()
-          // Every instance finished: a last checkpoint holds the final state.
-          const last = await Promise.race([coordinator.trigger(), failed])
-          if (last !== undefined && 'error' in last) return { kind: 'failed', error: last.error, metrics: executor.metrics }
+          // Every instance finished: a last checkpoint holds the final state, and the job is not
+          // finished without it (section 6).
+          const error = await this.finalCheckpoint(coordinator, failed)
+          if (error !== undefined) {
+            this.machine.send({ type: 'FAIL', error })
+            await executor.cancel().catch(() => {})
+            return { kind: 'failed', error, metrics: executor.metrics }
+          }
         }
         this.log.info('progress', executor.recordsIn())
         await executor.close()
@@ -314,6 +328,9 @@ class JobRunner {
     }
   }
 }
+
+/** Tries of the final checkpoint before the attempt fails and the restart strategy runs it again. */
+export const FINAL_CHECKPOINT_TRIES = 3
 
 function waitFor(actor: ReturnType<typeof createRestartActor>, canceled: Promise<void>): Promise<'restarting' | 'exhausted' | 'canceled'> {
   return new Promise((resolve) => {

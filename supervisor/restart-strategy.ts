@@ -4,6 +4,7 @@
  * and the waiting itself belongs to `restart-machine.ts`.
  */
 
+import { isDuration, MAX_DURATION_MS } from '../persistence/option-checks.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
 
 /** Never restart: the first failure fails the job. */
@@ -140,9 +141,20 @@ const DEFAULTS: {
 
 const TYPES = Object.keys(DEFAULTS) as readonly RestartStrategyType[]
 
-// When the user gives no strategy at all: a few quick retries ride out a transient fault without
-// hiding a job that is broken for good.
-const DEFAULT_TYPE = 'fixed-delay' satisfies RestartStrategyType
+/**
+ * The strategy of a job that names none, as Flink does since 1.19: exponential backoff from 1 s
+ * doubling up to 1 min, so a database that restarts (30 s or more) is waited for, with 10
+ * restarts in a row (about 5 minutes of waiting) before a job that is broken for good fails.
+ */
+export const DEFAULT_RESTART_STRATEGY: ResolvedRestartStrategy = {
+  type: 'exponential-backoff',
+  initialMs: 1000,
+  maxMs: 60_000,
+  multiplier: 2,
+  jitter: 0.1,
+  resetAfterMs: 3_600_000,
+  attempts: 10,
+}
 
 const PATH = 'restart'
 
@@ -150,7 +162,7 @@ const PATH = 'restart'
  * Checks a restart strategy as the user wrote it and fills in the defaults. A mistake (unknown
  * `type` or key, negative delay, `multiplier` below 1, `jitter` outside 0..1, `maxMs` below
  * `initialMs`) throws at once, naming the option, so the job never starts with a strategy that
- * cannot work. `undefined` means the default strategy, `fixed-delay` with its defaults.
+ * cannot work. `undefined` means {@link DEFAULT_RESTART_STRATEGY}.
  *
  * @throws {InvalidOptionError} a value has the wrong type or is out of range.
  * @throws {UnknownOptionError} a key does not belong to the chosen `type` (often a typo).
@@ -165,7 +177,7 @@ const PATH = 'restart'
  * ```
  */
 export function resolveRestartStrategy(options: unknown): ResolvedRestartStrategy {
-  if (options === undefined) return { type: DEFAULT_TYPE, ...DEFAULTS[DEFAULT_TYPE] }
+  if (options === undefined) return DEFAULT_RESTART_STRATEGY
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidOptionError(PATH, `an object with a type (${typeList()})`, options)
   }
@@ -203,8 +215,8 @@ export function resolveRestartStrategy(options: unknown): ResolvedRestartStrateg
       // A default maxMs below a user's large initialMs would be our mistake, not theirs: only an
       // explicit maxMs is held against initialMs.
       const maxMs = read('maxMs', Math.max(d.maxMs, initialMs), {
-        expected: `a number of milliseconds not below initialMs (${initialMs})`,
-        accepts: (v) => Number.isFinite(v) && v >= initialMs,
+        expected: `a number of milliseconds from initialMs (${initialMs}) to ${MAX_DURATION_MS}`,
+        accepts: (v) => isDuration(v, { min: initialMs, integer: false }),
       })
       return {
         type: 'exponential-backoff',
@@ -250,13 +262,14 @@ const countOrInfinity: Check = {
   expected: 'a non-negative integer or Infinity',
   accepts: (v) => v === Infinity || count.accepts(v),
 }
+// Waits become timers, which cannot wait longer than MAX_DURATION_MS (checkDuration says so).
 const duration: Check = {
-  expected: 'a non-negative number of milliseconds',
-  accepts: (v) => Number.isFinite(v) && v >= 0,
+  expected: `a number of milliseconds from 0 to ${MAX_DURATION_MS}`,
+  accepts: (v) => isDuration(v, { integer: false }),
 }
 const positiveDuration: Check = {
-  expected: 'a positive number of milliseconds',
-  accepts: (v) => Number.isFinite(v) && v > 0,
+  expected: `a positive number of milliseconds up to ${MAX_DURATION_MS}`,
+  accepts: (v) => v > 0 && isDuration(v, { integer: false }),
 }
 
 function typeList(): string {
@@ -378,7 +391,8 @@ function withJitter(delayMs: number, jitter: number, random: () => number): numb
   if (jitter === 0) return delayMs
   // random() in [0, 1) maps to a factor in [-1, 1): symmetric, so the mean wait stays delayMs.
   const spread = delayMs * jitter * (2 * random() - 1)
-  return Math.max(0, Math.round(delayMs + spread))
+  // Jitter may spread a wait past maxMs; never past what a timer can wait.
+  return Math.min(MAX_DURATION_MS, Math.max(0, Math.round(delayMs + spread)))
 }
 
 function attemptsUsed(type: RestartStrategyType, attempts: number): string {

@@ -139,7 +139,9 @@ t.test('embedded store - a directory written by a newer Weir is StoreSchemaError
 t.test('embedded store - calls before open() fail with a clear message', async (t) => {
   const store = new EmbeddedStore({ dir: join(tmpdir(), 'weir-never-opened') })
   await t.rejects(store.listSnapshots('orders'), /call open\(\) first/)
-  t.throws(() => new EmbeddedStore({ dir: '' }), TypeError)
+  t.throws(() => new EmbeddedStore({ dir: '' }), { name: 'InvalidOptionError', option: 'embedded.dir', retryable: false })
+  t.throws(() => new EmbeddedStore({ dir: 'x', fsync: false } as never), { name: 'UnknownOptionError', option: 'embedded.fsync' })
+  t.throws(() => new EmbeddedStore(null as never), { name: 'InvalidOptionError', option: 'embedded' })
 })
 
 t.test('embedded store - kill -9 during writes never leaves a half-written completed snapshot', async (t) => {

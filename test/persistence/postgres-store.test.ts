@@ -132,14 +132,47 @@ t.test('postgres store - a schema newer than this code is StoreSchemaError', asy
   await store.close()
 })
 
-t.test('postgres store - bad options fail when the store is made', async (t) => {
+t.test('postgres store - bad options fail when the store is made, naming the option', async (t) => {
   for (const schema of ['', 'weir; drop table x', 'pg_weir', '1weir', 'a'.repeat(64), 'wei"r']) {
-    t.throws(() => new PostgresStore({ connectionString: url, schema }), TypeError, `schema ${JSON.stringify(schema)}`)
+    t.throws(() => new PostgresStore({ connectionString: url, schema }), { name: 'InvalidOptionError', option: 'postgres.schema', retryable: false }, `schema ${JSON.stringify(schema)}`)
   }
-  t.throws(() => new PostgresStore({ connectionString: '' }), TypeError)
-  t.throws(() => new PostgresStore({ connectionString: url, poolSize: 0 }), TypeError)
-  t.throws(() => new PostgresStore({ connectionString: url, connectTimeoutMs: -1 }), TypeError)
+  t.throws(() => new PostgresStore({ connectionString: '' }), { name: 'InvalidOptionError', option: 'postgres.connectionString' })
+  t.throws(() => new PostgresStore({ connectionString: url, poolSize: 0 }), { name: 'InvalidOptionError', option: 'postgres.poolSize' })
+  t.throws(() => new PostgresStore({ connectionString: url, poolSize: 2.5 }), { name: 'InvalidOptionError', option: 'postgres.poolSize' })
+  t.throws(() => new PostgresStore({ connectionString: url, connectTimeoutMs: -1 }), { name: 'InvalidOptionError', option: 'postgres.connectTimeoutMs' })
+  t.throws(() => new PostgresStore({ connectionString: url, statementTimeoutMs: 2 ** 31 }), {
+    name: 'InvalidOptionError',
+    message: 'option postgres.statementTimeoutMs: expected an integer number of milliseconds from 1 to 2147483647 (about 24.8 days, the longest a timer can wait), got 2147483648',
+  })
+  t.throws(() => new PostgresStore({ connectionString: url, statementTimeoutMs: 5000, queryTimeoutMs: 4000 }), {
+    name: 'InvalidOptionError',
+    option: 'postgres.queryTimeoutMs',
+    expected: /from 5000 to/,
+  })
+  t.throws(() => new PostgresStore({ connectionString: url, statementTimeout: 5000 } as never), { name: 'UnknownOptionError', option: 'postgres.statementTimeout' })
+  t.doesNotThrow(() => new PostgresStore({ connectionString: url, statementTimeoutMs: 60_000 }), 'queryTimeoutMs left out follows statementTimeoutMs')
   t.equal(new PostgresStore({ connectionString: 'postgres://u:p@db.example:6543/prod' }).description, 'postgres(weir@db.example:6543/prod)')
+})
+
+t.test('postgres store - a statement held past statementTimeoutMs (a locked table) fails with a retryable StoreUnavailableError', async (t) => {
+  const schema = newSchema()
+  const store = new PostgresStore({ connectionString: url, schema, statementTimeoutMs: 300 })
+  t.teardown(() => store.close())
+  await store.open()
+  const locker = await admin.connect()
+  t.teardown(() => locker.release())
+  await locker.query('BEGIN')
+  await locker.query(`LOCK TABLE ${pg.escapeIdentifier(schema)}.snapshots IN ACCESS EXCLUSIVE MODE`)
+  const began = performance.now()
+  const err = await store.listSnapshots('orders').catch((e: unknown) => e)
+  const waited = performance.now() - began
+  await locker.query('ROLLBACK')
+  t.ok(err instanceof StoreUnavailableError, 'a StoreUnavailableError')
+  t.equal((err as StoreUnavailableError).retryable, true)
+  t.match((err as Error).message, 'a statement ran past statementTimeoutMs (300 ms) (57014)')
+  t.equal(((err as Error).cause as { code?: string }).code, '57014', 'classified by its SQLSTATE')
+  t.ok(waited >= 290 && waited < 3000, `failed at the deadline (${Math.round(waited)} ms)`)
+  t.same(await store.listSnapshots('orders'), [], 'the store works again once the lock is gone')
 })
 
 t.test('postgres store - calls before open() fail with a clear message', async (t) => {

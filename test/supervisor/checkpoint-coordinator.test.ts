@@ -734,3 +734,31 @@ t.test('checkpoints end to end - retained 3 keeps the three newest completed che
     'exact final counts',
   )
 })
+
+t.test('coordinator - the timeout runs from the trigger: a store stuck in beginSnapshot fails the checkpoint at the deadline', async (t) => {
+  const h = await harness(t, { options: { timeoutMs: 100 } })
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  const begin = h.store.beginSnapshot.bind(h.store)
+  h.store.beginSnapshot = async (b) => {
+    await gate
+    await begin(b)
+  }
+  const began = performance.now()
+  const done = watch(h.coordinator.trigger())
+  t.equal(await done.promise, undefined, 'trigger() resolves undefined although the store never answered')
+  const waited = performance.now() - began
+  t.ok(waited >= 95 && waited < 1000, `at the timeout (${Math.round(waited)} ms)`)
+  t.equal(h.failures.length, 1, 'with tolerableFailures 0 the job fails over')
+  const err = h.failures[0]
+  t.ok(err instanceof CheckpointFailedError)
+  t.equal((err as CheckpointFailedError).reason, 'timed out after 100 ms before the store began the snapshot')
+  t.same(h.target.triggered, [], 'the instances were never asked to snapshot')
+
+  release()
+  const id = (err as CheckpointFailedError).checkpointId
+  t.ok(await until(() => h.target.triggered.length === 0 && h.coordinator.lastFailure !== undefined), 'settled')
+  await h.coordinator.stop()
+  t.equal(await status(h.store, id), 'aborted', 'the late begin is aborted in the store, never left pending')
+  t.same(h.target.triggered, [], 'and never started')
+})

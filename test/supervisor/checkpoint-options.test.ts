@@ -68,6 +68,19 @@ for (const [name, value] of BAD) {
   })
 }
 
+t.test('checkpoint options - a duration above 2^31-1 ms is rejected, naming the option and the limit', async (t) => {
+  // Node fires a timer of more than 2^31-1 ms after 1 ms: such a timeout would abort every checkpoint at once.
+  for (const name of ['intervalMs', 'timeoutMs', 'minPauseMs']) {
+    const err = catchError(() => resolveCheckpointOptions({ intervalMs: 100, [name]: 1e12 }))
+    t.ok(err instanceof InvalidOptionError, `${name}: InvalidOptionError`)
+    t.equal(
+      (err as Error).message,
+      `option checkpoints.${name}: expected an integer number of milliseconds from ${name === 'minPauseMs' ? 0 : 1} to 2147483647 (about 24.8 days, the longest a timer can wait), got 1000000000000`,
+    )
+  }
+  t.equal(resolveCheckpointOptions({ intervalMs: 100, timeoutMs: 2 ** 31 - 1 }).timeoutMs, 2 ** 31 - 1, 'the limit itself is allowed')
+})
+
 t.test('checkpoint options - rejects an unknown option with UnknownOptionError naming it', async (t) => {
   const err = catchError(() => resolveCheckpointOptions({ intervalMs: 100, interval: 100 }))
   t.ok(err instanceof UnknownOptionError)

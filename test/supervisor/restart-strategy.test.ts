@@ -55,8 +55,50 @@ t.test('resolve - fills every default of every strategy', async (t) => {
   })
 })
 
-t.test('resolve - no strategy at all means fixed-delay with its defaults', async (t) => {
-  t.same(resolveRestartStrategy(undefined), { type: 'fixed-delay', attempts: 3, delayMs: 1000 })
+t.test('resolve - no strategy at all means exponential backoff from 1 s to 1 min, 10 restarts in a row', async (t) => {
+  t.same(resolveRestartStrategy(undefined), {
+    type: 'exponential-backoff',
+    initialMs: 1000,
+    maxMs: 60_000,
+    multiplier: 2,
+    jitter: 0.1,
+    resetAfterMs: 3_600_000,
+    attempts: 10,
+  })
+})
+
+t.test('default strategy - rides out a database that is gone for well over 30 s', async (t) => {
+  // Failures in a row, each at once (a store that refuses connections), with the shortest waits
+  // jitter allows (random() = 0 takes 10% off every wait).
+  const strategy = resolveRestartStrategy(undefined)
+  let history = initialRestartHistory()
+  let now = 0
+  const waits: number[] = []
+  for (;;) {
+    const d = decideRestart(strategy, history, now, () => 0)
+    history = d.history
+    if (!d.restart) break
+    waits.push(d.delayMs)
+    now += d.delayMs
+  }
+  t.same(waits, [900, 1800, 3600, 7200, 14_400, 28_800, 54_000, 54_000, 54_000, 54_000], 'doubling from 1 s (less 10%), up to 1 min')
+  t.equal(waits.slice(0, 5).reduce((a, b) => a + b), 27_900, 'five restarts in the first 28 s')
+  t.equal(now, 272_700, 'restarts for 272.7 s before giving up: a 30 s database restart is ridden out many times over')
+  t.equal(history.attempts, 10)
+})
+
+t.test('resolve - a wait above 2^31-1 ms (what a timer can wait) is rejected, not fired at once', async (t) => {
+  t.throws(() => resolveRestartStrategy({ type: 'fixed-delay', delayMs: 2 ** 31 }), {
+    name: 'InvalidOptionError',
+    option: 'restart.delayMs',
+    message: 'option restart.delayMs: expected a number of milliseconds from 0 to 2147483647, got 2147483648',
+  })
+  t.throws(() => resolveRestartStrategy({ type: 'exponential-backoff', maxMs: 1e12 }), { name: 'InvalidOptionError', option: 'restart.maxMs', message: /to 2147483647, got 1000000000000$/ })
+  t.throws(() => resolveRestartStrategy({ type: 'exponential-backoff', initialMs: 3e9 }), { name: 'InvalidOptionError', option: 'restart.initialMs' })
+  t.throws(() => resolveRestartStrategy({ type: 'failure-rate', delayMs: 3e9 }), { name: 'InvalidOptionError', option: 'restart.delayMs' })
+  const max = resolveRestartStrategy({ type: 'exponential-backoff', initialMs: 2 ** 31 - 1, jitter: 1 })
+  const d = decideRestart(max, initialRestartHistory(), 0, () => 0.999)
+  t.ok(d.restart && d.delayMs === 2 ** 31 - 1, 'jitter never spreads a wait past the longest a timer can wait')
 })
 
 t.test('resolve - keeps the values the user gave, and treats undefined as omitted', async (t) => {
@@ -138,7 +180,7 @@ t.test('resolve - rejects an unknown key, naming it and the known ones', async (
 
 t.test('resolve - rejects every out-of-range or mistyped value with its option path', async (t) => {
   const cases: [options: Record<string, unknown>, option: string, expected: RegExp][] = [
-    [{ type: 'fixed-delay', delayMs: -1 }, 'restart.delayMs', /non-negative number of milli/],
+    [{ type: 'fixed-delay', delayMs: -1 }, 'restart.delayMs', /number of milliseconds from 0 to 2147483647, got -1$/],
     [{ type: 'fixed-delay', delayMs: '1000' }, 'restart.delayMs', /got "1000"$/],
     [{ type: 'fixed-delay', delayMs: NaN }, 'restart.delayMs', /got NaN$/],
     [{ type: 'fixed-delay', delayMs: Infinity }, 'restart.delayMs', /got Infinity$/],
@@ -154,14 +196,14 @@ t.test('resolve - rejects every out-of-range or mistyped value with its option p
     [
       { type: 'exponential-backoff', initialMs: 1000, maxMs: 999 },
       'restart.maxMs',
-      /not below initialMs \(1000\), got 999$/,
+      /from initialMs \(1000\) to 2147483647, got 999$/,
     ],
-    [{ type: 'exponential-backoff', maxMs: 50 }, 'restart.maxMs', /not below initialMs \(100\)/],
+    [{ type: 'exponential-backoff', maxMs: 50 }, 'restart.maxMs', /from initialMs \(100\)/],
     [{ type: 'exponential-backoff', resetAfterMs: 0 }, 'restart.resetAfterMs', /positive/],
     [{ type: 'exponential-backoff', attempts: -1 }, 'restart.attempts', /or Infinity/],
     [{ type: 'failure-rate', maxFailures: 2.5 }, 'restart.maxFailures', /non-negative integer/],
     [{ type: 'failure-rate', intervalMs: 0 }, 'restart.intervalMs', /positive number/],
-    [{ type: 'failure-rate', delayMs: -1 }, 'restart.delayMs', /non-negative number/],
+    [{ type: 'failure-rate', delayMs: -1 }, 'restart.delayMs', /from 0 to/],
   ]
   for (const [options, option, expected] of cases) {
     t.throws(

@@ -4,7 +4,7 @@
  * (PostgreSQL refuses to run as root).
  */
 import { execFileSync } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -15,6 +15,10 @@ export interface ThrowawayPostgres {
   start(): void
   /** Stops the server at once, as a crash would (`-m immediate`). */
   kill(): void
+  /** Stops every process of the server (SIGSTOP): it keeps its sockets but answers nothing. */
+  freeze(): void
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void
   cleanup(): void
 }
 
@@ -63,7 +67,14 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
     port,
     start: () => void run('pg_ctl', ['-D', data, '-o', opts, '-l', join(dir, 'log'), '-w', 'start']),
     kill: () => void run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']),
+    freeze: () => signalAll(data, 'SIGSTOP'),
+    thaw: () => signalAll(data, 'SIGCONT'),
     cleanup: () => {
+      try {
+        signalAll(data, 'SIGCONT')
+      } catch {
+        // not running
+      }
       try {
         pg.kill()
       } catch {
@@ -74,4 +85,12 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
   }
   pg.start()
   return pg
+}
+
+/** Sends `signal` to the postmaster of `data` first (so it forks no more), then to its children. */
+function signalAll(data: string, signal: NodeJS.Signals): void {
+  const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
+  process.kill(postmaster, signal)
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' })
+  for (const pid of children.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0)) process.kill(pid, signal)
 }

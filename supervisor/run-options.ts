@@ -1,0 +1,66 @@
+/**
+ * The options of a run, resolved once when the job is started: defaults filled in, every value
+ * checked, so a mistake fails at once with an error naming the option (never deep inside an
+ * attempt, where it would be retried). Errors of options are terminal.
+ */
+import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
+import { checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
+import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
+import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
+import { LOG_LEVELS, type LogLevel } from './logger.ts'
+import { resolveRestartStrategy, type ResolvedRestartStrategy } from './restart-strategy.ts'
+
+/** Run options with every default applied; what the runner works from. */
+export interface ResolvedRunOptions {
+  checkpoints: ResolvedCheckpointOptions | undefined
+  restart: ResolvedRestartStrategy
+  restore: 'latest' | 'none' | number
+  logLevel: LogLevel
+  progressIntervalMs: number
+  tuning: ExecutorTuning
+}
+
+/** Keys of `RunOptions`; `store` and `logger` are objects of their own and checked by them. */
+export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
+
+const TUNING_KEYS = Object.keys(DEFAULT_TUNING)
+
+/** Most records per batch and batches per channel: far beyond any useful value, far below overflow. */
+const MAX_BATCH = 1 << 20
+
+/**
+ * Checks the options of `startJob` and fills in the defaults.
+ * @throws {InvalidOptionError} a value has the wrong type or is out of range.
+ * @throws {UnknownOptionError} a key that does not exist (often a typo).
+ */
+export function resolveRunOptions(options: unknown): ResolvedRunOptions {
+  const o = checkObject('options', options ?? {})
+  rejectUnknownKeys('', o, RUN_OPTION_KEYS)
+  const restore = o['restore'] ?? 'none'
+  if (restore !== 'latest' && restore !== 'none' && !(typeof restore === 'number' && Number.isSafeInteger(restore) && restore > 0)) {
+    throw new InvalidOptionError('restore', "'latest', 'none' or a snapshot id", restore)
+  }
+  const logLevel = o['logLevel'] ?? 'info'
+  if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) throw new InvalidOptionError('logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel)
+  return {
+    checkpoints: o['checkpoints'] === undefined || o['checkpoints'] === false ? undefined : resolveCheckpointOptions(o['checkpoints']),
+    restart: resolveRestartStrategy(o['restart']),
+    restore,
+    logLevel: logLevel as LogLevel,
+    progressIntervalMs: checkDuration('progressIntervalMs', o['progressIntervalMs'] ?? 2000),
+    tuning: resolveTuning(o['tuning']),
+  }
+}
+
+/** Checks executor tuning: whole records and batches, a time slice in milliseconds. */
+export function resolveTuning(tuning: unknown): ExecutorTuning {
+  if (tuning === undefined) return { ...DEFAULT_TUNING }
+  const given = checkObject('tuning', tuning)
+  rejectUnknownKeys('tuning', given, TUNING_KEYS)
+  const t = { ...DEFAULT_TUNING, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) } as Record<string, unknown>
+  return {
+    batchSize: checkInteger('tuning.batchSize', t['batchSize'], 1, MAX_BATCH),
+    channelCapacity: checkInteger('tuning.channelCapacity', t['channelCapacity'], 1, MAX_BATCH),
+    sliceMs: checkDuration('tuning.sliceMs', t['sliceMs'], { min: 1, max: 60_000 }),
+  }
+}
