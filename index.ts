@@ -2,7 +2,22 @@
  * Weir's public API. Everything not exported here is internal.
  */
 export { job, JobBuilder, Stream, KeyedStream, ConnectedKeyedStreams } from './actors/job.ts'
-export type { JobOptions, OperatorOptions, ProcessOptions, ProcessContext, ProcessFunction, JobGraph } from './actors/job.ts'
+export type {
+  JobOptions,
+  OperatorOptions,
+  ProcessOptions,
+  ProcessContext,
+  ProcessFunction,
+  JobGraph,
+  OperatorSpec,
+  OperatorBase,
+  SourceSpec,
+  ProcessSpec,
+  SinkSpec,
+  EdgeSpec,
+  Partitioning,
+  Transform,
+} from './actors/job.ts'
 export { valueState, listState, mapState, reducingState, aggregatingState } from './actors/state.ts'
 export type {
   ValueState,
@@ -14,6 +29,13 @@ export type {
   StateDescriptor,
   StateOptions,
   StateHandle,
+  StateKind,
+  DescriptorBase,
+  ValueStateDescriptor,
+  ListStateDescriptor,
+  MapStateDescriptor,
+  ReducingStateDescriptor,
+  AggregatingStateDescriptor,
 } from './actors/state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
@@ -29,18 +51,33 @@ export type { InstanceStatus } from './actors/lifecycle.ts'
 
 export { runJob, startJob, DEFAULT_SNAPSHOT_DIR } from './supervisor/job-runner.ts'
 export type { RunOptions, JobResult, JobHandle } from './supervisor/job-runner.ts'
+export type { ExecutorTuning, ExecutorMetrics } from './actors/local-executor.ts'
 export type { CheckpointOptions } from './supervisor/checkpoint-options.ts'
-export type { RestartStrategyOptions, ResolvedRestartStrategy } from './supervisor/restart-strategy.ts'
+export type { RestartStrategyOptions, ResolvedRestartStrategy, NoRestartOptions, FixedDelayOptions, ExponentialBackoffOptions, FailureRateOptions } from './supervisor/restart-strategy.ts'
 export { DEFAULT_RESTART_STRATEGY } from './supervisor/restart-strategy.ts'
 export { createLogger } from './supervisor/logger.ts'
-export type { Logger, LogLevel, LoggerOptions } from './supervisor/logger.ts'
+export type { Logger, LogLevel, LoggerOptions, LogFields } from './supervisor/logger.ts'
 export type { JobStatus } from './supervisor/job-machine.ts'
 export { InvalidOptionError, UnknownOptionError, JobFailedError, CheckpointFailedError, FinalCheckpointError } from './supervisor/errors.ts'
 
 export { EmbeddedStore } from './persistence/embedded-store.ts'
+export type { EmbeddedStoreOptions } from './persistence/embedded-store.ts'
 export { PostgresStore } from './persistence/postgres-store.ts'
+export type { PostgresStoreOptions } from './persistence/postgres-options.ts'
 export { readSnapshotState } from './persistence/snapshot-reader.ts'
 export { cborSerde } from './persistence/serde.ts'
 export type { Serde } from './persistence/serde.ts'
-export type { SnapshotStore, SnapshotInfo, StateChunk } from './persistence/store.ts'
+export type {
+  SnapshotStore,
+  SnapshotInfo,
+  StateChunk,
+  BeginSnapshot,
+  CompleteSnapshot,
+  SnapshotKind,
+  SnapshotStatus,
+  SnapshotLayout,
+  ChunkAddress,
+  ChunkKind,
+  ChunkFilter,
+} from './persistence/store.ts'
 export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError } from './persistence/errors.ts'

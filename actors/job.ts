@@ -41,7 +41,7 @@ export interface EdgeSpec {
   transforms: readonly Transform[]
 }
 
-interface OperatorBase {
+export interface OperatorBase {
   uid: string
   parallelism: number
 }

@@ -20,7 +20,7 @@ export interface StateOptions<W> {
   serde?: Serde<W>
 }
 
-interface DescriptorBase<K extends StateKind> {
+export interface DescriptorBase<K extends StateKind> {
   readonly kind: K
   readonly name: string
   readonly serde: Serde<unknown> | undefined

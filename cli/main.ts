@@ -2,20 +2,24 @@
  * The `weir` command line: `weir run <job.ts>` runs a job in local mode; `weir state` prints the
  * keyed state of a completed snapshot; `weir snapshots` lists a job's snapshots.
  */
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { JobBuilder } from '../actors/job.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { PostgresStore } from '../persistence/postgres-store.ts'
+import { decodeKeyedChunk } from '../persistence/keyed-chunk.ts'
 import { readSnapshotState } from '../persistence/snapshot-reader.ts'
 import { checkDuration } from '../persistence/option-checks.ts'
-import type { SnapshotStore } from '../persistence/store.ts'
+import type { SnapshotInfo, SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { formatBytes } from '../supervisor/checkpoint-coordinator.ts'
 import { DEFAULT_SNAPSHOT_DIR, startJob } from '../supervisor/job-runner.ts'
+import { InvalidOptionError, UnknownOptionError } from '../supervisor/errors.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts'
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
+import { NotFoundError } from './errors.ts'
 
 const USAGE = `Usage:
   weir run <job.ts> [options]      run a job in this process (local mode)
@@ -23,6 +27,7 @@ const USAGE = `Usage:
                                    print a keyed state of a completed snapshot as JSON lines
   weir snapshots <job> [store options]
                                    list a job's snapshots
+  weir --version                   print Weir's version
 
 Run options:
   --checkpoint-interval <ms>       take checkpoints every <ms> (default: off)
@@ -67,6 +72,39 @@ const RUN_OPTIONS = {
 /** A mistake on the command line: print it with the usage, exit 2. */
 class UsageError extends Error {
   override readonly name = 'UsageError'
+}
+
+/** The flag that sets a `startJob` option, to name it in a usage error. */
+const FLAG_OF_OPTION: Record<string, string> = {
+  'checkpoints.intervalMs': 'checkpoint-interval',
+  'checkpoints.mode': 'checkpoint-mode',
+  'checkpoints.timeoutMs': 'checkpoint-timeout',
+  'checkpoints.minPauseMs': 'min-pause',
+  'checkpoints.maxConcurrent': 'max-concurrent',
+  'checkpoints.tolerableFailures': 'tolerable-failures',
+  'checkpoints.retained': 'retained',
+  restore: 'restore',
+}
+
+/** Weir's version, from the package.json beside the sources (`cli/`) or the build (`dist/cli/`). */
+function version(): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'weir' && pkg.version !== undefined) return pkg.version
+    } catch {
+      // not this one: try the next folder up
+    }
+  }
+  return 'unknown'
+}
+
+/** `weir ... | head -1`: a reader that goes away ends the output quietly, as for any Unix tool. */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (err: Error & { code?: string }) => {
+    if (err.code !== 'EPIPE') throw err
+    process.exit(0)
+  })
 }
 
 function int(flag: string, value: string | undefined): number | undefined {
@@ -147,7 +185,17 @@ async function run(args: string[]): Promise<number> {
   const definition = await loadJob(positionals[0]!)
   const store = storeFrom(values)
   const restart = restartFrom(values.restart)
-  const handle = startJob(definition, { store, checkpoints, restore, logger, ...(restart === undefined ? {} : { restart }) })
+  let handle: ReturnType<typeof startJob>
+  try {
+    handle = startJob(definition, { store, checkpoints, restore, logger, ...(restart === undefined ? {} : { restart }) })
+  } catch (err) {
+    if (err instanceof InvalidOptionError) {
+      const flag = err.option.startsWith('restart') ? 'restart' : FLAG_OF_OPTION[err.option]
+      throw new UsageError(flag === undefined ? err.message : `--${flag}: expected ${err.expected}, got ${JSON.stringify(err.value)}`)
+    }
+    if (err instanceof UnknownOptionError && err.option.startsWith('restart')) throw new UsageError(`--restart: ${err.message}`)
+    throw err
+  }
   const stop = () => void handle.cancel()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
@@ -175,7 +223,13 @@ async function state(args: string[]): Promise<number> {
   const store = storeFrom(values)
   try {
     await store.open()
-    const entries = await readSnapshotState(store, job, operator, name, int('snapshot', values.snapshot))
+    const snapshot = await completedSnapshot(store, job, int('snapshot', values.snapshot))
+    const operators = snapshot.layout.operators.map((o) => o.uid)
+    if (!operators.includes(operator)) {
+      throw new NotFoundError(`snapshot ${snapshot.id} of job ${job} has no operator ${JSON.stringify(operator)}; its operators are ${operators.join(', ')}`, job)
+    }
+    const entries = await readSnapshotState(store, job, operator, name, snapshot.id)
+    if (entries.size === 0) await expectState(store, snapshot, operator, name)
     let out = ''
     for (const [key, value] of entries) out += JSON.stringify({ key, value }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Map ? Object.fromEntries(v) : v)) + '\n'
     process.stdout.write(out)
@@ -185,13 +239,38 @@ async function state(args: string[]): Promise<number> {
   }
 }
 
+/** The completed snapshot `id` of `job`, or its latest; a clear error naming what exists if there is none. */
+async function completedSnapshot(store: SnapshotStore, job: string, id: number | undefined): Promise<SnapshotInfo> {
+  const snapshot = id === undefined ? await store.latestCompleted(job) : await store.getSnapshot(job, id)
+  if (snapshot?.status === 'completed') return snapshot
+  const all = await store.listSnapshots(job)
+  if (all.length === 0) throw new NotFoundError(`job ${job} has no snapshots in ${store.description}`, job)
+  const has = `the job has snapshots ${all.map((s) => `${s.id} (${s.status})`).join(', ')}`
+  if (id === undefined) throw new NotFoundError(`job ${job} has no completed snapshot; ${has}`, job)
+  throw new NotFoundError(snapshot === undefined ? `no snapshot ${id} of job ${job}; ${has}` : `snapshot ${id} of job ${job} is ${snapshot.status}, not completed; ${has}`, job)
+}
+
+/** An operator's state that came back empty: fine if the snapshot has it, an error naming the states it has if not. */
+async function expectState(store: SnapshotStore, snapshot: SnapshotInfo, operator: string, name: string): Promise<void> {
+  const names = new Set<string>()
+  for (const chunk of await store.readChunks(snapshot.job, snapshot.id, { operatorUid: operator, kind: 'keyed' })) {
+    for (const s of decodeKeyedChunk(chunk.data)) names.add(s.name)
+  }
+  if (names.has(name)) return
+  const has = names.size === 0 ? 'it has no keyed state there' : `its keyed states are ${[...names].join(', ')}`
+  throw new NotFoundError(`operator ${operator} has no keyed state ${JSON.stringify(name)} in snapshot ${snapshot.id} of job ${snapshot.job}; ${has}`, snapshot.job)
+}
+
 async function snapshots(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: STORE_OPTIONS, allowPositionals: true, strict: true })
   if (positionals.length !== 1) throw new UsageError('weir snapshots needs <job>')
   const store = storeFrom(values)
   try {
     await store.open()
-    for (const s of await store.listSnapshots(positionals[0]!)) {
+    const job = positionals[0]!
+    const all = await store.listSnapshots(job)
+    if (all.length === 0) throw new NotFoundError(`job ${job} has no snapshots in ${store.description}`, job)
+    for (const s of all) {
       process.stdout.write(`${s.id}\t${s.kind}\t${s.status}\t${formatBytes(s.sizeBytes ?? 0)}\t${new Date(s.triggeredAt).toISOString()}${s.reason ? `\t${s.reason}` : ''}\n`)
     }
     return 0
@@ -203,7 +282,12 @@ async function snapshots(args: string[]): Promise<number> {
 /** Runs the command line; returns the exit code (0 ok, 1 the job or store failed, 2 a usage mistake). */
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv
+  quietOnClosedPipe()
   try {
+    if (verb === '--version' || verb === '-v' || verb === 'version') {
+      process.stdout.write(`weir ${version()}\n`)
+      return 0
+    }
     if (verb === 'run') return await run(rest)
     if (verb === 'state') return await state(rest)
     if (verb === 'snapshots') return await snapshots(rest)
@@ -218,7 +302,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`weir: ${e.message}\n\n${USAGE}`)
       return 2
     }
-    process.stderr.write(`weir: ${e.name ?? 'Error'}: ${e.message}\n`)
+    process.stderr.write(err instanceof NotFoundError ? `weir: ${e.message}\n` : `weir: ${e.name ?? 'Error'}: ${e.message}\n`)
     if (e.cause instanceof Error) process.stderr.write(`  cause: ${e.cause.message}\n`)
     if (e.code === 'ERR_REQUIRE_CYCLE_MODULE' || /Cannot require\(\) ES Module/.test(e.message)) {
       process.stderr.write('  hint: job files are ES modules; put them in a package with "type": "module", or name them .mts\n')

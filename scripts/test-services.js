@@ -1,51 +1,98 @@
-// Makes sure the services the tests need are up before `tap` runs: PostgreSQL (the store
-// conformance suite and the exactly-once tests). Starts a local cluster that stopped, and says
-// exactly what is missing when it cannot.
+// Makes sure the services the tests need are up before `tap` runs: the PostgreSQL database the
+// store conformance suite and the exactly-once tests use (WEIR_TEST_PG_URL, or
+// postgres://127.0.0.1:5432/test). It connects to that very database and runs `SELECT 1`; starts a
+// local cluster that stopped; and otherwise says exactly what is missing and how to fix it.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import { connect } from 'node:net'
+import { userInfo } from 'node:os'
+import pg from 'pg'
 
 const url = new URL(process.env.WEIR_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/test')
+// As the Postgres store does: with no user in the URL nor in PGUSER, connect as the OS user.
+if (url.username === '' && process.env.PGUSER === undefined) url.username = encodeURIComponent(userInfo().username)
+const urlText = url.toString()
 const host = url.hostname
 const port = Number(url.port || 5432)
+const database = decodeURIComponent(url.pathname.slice(1)) || 'postgres'
+const user = decodeURIComponent(url.username) || process.env.PGUSER
+const where = `${host}:${port}`
 
-function reachable() {
-  return new Promise((resolve) => {
-    const s = connect({ host, port })
-    s.setTimeout(1000)
-    s.once('connect', () => (s.destroy(), resolve(true)))
-    s.once('error', () => resolve(false))
-    s.once('timeout', () => (s.destroy(), resolve(false)))
-  })
-}
-
-async function waitUp(ms) {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await reachable()) return true
-    await new Promise((r) => setTimeout(r, 250))
+/** Runs `SELECT 1` on the test database; undefined when it answers, else the error. */
+async function probe() {
+  const client = new pg.Client({ connectionString: urlText, connectionTimeoutMillis: 2000, query_timeout: 2000 })
+  try {
+    await client.connect()
+    await client.query('SELECT 1')
+    return undefined
+  } catch (err) {
+    return err
+  } finally {
+    await client.end().catch(() => {})
   }
-  return false
 }
 
-if (!(await reachable())) {
-  const local = host === '127.0.0.1' || host === 'localhost'
-  if (local && existsSync('/etc/postgresql')) {
-    for (const version of readdirSync('/etc/postgresql')) {
-      process.stderr.write(`test-services: PostgreSQL is not answering on ${host}:${port}; starting cluster ${version}/main\n`)
-      try {
-        execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' })
-      } catch {
-        // reported below if it still does not answer
+const DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P03'])
+const isDown = (err) => DOWN.has(err.code) || /timeout/i.test(err.message)
+
+/** What is missing and how to fix it, from the error's SQLSTATE (or socket code). */
+function explain(err) {
+  switch (err.code) {
+    case '3D000':
+      return (
+        `PostgreSQL answers at ${where}, but database "${database}" does not exist.\n` +
+        `  Create it: createdb -h ${host} -p ${port} -U ${user} ${database}   (or: psql -c 'CREATE DATABASE "${database}"')`
+      )
+    case '28000':
+      if (/role .* does not exist/.test(err.message)) {
+        return (
+          `PostgreSQL at ${where} has no role "${user}" (the user the tests connect as).\n` +
+          `  Create it (createuser -h ${host} -p ${port} -s ${user}), or put an existing user in WEIR_TEST_PG_URL.`
+        )
       }
+    // falls through: refused for another reason (pg_hba.conf)
+    case '28P01':
+      return (
+        `PostgreSQL at ${where} refused user "${user}" for database "${database}": ${err.message}.\n` +
+        `  Put the right user and password in WEIR_TEST_PG_URL (postgres://user:password@${where}/${database}),\n` +
+        `  or allow the user in pg_hba.conf (e.g. "host ${database} ${user} 127.0.0.1/32 trust") and reload PostgreSQL.`
+      )
+    case '42501':
+      return `user "${user}" may not connect to database "${database}" at ${where}: GRANT CONNECT ON DATABASE "${database}" TO "${user}".`
+    default:
+      if (isDown(err)) {
+        return (
+          `the tests need PostgreSQL at ${where} (database ${database}); nothing answers there (${err.code ?? err.message})\n` +
+          `  and it could not be started here. Install and start PostgreSQL (e.g. apt-get install postgresql),\n` +
+          `  or point WEIR_TEST_PG_URL at a reachable database.`
+        )
+      }
+      return `cannot use database "${database}" at ${where}: ${err.code === undefined ? '' : `${err.code} `}${err.message}`
+  }
+}
+
+/** Starts the stopped clusters of a local Debian-style PostgreSQL install, if there is one. */
+function startLocalClusters() {
+  if (!(host === '127.0.0.1' || host === 'localhost') || !existsSync('/etc/postgresql')) return false
+  for (const version of readdirSync('/etc/postgresql')) {
+    process.stderr.write(`test-services: PostgreSQL is not answering on ${where}; starting cluster ${version}/main\n`)
+    try {
+      execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' })
+    } catch {
+      // reported below if it still does not answer
     }
   }
-  if (!(await waitUp(15_000))) {
-    process.stderr.write(
-      `test-services: the tests need PostgreSQL at ${host}:${port} (database ${url.pathname.slice(1) || 'test'}, trust or password in WEIR_TEST_PG_URL).\n` +
-        `  Nothing answers there and it could not be started here. Install and start PostgreSQL (e.g. apt-get install postgresql),\n` +
-        `  or point WEIR_TEST_PG_URL at a reachable database.\n`,
-    )
-    process.exit(1)
+  return true
+}
+
+let err = await probe()
+if (err !== undefined && isDown(err) && startLocalClusters()) {
+  const until = Date.now() + 15_000
+  while (err !== undefined && isDown(err) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 250))
+    err = await probe()
   }
+}
+if (err !== undefined) {
+  process.stderr.write(`test-services: ${explain(err)}\n`)
+  process.exit(1)
 }

@@ -196,14 +196,23 @@ class JobRunner {
 
   private async initialSnapshot(): Promise<SnapshotInfo | undefined> {
     const job = this.graph.name
-    if (this.restore === 'none') return undefined
+    if (this.restore === 'none') {
+      // A fresh start over completed snapshots is often a forgotten --restore: say how to resume.
+      const latest = await this.store.latestCompleted(job)
+      if (latest !== undefined) {
+        this.log.warn(`job ${job} has completed snapshots (latest ${latest.id}); starting from scratch. Pass --restore latest (restore: 'latest') to resume from it`)
+      }
+      return undefined
+    }
     const s = this.restore === 'latest' ? await this.store.latestCompleted(job) : await this.store.getSnapshot(job, this.restore)
     if (s === undefined) {
       if (this.restore === 'latest') {
         this.log.info('no completed snapshot to restore; starting from scratch')
         return undefined
       }
-      throw new IncompatibleSnapshotError('no such snapshot', job, this.restore as number)
+      const known = (await this.store.listSnapshots(job)).map((k) => `${k.id} (${k.status})`)
+      const has = known.length === 0 ? `the job has no snapshots in ${this.store.description}` : `the job has snapshots ${known.join(', ')}`
+      throw new IncompatibleSnapshotError(`no snapshot ${this.restore} of job ${job}; ${has}`, job, this.restore as number)
     }
     if (s.status !== 'completed') throw new IncompatibleSnapshotError(`snapshot is ${s.status}, only completed ones can be restored`, job, s.id)
     this.checkLayout(s)
