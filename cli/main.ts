@@ -75,11 +75,12 @@ function int(flag: string, value: string | undefined): number | undefined {
   return n
 }
 
-function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }): SnapshotStore {
+/** `readOnly` for the inspecting commands: they never take a lease or create anything. */
+function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }, readOnly = false): SnapshotStore {
   const store = values.store ?? 'embedded'
-  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR })
+  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR, readOnly })
   if (/^postgres(ql)?:\/\//.test(store)) {
-    return new PostgresStore({ connectionString: store, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
+    return new PostgresStore({ connectionString: store, readOnly, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
   }
   throw new UsageError(`--store must be "embedded" or a postgres:// URL, got ${JSON.stringify(store)}`)
 }
@@ -161,7 +162,7 @@ async function state(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { ...STORE_OPTIONS, snapshot: { type: 'string' } }, allowPositionals: true, strict: true })
   if (positionals.length !== 3) throw new UsageError('weir state needs <job> <operator> <state>')
   const [job, operator, name] = positionals as [string, string, string]
-  const store = storeFrom(values)
+  const store = storeFrom(values, true)
   try {
     await store.open()
     const entries = await readSnapshotState(store, job, operator, name, int('snapshot', values.snapshot))
@@ -177,7 +178,7 @@ async function state(args: string[]): Promise<number> {
 async function snapshots(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: STORE_OPTIONS, allowPositionals: true, strict: true })
   if (positionals.length !== 1) throw new UsageError('weir snapshots needs <job>')
-  const store = storeFrom(values)
+  const store = storeFrom(values, true)
   try {
     await store.open()
     for (const s of await store.listSnapshots(positionals[0]!)) {

@@ -10,6 +10,17 @@ export const TEMP_PREFIX = '.tmp-'
 
 /** Writes `name` in `dir` via a temp file, fsync and rename, then fsyncs `dir` to keep the rename. */
 export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): Promise<void> {
+  const temp = await writeTempFile(dir, name, bytes)
+  await renameTemp(temp, dir, name)
+  await syncDir(dir)
+}
+
+/**
+ * Writes `bytes` to a new temp file in `dir` and fsyncs it; returns its path. With
+ * {@link renameTemp} this is `writeFileAtomic` without the directory fsync, for callers that make
+ * several renames in one directory durable with one `syncDir` before anything depends on them.
+ */
+export async function writeTempFile(dir: string, name: string, bytes: Uint8Array | string): Promise<string> {
   const temp = join(dir, `${TEMP_PREFIX}${randomUUID()}-${name}`)
   try {
     const handle = await open(temp, 'wx')
@@ -19,14 +30,29 @@ export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Arr
     } finally {
       await handle.close()
     }
-    await rename(temp, join(dir, name))
   } catch (err) {
-    // The temp file is ignored by readers and swept later, so failing to remove it here must
-    // not hide the error that matters.
-    await unlink(temp).catch(() => undefined)
+    await removeTemp(temp)
     throw err
   }
-  await syncDir(dir)
+  return temp
+}
+
+/** Renames a file from {@link writeTempFile} to `name`; removes the temp file if that fails. */
+export async function renameTemp(temp: string, dir: string, name: string): Promise<void> {
+  try {
+    await rename(temp, join(dir, name))
+  } catch (err) {
+    await removeTemp(temp)
+    throw err
+  }
+}
+
+/**
+ * Removes a temp file that will not be renamed. Readers ignore it and sweeps remove it later, so
+ * failing here must not hide the error that matters.
+ */
+export async function removeTemp(temp: string): Promise<void> {
+  await unlink(temp).catch(() => undefined)
 }
 
 /** Creates `dir` (and its parents) and makes its entry in the parent durable. */

@@ -1,4 +1,6 @@
 /** Options of the Postgres store, with their defaults and the checks they get when a store is made. */
+import { resolveLeaseOptions, type ResolvedLeaseOptions } from './lease.ts'
+import type { LeaseOptions } from './store.ts'
 
 /** Options of {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -20,6 +22,14 @@ export interface PostgresStoreOptions {
    * @default 10000
    */
   connectTimeoutMs?: number
+  /**
+   * Open for reading only (`weir snapshots`, `weir state`): never creates or migrates the
+   * schema, opens a missing one as empty, and refuses `acquireLease` (so every mutation).
+   * @default false
+   */
+  readOnly?: boolean
+  /** The lease timing `acquireLease` uses when not given its own. */
+  lease?: LeaseOptions
 }
 
 /** {@link PostgresStoreOptions} with every default applied. */
@@ -28,12 +38,14 @@ export interface ResolvedPostgresStoreOptions {
   schema: string
   poolSize: number
   connectTimeoutMs: number
+  readOnly: boolean
+  lease: ResolvedLeaseOptions
   /** `host:port/database`, for messages: never the user or password. */
   target: string
 }
 
 export function defaultPostgresStoreOptions(): Omit<ResolvedPostgresStoreOptions, 'connectionString' | 'target'> {
-  return { schema: 'weir', poolSize: 10, connectTimeoutMs: 10_000 }
+  return { schema: 'weir', poolSize: 10, connectTimeoutMs: 10_000, readOnly: false, lease: resolveLeaseOptions(undefined) }
 }
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
@@ -58,7 +70,10 @@ export function resolvePostgresStoreOptions(options: PostgresStoreOptions): Reso
   if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1) {
     throw new TypeError(`connectTimeoutMs must be a positive integer, got ${String(connectTimeoutMs)}`)
   }
-  return { connectionString: options.connectionString, schema, poolSize, connectTimeoutMs, target: describeTarget(options.connectionString) }
+  const readOnly = options.readOnly ?? defaults.readOnly
+  if (typeof readOnly !== 'boolean') throw new TypeError(`readOnly must be true or false, got ${String(readOnly)}`)
+  const lease = resolveLeaseOptions(options.lease)
+  return { connectionString: options.connectionString, schema, poolSize, connectTimeoutMs, readOnly, lease, target: describeTarget(options.connectionString) }
 }
 
 /** `host:port/database` from a connection URL, with the defaults Postgres clients apply. */
