@@ -16,17 +16,18 @@ export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Arr
 }
 
 /**
- * Writes `bytes` to a new temp file in `dir` and fsyncs it; returns its path. With
- * {@link renameTemp} this is `writeFileAtomic` without the directory fsync, for callers that make
- * several renames in one directory durable with one `syncDir` before anything depends on them.
+ * Writes `bytes` to a new temp file in `dir` and fsyncs it (unless `sync` is false: for files
+ * whose loss in a power cut is harmless); returns its path. With {@link renameTemp} this is
+ * `writeFileAtomic` without the directory fsync, for callers that make several renames in one
+ * directory durable with one `syncDir` before anything depends on them.
  */
-export async function writeTempFile(dir: string, name: string, bytes: Uint8Array | string): Promise<string> {
+export async function writeTempFile(dir: string, name: string, bytes: Uint8Array | string, sync = true): Promise<string> {
   const temp = join(dir, `${TEMP_PREFIX}${randomUUID()}-${name}`)
   try {
     const handle = await open(temp, 'wx')
     try {
       await handle.writeFile(bytes)
-      await handle.sync()
+      if (sync) await handle.sync()
     } finally {
       await handle.close()
     }

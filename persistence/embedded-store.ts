@@ -14,7 +14,7 @@
  *     .tmp-*                                a write in flight or cut short by a crash
  */
 import { randomUUID } from 'node:crypto'
-import { readdir, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { addressKey, chunkMatcher, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
@@ -95,6 +95,8 @@ interface HeaderFile {
  * abort wait for. The lease makes this instance the only writer of the job, so it is the truth.
  */
 interface PendingSnapshot {
+  /** The pending header as written by beginSnapshot. */
+  info: SnapshotInfo
   files: Set<string>
   addresses: Set<string>
   bytes: number
@@ -220,8 +222,9 @@ export class EmbeddedStore implements SnapshotStore {
   async nextSnapshotId(job: string): Promise<number> {
     assertJobName(job)
     return this.#run(async () => {
-      let highest = await this.#readHighWater(job)
-      for (const name of await this.#listDir(this.#jobDir(job))) {
+      const [highWater, names] = await Promise.all([this.#readHighWater(job), this.#listDir(this.#jobDir(job))])
+      let highest = highWater
+      for (const name of names) {
         // Folders without a header (a crash inside beginSnapshot) still count as begun, and so
         // do tombstones a crash inside discardSnapshot left.
         if (SNAPSHOT_DIR.test(name)) highest = Math.max(highest, Number(name))
@@ -237,13 +240,16 @@ export class EmbeddedStore implements SnapshotStore {
     const { job, id } = begin
     await this.#run(() =>
       this.#jobTurn(job, async () => {
-        await this.#fence(job, 'begin a snapshot')
-        const existing = await this.#readHeader(job, id)
-        if (existing !== undefined) throw new SnapshotStateError(job, id, existing.info.status, 'begin')
-        // The folder itself marks the id as begun (nextSnapshotId counts folders), so job.json
-        // need only be written when a folder goes: in discardSnapshot.
         const dir = this.#snapshotDir(job, id)
-        await mkdirDurable(dir)
+        // The folder marks the id as begun (nextSnapshotId counts folders; job.json is written
+        // only when a folder goes, in discardSnapshot), so an existing folder is the only case
+        // that needs a look at its header.
+        await this.#fence(job, 'begin a snapshot')
+        const created = await this.#makeSnapshotDir(job, dir)
+        if (!created) {
+          const existing = await this.#readHeader(job, id)
+          if (existing !== undefined) throw new SnapshotStateError(job, id, existing.info.status, 'begin')
+        }
         const info: SnapshotInfo = {
           job,
           id,
@@ -253,8 +259,10 @@ export class EmbeddedStore implements SnapshotStore {
           layout: structuredClone(begin.layout),
           triggeredAt: begin.triggeredAt,
         }
-        await this.#writeHeader(dir, { format: STORE_FORMAT, info })
-        this.#pending.set(dir, Promise.resolve(emptyPending()))
+        // Nothing is fsynced yet: a pending snapshot lost in a power cut is one that never began.
+        // completeSnapshot makes the folder, its files and the header durable before it returns.
+        await renameTemp(await writeTempFile(dir, HEADER_FILE, JSON.stringify({ format: STORE_FORMAT, info } satisfies HeaderFile), false), dir, HEADER_FILE)
+        this.#pending.set(dir, Promise.resolve(emptyPending(info)))
       }),
     )
   }
@@ -324,27 +332,31 @@ export class EmbeddedStore implements SnapshotStore {
       try {
         await Promise.allSettled([...pending.writes])
         const dir = this.#snapshotDir(job, id)
-        const header = await this.#readHeader(job, id)
-        if (header?.info.status !== 'pending') throw new SnapshotStateError(job, id, header?.info.status, 'complete')
         const info: SnapshotInfo = {
-          ...header.info,
+          ...pending.info,
           status: 'completed',
           completedAt: complete.completedAt,
           durationMs: complete.durationMs,
           sizeBytes: pending.bytes,
         }
         const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort() }
-        // The batch renames become durable (syncDir) before the header that names them.
-        // Temp files a crash left are swept on the way (not this header's own).
-        const [temp] = await Promise.all([
-          writeTempFile(dir, HEADER_FILE, JSON.stringify(headerFile)),
-          syncDir(dir),
-          this.#fence(job, operation, lease),
-          this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
-        ])
-        // The header is the last write: until this rename lands, the snapshot is pending.
-        await renameTemp(temp, dir, HEADER_FILE)
-        await syncDir(dir)
+        // Everything the header names becomes durable first: the batch renames and the snapshot
+        // folder itself (its entry in the job folder). Temp files a crash left are swept on the way.
+        const dirHandle = await open(dir, 'r')
+        try {
+          const [temp] = await Promise.all([
+            writeTempFile(dir, HEADER_FILE, JSON.stringify(headerFile)),
+            dirHandle.sync(),
+            syncDir(this.#jobDir(job)),
+            this.#fence(job, operation, lease),
+            this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
+          ])
+          // The header is the last write: until this rename lands, the snapshot is pending.
+          await renameTemp(temp, dir, HEADER_FILE)
+          await dirHandle.sync()
+        } finally {
+          await dirHandle.close()
+        }
         this.#pending.delete(dir)
         return info
       } catch (err) {
@@ -493,6 +505,19 @@ export class EmbeddedStore implements SnapshotStore {
     }
   }
 
+  /** Creates a snapshot's folder; false if it exists. The job folder exists once a lease was taken. */
+  async #makeSnapshotDir(job: string, dir: string): Promise<boolean> {
+    try {
+      await mkdir(dir)
+      return true
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') return false
+      if (errorCode(err) !== 'ENOENT') throw err
+    }
+    await mkdirDurable(this.#jobDir(job))
+    return this.#makeSnapshotDir(job, dir)
+  }
+
   /** The lease this instance holds on `job`, if it may still be used; throws `FencedError` if not. */
   #lease(job: string, operation: string): HeldLease {
     const lease = this.#leases.get(job)
@@ -594,7 +619,7 @@ export class EmbeddedStore implements SnapshotStore {
     const header = await this.#readHeader(job, id)
     if (header?.info.status !== 'pending') throw new SnapshotStateError(job, id, header?.info.status, 'use')
     const dir = this.#snapshotDir(job, id)
-    const pending = emptyPending()
+    const pending = emptyPending(header.info)
     for (const file of (await this.#listDir(dir)).filter((name) => BATCH_FILE.test(name))) {
       const path = join(dir, file)
       for (const entry of decodeBatch(await readFile(path), { job, snapshotId: id, file: path })) {
@@ -622,8 +647,8 @@ export class EmbeddedStore implements SnapshotStore {
   }
 }
 
-function emptyPending(): PendingSnapshot {
-  return { files: new Set(), addresses: new Set(), bytes: 0, writes: new Set(), closing: false }
+function emptyPending(info: SnapshotInfo): PendingSnapshot {
+  return { info, files: new Set(), addresses: new Set(), bytes: 0, writes: new Set(), closing: false }
 }
 
 function errorCode(err: unknown): string | undefined {
