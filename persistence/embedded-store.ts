@@ -14,13 +14,14 @@
  *     .tmp-*                                a write in flight or cut short by a crash
  */
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
+import { readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { addressKey, chunkMatcher, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
-import { mkdirDurable, removeTemp, renameTemp, syncDir, TEMP_PREFIX, writeFileAtomic, writeTempFile } from './durable-fs.ts'
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdirDurable, renameTempSync, syncDir, syncDirs, TEMP_PREFIX, writeFileAtomic, writeTempFileQuickly } from './durable-fs.ts'
 import { decodeBatch, encodeBatch } from './embedded-batch.ts'
-import { holdsJobLock, releaseJobLock, renewJobLock, takeJobLock } from './embedded-lock.ts'
+import { holdsJobLock, holdsJobLockSync, releaseJobLock, renewJobLock, takeJobLock } from './embedded-lock.ts'
 import {
   CorruptChunkError,
   DuplicateChunkError,
@@ -222,8 +223,9 @@ export class EmbeddedStore implements SnapshotStore {
   async nextSnapshotId(job: string): Promise<number> {
     assertJobName(job)
     return this.#run(async () => {
-      const [highWater, names] = await Promise.all([this.#readHighWater(job), this.#listDir(this.#jobDir(job))])
-      let highest = highWater
+      // Synchronous, as the other steps on the checkpoint path (see durable-fs.ts).
+      let highest = this.#readHighWaterSync(job)
+      const names = listDirSync(this.#jobDir(job))
       for (const name of names) {
         // Folders without a header (a crash inside beginSnapshot) still count as begun, and so
         // do tombstones a crash inside discardSnapshot left.
@@ -244,7 +246,7 @@ export class EmbeddedStore implements SnapshotStore {
         // The folder marks the id as begun (nextSnapshotId counts folders; job.json is written
         // only when a folder goes, in discardSnapshot), so an existing folder is the only case
         // that needs a look at its header.
-        await this.#fence(job, 'begin a snapshot')
+        this.#fenceSync(job, 'begin a snapshot')
         const created = await this.#makeSnapshotDir(job, dir)
         if (!created) {
           const existing = await this.#readHeader(job, id)
@@ -261,7 +263,7 @@ export class EmbeddedStore implements SnapshotStore {
         }
         // Nothing is fsynced yet: a pending snapshot lost in a power cut is one that never began.
         // completeSnapshot makes the folder, its files and the header durable before it returns.
-        await renameTemp(await writeTempFile(dir, HEADER_FILE, JSON.stringify({ format: STORE_FORMAT, info } satisfies HeaderFile), false), dir, HEADER_FILE)
+        renameTempSync(await writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify({ format: STORE_FORMAT, info } satisfies HeaderFile), false), dir, HEADER_FILE)
         this.#pending.set(dir, Promise.resolve(emptyPending(info)))
       }),
     )
@@ -296,25 +298,17 @@ export class EmbeddedStore implements SnapshotStore {
   }
 
   /**
-   * Writes one batch file. Writers of one snapshot run side by side; the fence check runs while
-   * the file is written, and the file gets its name only if this instance still holds the job.
-   * The directory is fsynced once, by completeSnapshot, before the header that names the files.
+   * Writes one batch file. Writers of one snapshot run side by side; the file gets its name only
+   * if this instance still holds the job. The directory is fsynced once, by completeSnapshot,
+   * before the header that names the files.
    */
   async #writeBatch(job: string, id: number, chunks: readonly StateChunk[], lease: HeldLease, pending: PendingSnapshot): Promise<number> {
     const dir = this.#snapshotDir(job, id)
     const file = `chunks-${randomUUID()}.cbor`
-    const [temp, fenced] = await Promise.all([
-      writeTempFile(dir, file, encodeBatch(chunks)),
-      this.#fence(job, 'write chunks', lease).then(
-        () => undefined,
-        (err: unknown) => err,
-      ),
-    ])
-    if (fenced !== undefined) {
-      await removeTemp(temp)
-      throw fenced
-    }
-    await renameTemp(temp, dir, file)
+    this.#fenceSync(job, 'write chunks', lease)
+    const temp = await writeTempFileQuickly(dir, file, encodeBatch(chunks))
+    this.#fenceSync(job, 'write chunks', lease)
+    renameTempSync(temp, dir, file)
     const bytes = dataBytes(chunks)
     pending.files.add(file)
     pending.bytes += bytes
@@ -341,22 +335,18 @@ export class EmbeddedStore implements SnapshotStore {
         }
         const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort() }
         // Everything the header names becomes durable first: the batch renames and the snapshot
-        // folder itself (its entry in the job folder). Temp files a crash left are swept on the way.
-        const dirHandle = await open(dir, 'r')
-        try {
-          const [temp] = await Promise.all([
-            writeTempFile(dir, HEADER_FILE, JSON.stringify(headerFile)),
-            dirHandle.sync(),
-            syncDir(this.#jobDir(job)),
-            this.#fence(job, operation, lease),
-            this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
-          ])
-          // The header is the last write: until this rename lands, the snapshot is pending.
-          await renameTemp(temp, dir, HEADER_FILE)
-          await dirHandle.sync()
-        } finally {
-          await dirHandle.close()
-        }
+        // folder itself (its entry in the job folder), in one wait. Temp files a crash left are
+        // swept on the way.
+        this.#fenceSync(job, operation, lease)
+        const [temp] = await Promise.all([
+          writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify(headerFile)),
+          syncDirs([dir, this.#jobDir(job)]),
+          this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
+        ])
+        // The header is the last write: until this rename lands, the snapshot is pending.
+        this.#fenceSync(job, operation, lease)
+        renameTempSync(temp, dir, HEADER_FILE)
+        await syncDirs([dir])
         this.#pending.delete(dir)
         return info
       } catch (err) {
@@ -508,7 +498,7 @@ export class EmbeddedStore implements SnapshotStore {
   /** Creates a snapshot's folder; false if it exists. The job folder exists once a lease was taken. */
   async #makeSnapshotDir(job: string, dir: string): Promise<boolean> {
     try {
-      await mkdir(dir)
+      mkdirSync(dir)
       return true
     } catch (err) {
       if (errorCode(err) === 'EEXIST') return false
@@ -524,6 +514,11 @@ export class EmbeddedStore implements SnapshotStore {
     if (lease === undefined) throw new FencedError(job, undefined, undefined, operation)
     if (!lease.usable) throw lease.fenced(operation)
     return lease
+  }
+
+  /** {@link #fence} without a wait on the event loop, for the checkpoint path. */
+  #fenceSync(job: string, operation: string, lease = this.#lease(job, operation)): void {
+    if (!holdsJobLockSync(this.#jobDir(job), lease.epoch)) throw lease.markLost(operation)
   }
 
   /** Checks on disk that this instance still holds the job's current epoch. */
@@ -576,6 +571,16 @@ export class EmbeddedStore implements SnapshotStore {
 
   async #writeHeader(dir: string, header: HeaderFile): Promise<void> {
     await writeFileAtomic(dir, HEADER_FILE, JSON.stringify(header))
+  }
+
+  #readHighWaterSync(job: string): number {
+    try {
+      const parsed = JSON.parse(readFileSync(join(this.#jobDir(job), JOB_FILE), 'utf8')) as { lastSnapshotId?: unknown }
+      return typeof parsed.lastSnapshotId === 'number' ? parsed.lastSnapshotId : 0
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return 0
+      throw err
+    }
   }
 
   async #readHighWater(job: string): Promise<number> {
@@ -644,6 +649,15 @@ export class EmbeddedStore implements SnapshotStore {
     const doomed = (await this.#listDir(dir)).filter(select)
     for (const name of doomed) await rm(join(dir, name), { recursive: true, force: true })
     if (doomed.length > 0) await syncDir(dir)
+  }
+}
+
+function listDirSync(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return []
+    throw err
   }
 }
 
