@@ -79,5 +79,7 @@ export type {
   ChunkAddress,
   ChunkKind,
   ChunkFilter,
+  JobLease,
+  LeaseOptions,
 } from './persistence/store.ts'
-export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError } from './persistence/errors.ts'
+export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError, FencedError, JobAlreadyRunningError, ReadOnlyStoreError, type LeaseHolderInfo } from './persistence/errors.ts'

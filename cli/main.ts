@@ -124,11 +124,12 @@ function ms(flag: string, value: string | undefined): number | undefined {
   }
 }
 
-function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }): SnapshotStore {
+/** `readOnly` for the inspecting commands: they never take a lease or create anything. */
+function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }, readOnly = false): SnapshotStore {
   const store = values.store ?? 'embedded'
-  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR })
+  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR, readOnly })
   if (/^postgres(ql)?:\/\//.test(store)) {
-    return new PostgresStore({ connectionString: store, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
+    return new PostgresStore({ connectionString: store, readOnly, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
   }
   throw new UsageError(`--store must be "embedded" or a postgres:// URL, got ${JSON.stringify(store)}`)
 }
@@ -220,7 +221,7 @@ async function state(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { ...STORE_OPTIONS, snapshot: { type: 'string' } }, allowPositionals: true, strict: true })
   if (positionals.length !== 3) throw new UsageError('weir state needs <job> <operator> <state>')
   const [job, operator, name] = positionals as [string, string, string]
-  const store = storeFrom(values)
+  const store = storeFrom(values, true)
   try {
     await store.open()
     const snapshot = await completedSnapshot(store, job, int('snapshot', values.snapshot))
@@ -264,7 +265,7 @@ async function expectState(store: SnapshotStore, snapshot: SnapshotInfo, operato
 async function snapshots(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: STORE_OPTIONS, allowPositionals: true, strict: true })
   if (positionals.length !== 1) throw new UsageError('weir snapshots needs <job>')
-  const store = storeFrom(values)
+  const store = storeFrom(values, true)
   try {
     await store.open()
     const job = positionals[0]!

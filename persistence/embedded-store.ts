@@ -6,7 +6,8 @@
  * Layout:
  *
  *     <dir>/store.json                      {"format": 1}: refuses directories a newer Weir wrote
- *     <dir>/<job>/job.json                  the highest snapshot id ever begun
+ *     <dir>/<job>/job.json                  the highest snapshot id discarded (ids are never reused)
+ *     <dir>/<job>/lease-<epoch>.json        the job's lock: its owner and epoch (embedded-lock.ts)
  *     <dir>/<job>/<id>/snapshot.json        the header; its status is the last thing written
  *     <dir>/<job>/<id>/chunks-<uuid>.cbor   one batch file per `writeChunks` call
  *     <dir>/<job>/.discard-<id>-<uuid>/     a discarded snapshot being deleted
@@ -17,11 +18,24 @@ import { readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { addressKey, chunkMatcher, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
-import { mkdirDurable, syncDir, TEMP_PREFIX, writeFileAtomic } from './durable-fs.ts'
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdirDurable, renameTempSync, syncDir, syncDirs, TEMP_PREFIX, writeFileAtomic, writeTempFileQuickly } from './durable-fs.ts'
 import { decodeBatch, encodeBatch } from './embedded-batch.ts'
-import { CorruptChunkError, DuplicateChunkError, InvalidOptionError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
+import { holdsJobLock, holdsJobLockSync, releaseJobLock, renewJobLock, takeJobLock } from './embedded-lock.ts'
+import {
+  CorruptChunkError,
+  DuplicateChunkError,
+  FencedError,
+  InvalidOptionError,
+  JobAlreadyRunningError,
+  ReadOnlyStoreError,
+  SnapshotStateError,
+  StoreSchemaError,
+  StoreUnavailableError,
+} from './errors.ts'
+import { HeldLease, resolveLeaseOptions, thisHolder, type ResolvedLeaseOptions } from './lease.ts'
 import { assertJobName } from './job-name.ts'
-import { checkObject, rejectUnknownKeys } from './option-checks.ts'
+import { checkBoolean, checkObject, rejectUnknownKeys } from './option-checks.ts'
 import {
   assertBegin,
   assertChunks,
@@ -34,6 +48,8 @@ import type {
   BeginSnapshot,
   ChunkFilter,
   CompleteSnapshot,
+  JobLease,
+  LeaseOptions,
   SnapshotInfo,
   SnapshotStore,
   StateChunk,
@@ -46,6 +62,7 @@ const JOB_FILE = 'job.json'
 const HEADER_FILE = 'snapshot.json'
 const DISCARD_PREFIX = '.discard-'
 const SNAPSHOT_DIR = /^(0|[1-9][0-9]{0,15})$/
+const DISCARDED = /^\.discard-(0|[1-9][0-9]{0,15})-/
 const BATCH_FILE = /^chunks-[0-9a-f-]{36}\.cbor$/
 
 /** File system errors that mean the directory cannot be used right now, not a bug. */
@@ -58,10 +75,18 @@ export interface EmbeddedStoreOptions {
    * passes `.weir/snapshots` relative to the working directory.
    */
   dir: string
+  /**
+   * Open for reading only (`weir snapshots`, `weir state`): never creates the directory or any
+   * file, opens a missing directory as empty, and refuses `acquireLease` (so every mutation).
+   * @default false
+   */
+  readOnly?: boolean
+  /** The lease timing `acquireLease` uses when not given its own. */
+  lease?: LeaseOptions
 }
 
 /** Every key of {@link EmbeddedStoreOptions}: a new option must be added here too. */
-const EMBEDDED_OPTION_KEYS = ['dir']
+const EMBEDDED_OPTION_KEYS = ['dir', 'readOnly', 'lease']
 
 interface HeaderFile {
   format: number
@@ -70,30 +95,20 @@ interface HeaderFile {
   batches?: string[]
 }
 
-/** What this process knows of a pending snapshot's batches, to refuse repeated addresses cheaply. */
-interface PendingIndex {
+/**
+ * What this store knows of a pending snapshot it may write: the batches written, to refuse
+ * repeated addresses without touching the disk, and the writes in flight, which complete and
+ * abort wait for. The lease makes this instance the only writer of the job, so it is the truth.
+ */
+interface PendingSnapshot {
+  /** The pending header as written by beginSnapshot. */
+  info: SnapshotInfo
   files: Set<string>
   addresses: Set<string>
   bytes: number
-}
-
-// Mutations of one job are serialized across every instance in this process, so a status check
-// and the write it guards cannot interleave with another call. One process owns a directory;
-// the runtime runs one job per process.
-const jobLocks = new Map<string, Promise<void>>()
-
-async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const previous = jobLocks.get(key) ?? Promise.resolve()
-  let release!: () => void
-  const tail = previous.then(() => new Promise<void>((done) => (release = done)))
-  jobLocks.set(key, tail)
-  await previous
-  try {
-    return await fn()
-  } finally {
-    release()
-    if (jobLocks.get(key) === tail) jobLocks.delete(key)
-  }
+  writes: Set<Promise<unknown>>
+  /** Set once complete or abort started: later writes are refused. */
+  closing: boolean
 }
 
 /**
@@ -110,7 +125,13 @@ async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
 export class EmbeddedStore implements SnapshotStore {
   readonly description: string
   readonly #dir: string
-  readonly #pending = new Map<string, PendingIndex>()
+  readonly #readOnly: boolean
+  readonly #leaseOptions: ResolvedLeaseOptions
+  /** Pending snapshots by directory; a promise so concurrent first writes load it once. */
+  readonly #pending = new Map<string, Promise<PendingSnapshot>>()
+  readonly #leases = new Map<string, HeldLease>()
+  /** Per job: begin, abort and discard take turns (they read and write the job's files). */
+  readonly #jobTurns = new Map<string, Promise<void>>()
   #opened = false
 
   constructor(options: EmbeddedStoreOptions) {
@@ -119,10 +140,17 @@ export class EmbeddedStore implements SnapshotStore {
       throw new InvalidOptionError('embedded.dir', 'a non-empty folder path, e.g. ".weir/snapshots"', options.dir)
     }
     this.#dir = resolve(options.dir)
+    this.#readOnly = options.readOnly === undefined ? false : checkBoolean('embedded.readOnly', options.readOnly)
+    this.#leaseOptions = resolveLeaseOptions(options.lease, 'embedded.lease')
     this.description = `embedded(${this.#dir})`
   }
 
   async open(): Promise<void> {
+    if (this.#readOnly) {
+      await this.#openReadOnly()
+      this.#opened = true
+      return
+    }
     try {
       await mkdirDurable(this.#dir)
       let format: unknown
@@ -144,18 +172,72 @@ export class EmbeddedStore implements SnapshotStore {
     this.#opened = true
   }
 
+  async #openReadOnly(): Promise<void> {
+    let text: string
+    try {
+      text = await readFile(join(this.#dir, STORE_FILE), 'utf8')
+    } catch (err) {
+      // Nothing stored yet: there is nothing to list, and nothing is created.
+      if (errorCode(err) === 'ENOENT') return
+      throw this.#translate(err, 'cannot read the directory')
+    }
+    const format = (JSON.parse(text) as { format?: unknown }).format
+    if (typeof format !== 'number') {
+      throw new StoreUnavailableError(this.#dir, `${STORE_FILE} has no format number`, 'check that this directory belongs to Weir')
+    }
+    if (format > STORE_FORMAT) throw new StoreSchemaError(this.#dir, format, STORE_FORMAT)
+  }
+
   async close(): Promise<void> {
+    for (const lease of [...this.#leases.values()]) await lease.release().catch(() => undefined)
     this.#opened = false
     this.#pending.clear()
+  }
+
+  async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
+    assertJobName(job)
+    const timing = options === undefined ? this.#leaseOptions : resolveLeaseOptions(options)
+    if (this.#readOnly) throw new ReadOnlyStoreError(this.description, `take the lease of job '${job}'`)
+    return this.#run(async () => {
+      const held = this.#leases.get(job)
+      if (held?.usable === true) throw new JobAlreadyRunningError(job, held)
+      const jobDir = this.#jobDir(job)
+      const holder = thisHolder()
+      const epoch = await takeJobLock(jobDir, job, holder, timing.expiryMs)
+      // What this instance remembered of the job's pending snapshots may be stale: another
+      // owner may have written or aborted them since.
+      for (const dir of [...this.#pending.keys()]) if (dir.startsWith(jobDir + '/')) this.#pending.delete(dir)
+      const lease: HeldLease = new HeldLease(
+        job,
+        epoch,
+        holder,
+        timing.heartbeatMs,
+        () => renewJobLock(jobDir, epoch),
+        async () => {
+          if (this.#leases.get(job) === lease) this.#leases.delete(job)
+          await releaseJobLock(jobDir, epoch)
+        },
+      )
+      this.#leases.set(job, lease)
+      void lease.lost.then(() => {
+        if (this.#leases.get(job) === lease) this.#leases.delete(job)
+      })
+      return lease
+    })
   }
 
   async nextSnapshotId(job: string): Promise<number> {
     assertJobName(job)
     return this.#run(async () => {
-      let highest = await this.#readHighWater(job)
-      for (const name of await this.#listDir(this.#jobDir(job))) {
-        // Folders without a header (a crash inside beginSnapshot) still count as begun.
+      // Synchronous, as the other steps on the checkpoint path (see durable-fs.ts).
+      let highest = this.#readHighWaterSync(job)
+      const names = listDirSync(this.#jobDir(job))
+      for (const name of names) {
+        // Folders without a header (a crash inside beginSnapshot) still count as begun, and so
+        // do tombstones a crash inside discardSnapshot left.
         if (SNAPSHOT_DIR.test(name)) highest = Math.max(highest, Number(name))
+        const discarded = DISCARDED.exec(name)
+        if (discarded !== null) highest = Math.max(highest, Number(discarded[1]))
       }
       return highest + 1
     })
@@ -165,17 +247,17 @@ export class EmbeddedStore implements SnapshotStore {
     assertBegin(begin)
     const { job, id } = begin
     await this.#run(() =>
-      this.#exclusive(job, async () => {
-        const existing = await this.#readHeader(job, id)
-        if (existing !== undefined) throw new SnapshotStateError(job, id, existing.info.status, 'begin')
-        const jobDir = this.#jobDir(job)
-        await mkdirDurable(jobDir)
-        // The high-water mark goes first so an id is never handed out twice, even after a discard.
-        if (id > (await this.#readHighWater(job))) {
-          await writeFileAtomic(jobDir, JOB_FILE, JSON.stringify({ lastSnapshotId: id }))
-        }
+      this.#jobTurn(job, async () => {
         const dir = this.#snapshotDir(job, id)
-        await mkdirDurable(dir)
+        // The folder marks the id as begun (nextSnapshotId counts folders; job.json is written
+        // only when a folder goes, in discardSnapshot), so an existing folder is the only case
+        // that needs a look at its header.
+        this.#fenceSync(job, 'begin a snapshot')
+        const created = await this.#makeSnapshotDir(job, dir)
+        if (!created) {
+          const existing = await this.#readHeader(job, id)
+          if (existing !== undefined) throw new SnapshotStateError(job, id, existing.info.status, 'begin')
+        }
         const info: SnapshotInfo = {
           job,
           id,
@@ -185,7 +267,10 @@ export class EmbeddedStore implements SnapshotStore {
           layout: structuredClone(begin.layout),
           triggeredAt: begin.triggeredAt,
         }
-        await this.#writeHeader(dir, { format: STORE_FORMAT, info })
+        // Nothing is fsynced yet: a pending snapshot lost in a power cut is one that never began.
+        // completeSnapshot makes the folder, its files and the header durable before it returns.
+        renameTempSync(await writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify({ format: STORE_FORMAT, info } satisfies HeaderFile), false), dir, HEADER_FILE)
+        this.#pending.set(dir, Promise.resolve(emptyPending(info)))
       }),
     )
   }
@@ -193,65 +278,109 @@ export class EmbeddedStore implements SnapshotStore {
   async writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number> {
     assertSnapshotRef(job, id)
     assertChunks(job, id, chunks)
-    return this.#run(() =>
-      this.#exclusive(job, async () => {
-        const header = await this.#readHeader(job, id)
-        if (header?.info.status !== 'pending') {
-          throw new SnapshotStateError(job, id, header?.info.status, 'write chunks to')
-        }
-        if (chunks.length === 0) return 0
-        const index = await this.#pendingIndex(job, id)
-        for (const chunk of chunks) {
-          if (index.addresses.has(addressKey(chunk))) {
-            throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: chunk.operatorUid, kind: chunk.kind, index: chunk.index })
-          }
-        }
-        const file = `chunks-${randomUUID()}.cbor`
-        await writeFileAtomic(this.#snapshotDir(job, id), file, encodeBatch(chunks))
-        const bytes = dataBytes(chunks)
-        index.files.add(file)
-        for (const chunk of chunks) index.addresses.add(addressKey(chunk))
-        index.bytes += bytes
-        return bytes
-      }),
-    )
+    return this.#run(async () => {
+      const operation = 'write chunks'
+      const lease = this.#lease(job, operation)
+      const pending = await this.#pendingSnapshot(job, id, 'write chunks to')
+      if (chunks.length === 0) return 0
+      const keys = chunks.map(addressKey)
+      const repeated = chunks.find((_, i) => pending.addresses.has(keys[i]!))
+      if (repeated !== undefined) {
+        throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
+      }
+      // Claimed before the first await, so a concurrent write of the same address is refused.
+      for (const key of keys) pending.addresses.add(key)
+      const write = this.#writeBatch(job, id, chunks, lease, pending)
+      pending.writes.add(write)
+      try {
+        return await write
+      } catch (err) {
+        for (const key of keys) pending.addresses.delete(key)
+        throw err
+      } finally {
+        pending.writes.delete(write)
+      }
+    })
+  }
+
+  /**
+   * Writes one batch file. Writers of one snapshot run side by side; the file gets its name only
+   * if this instance still holds the job. The directory is fsynced once, by completeSnapshot,
+   * before the header that names the files.
+   */
+  async #writeBatch(job: string, id: number, chunks: readonly StateChunk[], lease: HeldLease, pending: PendingSnapshot): Promise<number> {
+    const dir = this.#snapshotDir(job, id)
+    const file = `chunks-${randomUUID()}.cbor`
+    this.#fenceSync(job, 'write chunks', lease)
+    const temp = await writeTempFileQuickly(dir, file, encodeBatch(chunks))
+    this.#fenceSync(job, 'write chunks', lease)
+    renameTempSync(temp, dir, file)
+    const bytes = dataBytes(chunks)
+    pending.files.add(file)
+    pending.bytes += bytes
+    return bytes
   }
 
   async completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo> {
     assertSnapshotRef(job, id)
     assertComplete(complete)
-    return this.#run(() =>
-      this.#exclusive(job, async () => {
-        const header = await this.#readHeader(job, id)
-        if (header?.info.status !== 'pending') {
-          throw new SnapshotStateError(job, id, header?.info.status, 'complete')
-        }
-        const index = await this.#pendingIndex(job, id)
+    return this.#run(async () => {
+      const operation = 'complete a snapshot'
+      const lease = this.#lease(job, operation)
+      const pending = await this.#pendingSnapshot(job, id, 'complete')
+      pending.closing = true
+      try {
+        await Promise.allSettled([...pending.writes])
         const dir = this.#snapshotDir(job, id)
-        await this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX))
         const info: SnapshotInfo = {
-          ...header.info,
+          ...pending.info,
           status: 'completed',
           completedAt: complete.completedAt,
           durationMs: complete.durationMs,
-          sizeBytes: index.bytes,
+          sizeBytes: pending.bytes,
         }
+        const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort() }
+        // Everything the header names becomes durable first: the batch renames and the snapshot
+        // folder itself (its entry in the job folder), in one wait. Temp files a crash left are
+        // swept on the way.
+        this.#fenceSync(job, operation, lease)
+        const [temp] = await Promise.all([
+          writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify(headerFile)),
+          syncDirs([dir, this.#jobDir(job)]),
+          this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
+        ])
         // The header is the last write: until this rename lands, the snapshot is pending.
-        await this.#writeHeader(dir, { format: STORE_FORMAT, info, batches: [...index.files].sort() })
+        this.#fenceSync(job, operation, lease)
+        renameTempSync(temp, dir, HEADER_FILE)
+        await syncDirs([dir])
         this.#pending.delete(dir)
         return info
-      }),
-    )
+      } catch (err) {
+        pending.closing = false
+        throw err
+      }
+    })
   }
 
   async abortSnapshot(job: string, id: number, reason: string): Promise<void> {
     assertSnapshotRef(job, id)
     await this.#run(() =>
-      this.#exclusive(job, async () => {
+      this.#jobTurn(job, async () => {
+        const operation = 'abort a snapshot'
+        const lease = this.#lease(job, operation)
+        const dir = this.#snapshotDir(job, id)
+        const pending = await this.#pending.get(dir)?.catch(() => undefined)
+        if (pending !== undefined) {
+          pending.closing = true
+          await Promise.allSettled([...pending.writes])
+        }
+        await this.#fence(job, operation, lease)
         const header = await this.#readHeader(job, id)
         if (header?.info.status === 'aborted') return
-        if (header?.info.status !== 'pending') throw new SnapshotStateError(job, id, header?.info.status, 'abort')
-        const dir = this.#snapshotDir(job, id)
+        if (header?.info.status !== 'pending') {
+          if (pending !== undefined) pending.closing = false
+          throw new SnapshotStateError(job, id, header?.info.status, 'abort')
+        }
         await this.#writeHeader(dir, { format: STORE_FORMAT, info: { ...header.info, status: 'aborted', reason: String(reason) } })
         this.#pending.delete(dir)
         // The header already says aborted, so a crash before this sweep only leaves ignored files.
@@ -325,7 +454,8 @@ export class EmbeddedStore implements SnapshotStore {
   async discardSnapshot(job: string, id: number): Promise<void> {
     assertSnapshotRef(job, id)
     await this.#run(() =>
-      this.#exclusive(job, async () => {
+      this.#jobTurn(job, async () => {
+        await this.#fence(job, 'discard a snapshot')
         const jobDir = this.#jobDir(job)
         const dir = this.#snapshotDir(job, id)
         this.#pending.delete(dir)
@@ -338,7 +468,10 @@ export class EmbeddedStore implements SnapshotStore {
           if (errorCode(err) === 'ENOENT') return
           throw err
         }
-        await syncDir(jobDir)
+        // The folder marked the id as begun; now the high-water mark keeps it from being handed
+        // out again (until it is written, the tombstone's name does). Its write syncs the rename.
+        if (id > (await this.#readHighWater(job))) await writeFileAtomic(jobDir, JOB_FILE, JSON.stringify({ lastSnapshotId: id }))
+        else await syncDir(jobDir)
         // Sweeps this tombstone and any a crash left behind.
         await this.#removeEntries(jobDir, (name) => name.startsWith(DISCARD_PREFIX) || name.startsWith(TEMP_PREFIX))
       }),
@@ -353,8 +486,50 @@ export class EmbeddedStore implements SnapshotStore {
     return join(this.#dir, job, String(id))
   }
 
-  #exclusive<T>(job: string, fn: () => Promise<T>): Promise<T> {
-    return exclusive(this.#jobDir(job), fn)
+  /** Runs `fn` after the job's earlier begin, abort and discard calls of this instance. */
+  async #jobTurn<T>(job: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#jobTurns.get(job) ?? Promise.resolve()
+    let release!: () => void
+    const mine = previous.then(() => new Promise<void>((done) => (release = done)))
+    this.#jobTurns.set(job, mine)
+    await previous
+    try {
+      return await fn()
+    } finally {
+      release()
+      if (this.#jobTurns.get(job) === mine) this.#jobTurns.delete(job)
+    }
+  }
+
+  /** Creates a snapshot's folder; false if it exists. The job folder exists once a lease was taken. */
+  async #makeSnapshotDir(job: string, dir: string): Promise<boolean> {
+    try {
+      mkdirSync(dir)
+      return true
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') return false
+      if (errorCode(err) !== 'ENOENT') throw err
+    }
+    await mkdirDurable(this.#jobDir(job))
+    return this.#makeSnapshotDir(job, dir)
+  }
+
+  /** The lease this instance holds on `job`, if it may still be used; throws `FencedError` if not. */
+  #lease(job: string, operation: string): HeldLease {
+    const lease = this.#leases.get(job)
+    if (lease === undefined) throw new FencedError(job, undefined, undefined, operation)
+    if (!lease.usable) throw lease.fenced(operation)
+    return lease
+  }
+
+  /** {@link #fence} without a wait on the event loop, for the checkpoint path. */
+  #fenceSync(job: string, operation: string, lease = this.#lease(job, operation)): void {
+    if (!holdsJobLockSync(this.#jobDir(job), lease.epoch)) throw lease.markLost(operation)
+  }
+
+  /** Checks on disk that this instance still holds the job's current epoch. */
+  async #fence(job: string, operation: string, lease = this.#lease(job, operation)): Promise<void> {
+    if (!(await holdsJobLock(this.#jobDir(job), lease.epoch))) throw lease.markLost(operation)
   }
 
   /** Runs an operation of an open store and turns file system outages into `StoreUnavailableError`. */
@@ -404,6 +579,16 @@ export class EmbeddedStore implements SnapshotStore {
     await writeFileAtomic(dir, HEADER_FILE, JSON.stringify(header))
   }
 
+  #readHighWaterSync(job: string): number {
+    try {
+      const parsed = JSON.parse(readFileSync(join(this.#jobDir(job), JOB_FILE), 'utf8')) as { lastSnapshotId?: unknown }
+      return typeof parsed.lastSnapshotId === 'number' ? parsed.lastSnapshotId : 0
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return 0
+      throw err
+    }
+  }
+
   async #readHighWater(job: string): Promise<number> {
     try {
       const parsed = JSON.parse(await readFile(join(this.#jobDir(job), JOB_FILE), 'utf8')) as { lastSnapshotId?: unknown }
@@ -415,27 +600,46 @@ export class EmbeddedStore implements SnapshotStore {
   }
 
   /**
-   * The batches of a pending snapshot, brought up to date with the directory: another instance,
-   * or this process before a restart, may have written some.
+   * The pending snapshot `id`, from memory if this instance began it, else from its folder (this
+   * process before a restart, or an owner before a takeover, wrote it). Throws
+   * `SnapshotStateError` unless it is pending and open for writes.
    */
-  async #pendingIndex(job: string, id: number): Promise<PendingIndex> {
+  async #pendingSnapshot(job: string, id: number, operation: string): Promise<PendingSnapshot> {
     const dir = this.#snapshotDir(job, id)
-    const onDisk = (await this.#listDir(dir)).filter((name) => BATCH_FILE.test(name))
-    let index = this.#pending.get(dir)
-    if (index === undefined || [...index.files].some((file) => !onDisk.includes(file))) {
-      index = { files: new Set(), addresses: new Set(), bytes: 0 }
-      this.#pending.set(dir, index)
+    let loading = this.#pending.get(dir)
+    if (loading === undefined) {
+      const load = this.#loadPending(job, id)
+      loading = load
+      this.#pending.set(dir, load)
+      load.catch(() => {
+        if (this.#pending.get(dir) === load) this.#pending.delete(dir)
+      })
     }
-    for (const file of onDisk) {
-      if (index.files.has(file)) continue
+    let pending: PendingSnapshot
+    try {
+      pending = await loading
+    } catch (err) {
+      if (err instanceof SnapshotStateError) throw new SnapshotStateError(job, id, err.status, operation)
+      throw err
+    }
+    if (pending.closing) throw new SnapshotStateError(job, id, 'pending', `${operation} (being completed or aborted)`)
+    return pending
+  }
+
+  async #loadPending(job: string, id: number): Promise<PendingSnapshot> {
+    const header = await this.#readHeader(job, id)
+    if (header?.info.status !== 'pending') throw new SnapshotStateError(job, id, header?.info.status, 'use')
+    const dir = this.#snapshotDir(job, id)
+    const pending = emptyPending(header.info)
+    for (const file of (await this.#listDir(dir)).filter((name) => BATCH_FILE.test(name))) {
       const path = join(dir, file)
       for (const entry of decodeBatch(await readFile(path), { job, snapshotId: id, file: path })) {
-        index.addresses.add(addressKey(entry))
-        index.bytes += entry.data.byteLength
+        pending.addresses.add(addressKey(entry))
+        pending.bytes += entry.data.byteLength
       }
-      index.files.add(file)
+      pending.files.add(file)
     }
-    return index
+    return pending
   }
 
   async #listDir(dir: string): Promise<string[]> {
@@ -452,6 +656,19 @@ export class EmbeddedStore implements SnapshotStore {
     for (const name of doomed) await rm(join(dir, name), { recursive: true, force: true })
     if (doomed.length > 0) await syncDir(dir)
   }
+}
+
+function listDirSync(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return []
+    throw err
+  }
+}
+
+function emptyPending(info: SnapshotInfo): PendingSnapshot {
+  return { info, files: new Set(), addresses: new Set(), bytes: 0, writes: new Set(), closing: false }
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -238,3 +238,75 @@ export class StoreSchemaError extends TerminalError {
     this.knownVersion = knownVersion
   }
 }
+
+/** Who holds a job's lease: enough for a person to find the process. */
+export interface LeaseHolderInfo {
+  /** A random id of the runner (one per lease taken). */
+  owner: string
+  host: string
+  pid: number
+  /** When the holder took the lease, epoch milliseconds. */
+  since: number
+}
+
+/**
+ * Another runner holds the job's lease and is alive (its heartbeat is fresh, or its process
+ * runs on this host). Two runners of one job would overwrite each other's snapshots, so the
+ * second one is refused before it touches anything. Stop the other runner, or wait for it.
+ */
+export class JobAlreadyRunningError extends TerminalError {
+  override readonly name = 'JobAlreadyRunningError'
+  readonly job: string
+  readonly holder: LeaseHolderInfo
+
+  constructor(job: string, holder: LeaseHolderInfo) {
+    super(
+      `job '${job}' is already running on host ${holder.host} as pid ${holder.pid} since ` +
+        `${new Date(holder.since).toISOString()}; stop that runner first (or wait for it to finish)`,
+    )
+    this.job = job
+    this.holder = { ...holder }
+  }
+}
+
+/**
+ * This store instance does not hold the current lease of the job: another runner took it over
+ * (this process was stopped or cut off past the lease expiry), or no lease was taken at all. A
+ * writer without the lease must not begin, write, complete, abort or discard anything, so the
+ * mutation is refused; the runner that holds the lease now owns the job's snapshots.
+ */
+export class FencedError extends TerminalError {
+  override readonly name = 'FencedError'
+  readonly job: string
+  /** The epoch this instance held, `undefined` if it held no lease. */
+  readonly heldEpoch: number | undefined
+  /** The job's current epoch, when known. */
+  readonly currentEpoch: number | undefined
+
+  constructor(job: string, heldEpoch: number | undefined, currentEpoch: number | undefined, operation: string) {
+    super(
+      heldEpoch === undefined
+        ? `cannot ${operation} for job '${job}': this store holds no lease on the job; call acquireLease('${job}') first`
+        : `cannot ${operation} for job '${job}': the lease of epoch ${heldEpoch} was lost` +
+            (currentEpoch === undefined ? '' : ` (the job is at epoch ${currentEpoch})`) +
+            '; another runner took the job over, so this one must stop',
+    )
+    this.job = job
+    this.heldEpoch = heldEpoch
+    this.currentEpoch = currentEpoch
+  }
+}
+
+/**
+ * A store opened with `readOnly: true` was asked to take a job's lease (and so to write). Make
+ * another store without `readOnly` for running jobs; inspecting commands never need one.
+ */
+export class ReadOnlyStoreError extends TerminalError {
+  override readonly name = 'ReadOnlyStoreError'
+  readonly target: string
+
+  constructor(target: string, operation: string) {
+    super(`cannot ${operation}: snapshot store ${target} was opened read-only; use a store made without readOnly to run jobs`)
+    this.target = target
+  }
+}

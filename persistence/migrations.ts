@@ -51,6 +51,24 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'job leases',
+    sql: `
+      -- One row per job that ever ran: who owns the job's snapshots now, and the fencing epoch,
+      -- which only grows. Kept after a release so an epoch is never handed out twice.
+      CREATE TABLE job_leases (
+        job text PRIMARY KEY,
+        epoch bigint NOT NULL CHECK (epoch > 0),
+        owner text NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        since timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        expiry_ms integer NOT NULL CHECK (expiry_ms > 0)
+      );
+    `,
+  },
 ]
 
 /** The newest schema version this code knows. */

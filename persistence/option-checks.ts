@@ -78,3 +78,9 @@ export function checkObject(option: string, value: unknown): Readonly<Record<str
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError(option, 'an object', value)
   return value as Readonly<Record<string, unknown>>
 }
+
+/** Checks a flag: `true` or `false`. */
+export function checkBoolean(option: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new InvalidOptionError(option, 'true or false', value)
+  return value
+}

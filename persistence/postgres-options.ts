@@ -1,6 +1,8 @@
 /** Options of the Postgres store, with their defaults and the checks they get when a store is made. */
 import { InvalidOptionError } from './errors.ts'
-import { checkDuration, checkInteger, checkObject, MAX_DURATION_MS, rejectUnknownKeys } from './option-checks.ts'
+import { resolveLeaseOptions, type ResolvedLeaseOptions } from './lease.ts'
+import { checkBoolean, checkDuration, checkInteger, checkObject, MAX_DURATION_MS, rejectUnknownKeys } from './option-checks.ts'
+import type { LeaseOptions } from './store.ts'
 
 /** Options of {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -39,7 +41,8 @@ export interface PostgresStoreOptions {
   /**
    * The server ends a session of ours left inside a transaction this long (Postgres
    * `idle_in_transaction_session_timeout`), so a frozen Weir process cannot hold snapshot
-   * locks for ever.
+   * locks for ever. The store uses the smaller of this and the lease expiry, so a frozen owner
+   * never delays the next owner's takeover past the expiry.
    * @default 60000
    */
   idleInTransactionTimeoutMs?: number
@@ -49,6 +52,14 @@ export interface PostgresStoreOptions {
    * @default 10000
    */
   keepAliveDelayMs?: number
+  /**
+   * Open for reading only (`weir snapshots`, `weir state`): never creates or migrates the
+   * schema, opens a missing one as empty, and refuses `acquireLease` (so every mutation).
+   * @default false
+   */
+  readOnly?: boolean
+  /** The lease timing `acquireLease` uses when not given its own. */
+  lease?: LeaseOptions
 }
 
 /** {@link PostgresStoreOptions} with every default applied. */
@@ -61,6 +72,8 @@ export interface ResolvedPostgresStoreOptions {
   queryTimeoutMs: number
   idleInTransactionTimeoutMs: number
   keepAliveDelayMs: number
+  readOnly: boolean
+  lease: ResolvedLeaseOptions
   /** `host:port/database`, for messages: never the user or password. */
   target: string
 }
@@ -74,10 +87,12 @@ export function defaultPostgresStoreOptions(): Omit<ResolvedPostgresStoreOptions
     queryTimeoutMs: 35_000,
     idleInTransactionTimeoutMs: 60_000,
     keepAliveDelayMs: 10_000,
+    readOnly: false,
+    lease: resolveLeaseOptions(undefined),
   }
 }
 
-const KEYS = ['connectionString', 'schema', 'poolSize', 'connectTimeoutMs', 'statementTimeoutMs', 'queryTimeoutMs', 'idleInTransactionTimeoutMs', 'keepAliveDelayMs']
+const KEYS = ['connectionString', 'schema', 'poolSize', 'connectTimeoutMs', 'statementTimeoutMs', 'queryTimeoutMs', 'idleInTransactionTimeoutMs', 'keepAliveDelayMs', 'readOnly', 'lease']
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 
@@ -111,6 +126,8 @@ export function resolvePostgresStoreOptions(options: PostgresStoreOptions): Reso
     queryTimeoutMs: given['queryTimeoutMs'] === undefined ? Math.min(statementTimeoutMs + 5000, MAX_DURATION_MS) : ms('queryTimeoutMs', statementTimeoutMs),
     idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs'),
     keepAliveDelayMs: ms('keepAliveDelayMs'),
+    readOnly: checkBoolean('postgres.readOnly', o['readOnly']),
+    lease: resolveLeaseOptions(o['lease'] as LeaseOptions | undefined, 'postgres.lease'),
     target: describeTarget(connectionString),
   }
 }

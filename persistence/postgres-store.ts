@@ -8,7 +8,18 @@ import pg from 'pg'
 import type { PoolClient } from 'pg'
 import { addressKey, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
-import { CorruptChunkError, DuplicateChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
+import {
+  CorruptChunkError,
+  DuplicateChunkError,
+  FencedError,
+  JobAlreadyRunningError,
+  ReadOnlyStoreError,
+  SnapshotStateError,
+  StoreSchemaError,
+  StoreUnavailableError,
+} from './errors.ts'
+import { HeldLease, resolveLeaseOptions, thisHolder } from './lease.ts'
+import { lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
 import { assertJobName } from './job-name.ts'
 import { latestSchemaVersion, migrations } from './migrations.ts'
 import { resolvePostgresStoreOptions } from './postgres-options.ts'
@@ -26,6 +37,8 @@ import type {
   ChunkFilter,
   ChunkKind,
   CompleteSnapshot,
+  JobLease,
+  LeaseOptions,
   SnapshotInfo,
   SnapshotKind,
   SnapshotLayout,
@@ -56,10 +69,6 @@ const CONNECTION_FAILURES = new Set([
 /** SQLSTATE query_canceled: here, a statement that ran past statement_timeout. */
 const QUERY_CANCELED = '57014'
 
-/** What a store call runs its statements on: one connection, each statement under a deadline. */
-interface Statements {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>
-}
 
 interface SnapshotRow {
   job: string
@@ -102,6 +111,9 @@ export class PostgresStore implements SnapshotStore {
   readonly #schema: string
   #pool: pg.Pool | undefined
   #opening: Promise<void> | undefined
+  /** Read-only over a schema that does not exist (yet): every read finds nothing. */
+  #absent = false
+  readonly #leases = new Map<string, HeldLease>()
 
   constructor(options: PostgresStoreOptions) {
     this.#options = resolvePostgresStoreOptions(options)
@@ -119,12 +131,40 @@ export class PostgresStore implements SnapshotStore {
   }
 
   async close(): Promise<void> {
+    for (const lease of [...this.#leases.values()]) await lease.release().catch(() => undefined)
     this.#opening = undefined
     await this.#endPool()
   }
 
+  async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
+    assertJobName(job)
+    const timing = options === undefined ? this.#options.lease : resolveLeaseOptions(options)
+    if (this.#options.readOnly) throw new ReadOnlyStoreError(this.description, `take the lease of job '${job}'`)
+    const held = this.#leases.get(job)
+    if (held?.usable === true) throw new JobAlreadyRunningError(job, held)
+    const holder = thisHolder()
+    const epoch = await this.#session(true, (c) => takeLease(c, this.#schema, job, holder, timing.expiryMs))
+    const lease: HeldLease = new HeldLease(
+      job,
+      epoch,
+      holder,
+      timing.heartbeatMs,
+      () => this.#session(false, (c) => renewLease(c, this.#schema, job, epoch)),
+      async () => {
+        if (this.#leases.get(job) === lease) this.#leases.delete(job)
+        await this.#session(false, (c) => releaseLease(c, this.#schema, job, epoch))
+      },
+    )
+    this.#leases.set(job, lease)
+    void lease.lost.then(() => {
+      if (this.#leases.get(job) === lease) this.#leases.delete(job)
+    })
+    return lease
+  }
+
   async nextSnapshotId(job: string): Promise<number> {
     assertJobName(job)
+    if (this.#absent) return 1
     const { rows } = await this.#session(false, (c) =>
       c.query<{ highest: number }>(
         `SELECT greatest(
@@ -141,6 +181,7 @@ export class PostgresStore implements SnapshotStore {
     assertBegin(begin)
     const { job, id } = begin
     await this.#session(true, async (c) => {
+      await this.#fence(c, job, 'begin a snapshot')
       // The high-water mark keeps ids unique for good: a discarded id is never handed out again.
       await c.query(
         `INSERT INTO ${this.#schema}.jobs (name, last_snapshot_id) VALUES ($1, $2)
@@ -162,7 +203,9 @@ export class PostgresStore implements SnapshotStore {
   async writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number> {
     assertSnapshotRef(job, id)
     assertChunks(job, id, chunks)
+    const lease = this.#lease(job, 'write chunks')
     return this.#session(true, async (c) => {
+      await this.#fence(c, job, 'write chunks', lease)
       // FOR SHARE lets the writers of one snapshot run side by side while holding off
       // completeSnapshot and abortSnapshot until their chunks are committed.
       const status = await this.#status(c, job, id, 'FOR SHARE')
@@ -199,7 +242,9 @@ export class PostgresStore implements SnapshotStore {
   async completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo> {
     assertSnapshotRef(job, id)
     assertComplete(complete)
+    const lease = this.#lease(job, 'complete a snapshot')
     return this.#session(true, async (c) => {
+      await this.#fence(c, job, 'complete a snapshot', lease)
       // FOR UPDATE waits for in-flight writers; the UPDATE below then runs with a fresh snapshot
       // (read committed) and so counts their chunks in size_bytes.
       const status = await this.#status(c, job, id, 'FOR UPDATE')
@@ -223,7 +268,9 @@ export class PostgresStore implements SnapshotStore {
 
   async abortSnapshot(job: string, id: number, reason: string): Promise<void> {
     assertSnapshotRef(job, id)
+    const lease = this.#lease(job, 'abort a snapshot')
     await this.#session(true, async (c) => {
+      await this.#fence(c, job, 'abort a snapshot', lease)
       const status = await this.#status(c, job, id, 'FOR UPDATE')
       if (status === 'aborted') return
       if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'abort')
@@ -238,6 +285,7 @@ export class PostgresStore implements SnapshotStore {
 
   async getSnapshot(job: string, id: number): Promise<SnapshotInfo | undefined> {
     assertSnapshotRef(job, id)
+    if (this.#absent) return undefined
     const { rows } = await this.#session(false, (c) =>
       c.query<SnapshotRow>(`SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id]),
     )
@@ -246,6 +294,7 @@ export class PostgresStore implements SnapshotStore {
 
   async listSnapshots(job: string): Promise<SnapshotInfo[]> {
     assertJobName(job)
+    if (this.#absent) return []
     const { rows } = await this.#session(false, (c) =>
       c.query<SnapshotRow>(`SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots WHERE job = $1 ORDER BY id`, [job]),
     )
@@ -254,6 +303,7 @@ export class PostgresStore implements SnapshotStore {
 
   async latestCompleted(job: string): Promise<SnapshotInfo | undefined> {
     assertJobName(job)
+    if (this.#absent) return undefined
     const { rows } = await this.#session(false, (c) =>
       c.query<SnapshotRow>(
         `SELECT ${SNAPSHOT_COLUMNS} FROM ${this.#schema}.snapshots
@@ -267,6 +317,7 @@ export class PostgresStore implements SnapshotStore {
   async readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]> {
     assertSnapshotRef(job, id)
     assertFilter(filter)
+    if (this.#absent) throw new SnapshotStateError(job, id, undefined, 'read chunks of')
     // One statement, so the status and the chunks come from the same database snapshot.
     const { rows } = await this.#session(false, (c) =>
       c.query<ChunkRow>(
@@ -305,7 +356,11 @@ export class PostgresStore implements SnapshotStore {
 
   async discardSnapshot(job: string, id: number): Promise<void> {
     assertSnapshotRef(job, id)
-    await this.#session(false, (c) => c.query(`DELETE FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id]))
+    const lease = this.#lease(job, 'discard a snapshot')
+    await this.#session(true, async (c) => {
+      await this.#fence(c, job, 'discard a snapshot', lease)
+      await c.query(`DELETE FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id])
+    })
   }
 
   async #open(): Promise<void> {
@@ -320,7 +375,10 @@ export class PostgresStore implements SnapshotStore {
       max: o.poolSize,
       connectionTimeoutMillis: o.connectTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
-      idle_in_transaction_session_timeout: o.idleInTransactionTimeoutMs,
+      // A frozen owner inside a transaction holds its lease row locked, and the next owner's
+      // takeover waits for that lock: ending such sessions within the lease expiry keeps a
+      // takeover as quick as the expiry promises.
+      idle_in_transaction_session_timeout: Math.min(o.idleInTransactionTimeoutMs, o.lease.expiryMs),
       keepAlive: true,
       keepAliveInitialDelayMillis: o.keepAliveDelayMs,
       application_name: 'weir',
@@ -329,7 +387,43 @@ export class PostgresStore implements SnapshotStore {
     // pool has already discarded that connection, and the next query fails or reconnects.
     pool.on('error', () => undefined)
     this.#pool = pool
-    await this.#migrate()
+    if (this.#options.readOnly) await this.#checkSchema()
+    else await this.#migrate()
+  }
+
+  /** Read-only open: no schema is created; a missing one reads as empty, a newer one is refused. */
+  async #checkSchema(): Promise<void> {
+    const found = await this.#session(false, (c) =>
+      c.query<{ has_table: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS has_table`, [`${this.#schema}.schema_migrations`]),
+    )
+    this.#absent = found.rows[0]?.has_table !== true
+    if (this.#absent) return
+    const { rows } = await this.#session(false, (c) =>
+      c.query<{ version: number }>(`SELECT coalesce(max(version), 0) AS version FROM ${this.#schema}.schema_migrations`),
+    )
+    const current = rows[0]?.version ?? 0
+    if (current > latestSchemaVersion) {
+      throw new StoreSchemaError(`${this.#options.target} schema ${this.#options.schema}`, current, latestSchemaVersion)
+    }
+    // A schema open() never finished creating has no snapshots table yet.
+    this.#absent = current === 0
+  }
+
+  /** The lease this instance holds on `job`, if it may still be used; throws `FencedError` if not. */
+  #lease(job: string, operation: string): HeldLease {
+    const lease = this.#leases.get(job)
+    if (lease === undefined) throw new FencedError(job, undefined, undefined, operation)
+    if (!lease.usable) throw lease.fenced(operation)
+    return lease
+  }
+
+  /**
+   * The first step of every mutation's transaction: locks the job's lease row and checks that
+   * this instance holds its current epoch (postgres-lease.ts says why that fences).
+   */
+  async #fence(c: Statements, job: string, operation: string, lease = this.#lease(job, operation)): Promise<void> {
+    const current = await lockEpoch(c, this.#schema, job)
+    if (current !== lease.epoch) throw lease.markLost(operation, current)
   }
 
   /**

@@ -7,6 +7,7 @@
  * is pending, in atomic batches (one batch per instance ack); `completeCheckpoint` is the last
  * write, so a reader never sees a half-written checkpoint as completed.
  */
+import type { FencedError } from './errors.ts'
 
 /** Whether a snapshot was taken automatically (pruned by retention) or asked for (kept). */
 export type SnapshotKind = 'checkpoint' | 'savepoint'
@@ -87,12 +88,63 @@ export interface ChunkFilter {
   indexes?: readonly number[]
 }
 
+/** Timing of a job lease. */
+export interface LeaseOptions {
+  /**
+   * How long a holder may go without a heartbeat before another runner may take the lease
+   * over. A holder that is stopped (SIGSTOP, a long GC pause, a lost network) for longer than
+   * this is fenced: its later writes fail with `FencedError`.
+   * @default 10000
+   */
+  expiryMs?: number
+  /**
+   * Time between heartbeats, each of which also checks that the lease is still held.
+   * @default a third of `expiryMs`
+   */
+  heartbeatMs?: number
+}
+
+/**
+ * The ownership of one job's snapshots by one store instance (docs/architecture.md section 8).
+ * Taking a lease increments the job's fencing epoch; every mutation of the job's snapshots
+ * through the store that holds it is conditional on that epoch still being the current one.
+ */
+export interface JobLease {
+  readonly job: string
+  /** The fencing epoch: greater than every epoch taken before for this job. */
+  readonly epoch: number
+  /** A random id of this holder. */
+  readonly owner: string
+  readonly host: string
+  readonly pid: number
+  /** When the lease was taken, epoch milliseconds. */
+  readonly since: number
+  /**
+   * Settles with a `FencedError` once the lease is known to be lost (a heartbeat or a mutation
+   * found a newer epoch); never settles while it is held. A runner races its work against it.
+   */
+  readonly lost: Promise<FencedError>
+  /** Stops the heartbeat and lets the next runner take the lease at once. Idempotent. */
+  release(): Promise<void>
+}
+
 export interface SnapshotStore {
   /** A short description for logs, e.g. `postgres(weir@127.0.0.1:5432/test)`. */
   readonly description: string
-  /** Connects and creates or migrates the schema. Idempotent. */
+  /**
+   * Connects and creates or migrates the schema. Idempotent. A read-only store creates nothing:
+   * over missing storage it opens and lists no snapshots.
+   */
   open(): Promise<void>
   close(): Promise<void>
+  /**
+   * Takes the job's lease (one owner per job, fenced by an epoch). Every mutation below
+   * (`beginSnapshot`, `writeChunks`, `completeSnapshot`, `abortSnapshot`, `discardSnapshot`)
+   * needs it and throws `FencedError` without it or once it is lost. Throws
+   * `JobAlreadyRunningError` naming the holder if a live runner holds it; a holder whose
+   * heartbeat is older than its expiry, or whose process is gone from this host, is taken over.
+   */
+  acquireLease(job: string, options?: LeaseOptions): Promise<JobLease>
   /** The next unused snapshot id of a job (greater than every id ever begun). */
   nextSnapshotId(job: string): Promise<number>
   /** Records a pending snapshot. Fails if the id exists. */

@@ -9,7 +9,7 @@ import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { isRetryable } from '../persistence/errors.ts'
-import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
+import type { JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { FinalCheckpointError, JobFailedError } from './errors.ts'
@@ -107,6 +107,7 @@ class JobRunner {
   private readonly canceled: Promise<void>
   private lastCompleted: SnapshotInfo | undefined
   private checkpointsCompleted = 0
+  private lease: JobLease | undefined
 
   constructor(
     private readonly graph: JobGraph,
@@ -150,6 +151,8 @@ class JobRunner {
     restartActor.start()
     try {
       await this.store.open()
+      // One owner per job: a second runner stops here, before it changes anything.
+      this.lease = await this.store.acquireLease(this.graph.name)
       this.log.info('starting', { store: this.store.description, checkpoints: this.checkpoints ? `${this.checkpoints.intervalMs}ms ${this.checkpoints.mode}` : 'off', restart: describeRestartStrategy(this.strategy) })
       await this.abortLeftovers()
       let from = await this.initialSnapshot()
@@ -178,6 +181,7 @@ class JobRunner {
       }
     } finally {
       restartActor.stop()
+      await this.lease?.release().catch((error: unknown) => this.log.warn('could not release the job lease', { error: String(error) }))
       if (this.ownStore) await this.store.close()
     }
   }
@@ -257,6 +261,8 @@ class JobRunner {
   private async attempt(attempt: number, from: SnapshotInfo | undefined): Promise<{ kind: 'finished' | 'canceled'; metrics: ExecutorMetrics } | { kind: 'failed'; error: unknown; metrics: ExecutorMetrics }> {
     let failure: ((error: unknown) => void) | undefined
     const failed = new Promise<{ kind: 'failed'; error: unknown }>((resolve) => (failure = (error) => resolve({ kind: 'failed', error })))
+    // Another runner took the job over: stop at once rather than run on without the right to write.
+    void this.lease?.lost.then((error) => failure!(error))
     const instances = this.graph.operators.flatMap((o) => Array.from({ length: o.parallelism }, (_, i) => `${o.uid}[${i}]`))
     const coordinator =
       this.checkpoints === undefined

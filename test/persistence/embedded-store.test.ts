@@ -21,6 +21,13 @@ async function opened(dir: string): Promise<EmbeddedStore> {
   return store
 }
 
+/** An opened store holding the lease of job 'orders'. */
+async function writer(dir: string): Promise<EmbeddedStore> {
+  const store = await opened(dir)
+  await store.acquireLease('orders')
+  return store
+}
+
 storeConformance(t, 'embedded store', async () => {
   const root = await mkdtemp(join(tmpdir(), 'weir-embedded-'))
   const dir = join(root, 'snapshots')
@@ -32,7 +39,7 @@ storeConformance(t, 'embedded store', async () => {
 
 /** A completed snapshot 1 of job 'orders' whose single batch file holds `chunks`. */
 async function completedSnapshot(dir: string, chunks = [keyed('counter', 0), keyed('counter', 1), keyed('counter', 2)]) {
-  const store = await opened(dir)
+  const store = await writer(dir)
   await store.beginSnapshot(begin('orders', 1))
   await store.writeChunks('orders', 1, chunks)
   await store.completeSnapshot('orders', 1, done)
@@ -107,7 +114,8 @@ t.test('embedded store - files left by a crash are ignored', async (t) => {
   await mkdir(join(dir, 'orders', '7'))
   await mkdir(join(dir, 'orders', '.discard-3-abc'))
 
-  const again = await opened(dir)
+  await store.close()
+  const again = await writer(dir)
   t.same((await again.listSnapshots('orders')).map((s) => [s.id, s.status]), [[1, 'completed'], [2, 'pending']])
   t.equal(await again.getSnapshot('orders', 7), undefined)
   t.equal(await again.nextSnapshotId('orders'), 8, 'a folder without header still counts as begun')
@@ -154,6 +162,7 @@ t.test('embedded store - kill -9 during writes never leaves a half-written compl
     `import { EmbeddedStore } from ${JSON.stringify(storeModule)}
      const store = new EmbeddedStore({ dir: ${JSON.stringify(join(dir, 'snapshots'))} })
      await store.open()
+     await store.acquireLease('crash')
      const layout = { maxParallelism: 8, operators: [{ uid: 'counter', parallelism: 1 }] }
      let announced = false
      for (let id = 1; ; id++) {

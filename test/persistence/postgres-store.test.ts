@@ -77,6 +77,7 @@ t.test('postgres store - a corrupt chunk is CorruptChunkError naming operator an
     await store.close()
     await dropSchema(schema)
   })
+  await store.acquireLease('orders')
   await store.beginSnapshot(begin('orders', 1))
   await store.writeChunks('orders', 1, [keyed('counter', 0), keyed('counter', 1), keyed('counter', 2), keyed('counter', 3)])
   await store.completeSnapshot('orders', 1, done)
@@ -188,6 +189,7 @@ t.test('postgres store - one write of 12 000 tiny chunks (more rows than one sta
     await dropSchema(schema)
   })
   const layout = { maxParallelism: 16384, operators: [{ uid: 'op', parallelism: 1 }] }
+  await store.acquireLease('bulk')
   await store.beginSnapshot({ job: 'bulk', id: 1, kind: 'checkpoint', attempt: 1, layout, triggeredAt: Date.now() })
   const chunks = Array.from({ length: 12_000 }, (_, i) => ({ operatorUid: 'op', kind: 'keyed' as const, index: i, format: 1, data: new Uint8Array([i & 255, i >> 8]) }))
   t.equal(await store.writeChunks('bulk', 1, chunks), 24_000)

@@ -3,11 +3,12 @@
  * its own test file.
  */
 import type { Test } from 'tap'
-import { DuplicateChunkError, SnapshotStateError } from '../../persistence/errors.ts'
+import { hostname } from 'node:os'
+import { DuplicateChunkError, FencedError, JobAlreadyRunningError, SnapshotStateError } from '../../persistence/errors.ts'
 import type { BeginSnapshot, SnapshotLayout, SnapshotStore, StateChunk } from '../../persistence/store.ts'
 
 export interface StoreFixture {
-  /** An opened store over empty storage. */
+  /** An opened store over empty storage, holding the leases of jobs `orders` and `other`. */
   store: SnapshotStore
   /** Opens a second instance over the same storage, as a restarted process would. */
   reopen(): Promise<SnapshotStore>
@@ -94,6 +95,8 @@ export async function rejectsWith(
  */
 export async function storeFixture(open: () => Promise<SnapshotStore>, remove: () => Promise<void>): Promise<StoreFixture> {
   const stores: SnapshotStore[] = [await open()]
+  // Every mutation needs the job's lease; the specs below write to these two jobs.
+  for (const job of ['orders', 'other']) await stores[0]!.acquireLease(job)
   return {
     store: stores[0]!,
     reopen: async () => {
@@ -335,7 +338,10 @@ export function storeConformance(t: Test, name: string, makeStore: () => Promise
     await store.beginSnapshot(begin('orders', 2))
     await store.writeChunks('orders', 2, [keyed('counter', 0)])
 
+    // The first instance stops (and so releases the job) as a process would before a restart.
+    await store.close()
     const again = await reopen()
+    await again.acquireLease('orders')
     t.same(await again.getSnapshot('orders', 1), info)
     t.same(plain(await again.readChunks('orders', 1)), plain(sorted([keyed('counter', 0), operatorChunk('source', 0)])))
     t.equal(await again.nextSnapshotId('orders'), 3)
@@ -363,5 +369,60 @@ export function storeConformance(t: Test, name: string, makeStore: () => Promise
     await rejectsWith(t, store.writeChunks('orders', 1, [{ ...keyed('counter', 0), kind: 'bogus' as 'keyed' }]), TypeError)
     await rejectsWith(t, store.writeChunks('orders', 1, [{ ...keyed('counter', 0), index: -1 }]), TypeError)
     t.equal(await store.nextSnapshotId('A-job_with.dots-1'), 1, 'letters, digits, _ . - are fine')
+  })
+
+  spec('lease - a mutation without the lease is refused with FencedError and changes nothing', async (t, { store, reopen }) => {
+    await store.beginSnapshot(begin('orders', 1))
+    await store.completeSnapshot('orders', 1, done)
+    await store.beginSnapshot(begin('orders', 2))
+    const before = await store.listSnapshots('orders')
+    const other = await reopen()
+    const message = "cannot begin a snapshot for job 'orders': this store holds no lease on the job; call acquireLease('orders') first"
+    const err = await rejectsWith(t, other.beginSnapshot(begin('orders', 3)), FencedError, { job: 'orders', heldEpoch: undefined, retryable: false })
+    t.equal(err?.message, message)
+    await rejectsWith(t, other.writeChunks('orders', 2, [keyed('counter', 0)]), FencedError, { job: 'orders' })
+    await rejectsWith(t, other.completeSnapshot('orders', 2, done), FencedError, { job: 'orders' })
+    await rejectsWith(t, other.abortSnapshot('orders', 2, 'x'), FencedError, { job: 'orders' })
+    await rejectsWith(t, other.discardSnapshot('orders', 1), FencedError, { job: 'orders' })
+    await rejectsWith(t, store.beginSnapshot(begin('third', 1)), FencedError, { job: 'third' }, )
+    t.same(await store.listSnapshots('orders'), before, 'nothing changed')
+    t.same(await store.listSnapshots('third'), [])
+  })
+
+  spec('lease - a second holder is refused at once with JobAlreadyRunningError naming the holder', async (t, { store, reopen }) => {
+    const lease = await store.acquireLease('solo')
+    t.match(lease, { job: 'solo', host: hostname(), pid: process.pid })
+    t.ok(lease.epoch >= 1 && Math.abs(lease.since - Date.now()) < 60_000)
+    await store.beginSnapshot(begin('solo', 1))
+    const before = await store.listSnapshots('solo')
+    const other = await reopen()
+    const started = Date.now()
+    const err = await rejectsWith(t, other.acquireLease('solo'), JobAlreadyRunningError, {
+      job: 'solo',
+      holder: { owner: lease.owner, host: hostname(), pid: process.pid, since: lease.since },
+      retryable: false,
+    })
+    t.ok(Date.now() - started < 1000, 'refused at once, not after the expiry')
+    t.equal(err?.message, `job 'solo' is already running on host ${hostname()} as pid ${process.pid} since ${new Date(lease.since).toISOString()}; stop that runner first (or wait for it to finish)`)
+    await rejectsWith(t, store.acquireLease('solo'), JobAlreadyRunningError, { job: 'solo' })
+    t.same(await other.listSnapshots('solo'), before, 'nothing changed')
+    await store.beginSnapshot(begin('solo', 2))
+    t.pass('the holder goes on')
+  })
+
+  spec('lease - a released lease is taken at once with a higher epoch; the old holder is refused', async (t, { store, reopen }) => {
+    const first = await store.acquireLease('solo')
+    await store.beginSnapshot(begin('solo', 1))
+    await first.release()
+    await first.release()
+    const other = await reopen()
+    const second = await other.acquireLease('solo')
+    t.ok(second.epoch > first.epoch, `epoch ${second.epoch} > ${first.epoch}`)
+    await rejectsWith(t, store.abortSnapshot('solo', 1, 'x'), FencedError, { job: 'solo' })
+    await other.abortSnapshot('solo', 1, 'left pending')
+    t.match(await other.getSnapshot('solo', 1), { status: 'aborted', reason: 'left pending' })
+    await second.release()
+    const third = await store.acquireLease('solo')
+    t.ok(third.epoch > second.epoch, 'epochs never go back after a release')
   })
 }

@@ -88,6 +88,7 @@ async function harness(t: Test, o: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-coordinator-'))
   const store = new EmbeddedStore({ dir })
   await store.open()
+  await store.acquireLease(JOB)
   const target = new FakeTarget()
   const failures: unknown[] = []
   const completedInfos: SnapshotInfo[] = []
