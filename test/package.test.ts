@@ -188,6 +188,9 @@ t.test('package - packed and installed, it runs from plain JavaScript, type-chec
   t.equal(tsc.status, 0, 'type-checks against the declarations')
   t.equal(tsc.stdout, '', 'with no errors')
 
+  const versionOut = await sh(join(project, 'node_modules/.bin/weir'), ['--version'], project)
+  t.equal(versionOut.stdout, `weir ${manifest.version}\n`, 'the installed weir knows its version')
+
   writeFileSync(join(project, 'job.ts'), JOB_FILE)
   const cli = await sh(join(project, 'node_modules/.bin/weir'), ['run', 'job.ts', '--checkpoint-interval', '1000', '--log-level', 'warn', '--store-dir', 'cli-snapshots'], project)
   t.equal(cli.status, 0, `the installed weir runs a TypeScript job file${cli.status === 0 ? '' : `: ${cli.stderr}`}`)
