@@ -41,24 +41,29 @@ export interface EdgeSpec {
   transforms: readonly Transform[]
 }
 
+/** What every operator of a {@link JobGraph} has: its stable id and its parallelism. */
 export interface OperatorBase {
   uid: string
   parallelism: number
 }
+/** A source operator of a {@link JobGraph}. */
 export interface SourceSpec extends OperatorBase {
   kind: 'source'
   source: Source<unknown>
 }
+/** A keyed process operator of a {@link JobGraph}. */
 export interface ProcessSpec extends OperatorBase {
   kind: 'process'
   states: readonly StateDescriptor[]
   /** One function per input. */
   fns: readonly ((record: unknown, ctx: ProcessContext<Key, unknown>) => void)[]
 }
+/** A sink operator of a {@link JobGraph}. */
 export interface SinkSpec extends OperatorBase {
   kind: 'sink'
   sink: Sink<unknown>
 }
+/** Any operator of a {@link JobGraph}. */
 export type OperatorSpec = SourceSpec | ProcessSpec | SinkSpec
 
 /** A job as data: operators in topological order and the edges between them. */

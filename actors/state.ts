@@ -8,6 +8,7 @@
 import type { Serde } from '../persistence/serde.ts'
 import { JobDefinitionError } from './errors.ts'
 
+/** The kinds of keyed state. */
 export type StateKind = 'value' | 'list' | 'map' | 'reducing' | 'aggregating'
 
 /** Options every state kind takes. */
@@ -20,23 +21,28 @@ export interface StateOptions<W> {
   serde?: Serde<W>
 }
 
+/** What every state descriptor has: its kind, its name (its id in snapshots) and its serde (undefined: CBOR). */
 export interface DescriptorBase<K extends StateKind> {
   readonly kind: K
   readonly name: string
   readonly serde: Serde<unknown> | undefined
 }
 
+/** A declared value state (see {@link valueState}). */
 export interface ValueStateDescriptor<T> extends DescriptorBase<'value'> {
   readonly default: T | undefined
   /** Type marker only. */
   readonly __type?: T
 }
+/** A declared list state (see {@link listState}). */
 export interface ListStateDescriptor<T> extends DescriptorBase<'list'> {
   readonly __type?: T
 }
+/** A declared map state (see {@link mapState}). */
 export interface MapStateDescriptor<K, V> extends DescriptorBase<'map'> {
   readonly __type?: [K, V]
 }
+/** A declared reducing state (see {@link reducingState}). */
 export interface ReducingStateDescriptor<T> extends DescriptorBase<'reducing'> {
   // A method signature, so a descriptor of numbers is also a StateDescriptor (of unknown).
   reduce(a: T, b: T): T
@@ -47,6 +53,7 @@ export interface Aggregator<IN, ACC, OUT> {
   add(accumulator: ACC, value: IN): ACC
   getResult(accumulator: ACC): OUT
 }
+/** A declared aggregating state (see {@link aggregatingState}). */
 export interface AggregatingStateDescriptor<IN, ACC, OUT> extends DescriptorBase<'aggregating'> {
   readonly aggregator: Aggregator<IN, ACC, OUT>
 }

@@ -101,10 +101,13 @@ function version(): string {
 
 /** `weir ... | head -1`: a reader that goes away ends the output quietly, as for any Unix tool. */
 function quietOnClosedPipe(): void {
-  process.stdout.on('error', (err: Error & { code?: string }) => {
-    if (err.code !== 'EPIPE') throw err
-    process.exit(0)
-  })
+  if (process.stdout.listeners('error').includes(onStdoutError)) return
+  process.stdout.on('error', onStdoutError)
+}
+
+function onStdoutError(err: Error & { code?: string }): void {
+  if (err.code !== 'EPIPE') throw err
+  process.exit(0)
 }
 
 function int(flag: string, value: string | undefined): number | undefined {

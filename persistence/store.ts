@@ -67,6 +67,7 @@ export interface SnapshotInfo {
   reason?: string
 }
 
+/** What {@link SnapshotStore.beginSnapshot} records about a new pending snapshot. */
 export interface BeginSnapshot {
   job: string
   id: number
@@ -76,11 +77,13 @@ export interface BeginSnapshot {
   triggeredAt: number
 }
 
+/** What {@link SnapshotStore.completeSnapshot} records when a snapshot completes. */
 export interface CompleteSnapshot {
   completedAt: number
   durationMs: number
 }
 
+/** Which chunks {@link SnapshotStore.readChunks} returns; every field left out matches all. */
 export interface ChunkFilter {
   operatorUid?: string
   kind?: ChunkKind
