@@ -31,6 +31,8 @@ t.test('frozen database - 30 s of SIGSTOP: checkpoints time out, the job fails o
     logger,
     progressIntervalMs: 0,
   })
+  // Should an assertion throw midway, the job must not go on restarting after the test.
+  t.teardown(() => handle.cancel())
   let latest = 0
   while (latest < 2) {
     await new Promise((r) => setTimeout(r, 50))
