@@ -60,8 +60,7 @@ export class CheckpointCoordinator implements CheckpointAcks {
   private lastEndAt = -Infinity
   private triggering = false
   private beginning: Promise<void> = Promise.resolve()
-  /** The last checkpoint that failed, and why; for the final checkpoint's error. */
-  lastFailure: { checkpointId: number; reason: string } | undefined
+  #lastFailure: { checkpointId: number; reason: string } | undefined
   /** Completions in flight; stop() waits for them so none writes after the attempt ended. */
   private readonly completing = new Set<Promise<void>>()
   private nextId: number | undefined
@@ -75,6 +74,11 @@ export class CheckpointCoordinator implements CheckpointAcks {
   constructor(private readonly o: CoordinatorOptions) {
     this.log = o.logger
     this.instances = new Set(o.instances)
+  }
+
+  /** The last checkpoint that failed, and why (for the final checkpoint's error). */
+  get lastFailure(): { readonly checkpointId: number; readonly reason: string } | undefined {
+    return this.#lastFailure
   }
 
   /** Starts periodic checkpoints of `target`. */
@@ -231,7 +235,7 @@ export class CheckpointCoordinator implements CheckpointAcks {
   }
 
   private failed(id: number, reason: string, cause: unknown): void {
-    this.lastFailure = { checkpointId: id, reason }
+    this.#lastFailure = { checkpointId: id, reason }
     this.consecutiveFailures++
     this.log.warn('checkpoint failed', { checkpoint: id, reason, inARow: this.consecutiveFailures })
     if (this.consecutiveFailures > this.o.options.tolerableFailures && !this.stopped) {

@@ -4,6 +4,11 @@
  * aborted final checkpoint is tried again; when it keeps failing, the attempt fails and the
  * restart strategy runs the job again from its last completed checkpoint.
  */
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { EmbeddedStore, FinalCheckpointError, JobFailedError, startJob } from '../index.ts'
 import type { StateChunk } from '../persistence/store.ts'
@@ -99,4 +104,15 @@ t.test('final checkpoint - with tolerableFailures 0 an aborted final checkpoint 
   t.equal(result.attempts, 2, 'the first attempt failed on its final checkpoint')
   t.same((await store.listSnapshots('final-restart')).map((s) => `${s.id}:${s.status}`), ['2:completed'], 'the second attempt’s final checkpoint')
   await assertFinalState(t, ts, 'final-restart', expectedState(gen))
+})
+
+t.test('final checkpoint - weir run --checkpoint-timeout 1 --tolerable-failures 1000: exit 1 naming the final checkpoint, never "job finished"', async (t) => {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dir = mkdtempSync(join(tmpdir(), 'weir-final-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const args = ['run', join(root, 'examples/payments/job.ts'), '--checkpoint-interval', '60000', '--checkpoint-timeout', '1', '--tolerable-failures', '1000', '--restart', 'none', '--store-dir', join(dir, 'snapshots')]
+  const r = spawnSync(process.execPath, [join(root, 'bin/weir.js'), ...args], { encoding: 'utf8', timeout: 30_000 })
+  t.equal(r.status, 1, 'the job failed')
+  t.match(r.stderr, /JobFailedError: job payments failed after 1 attempts \(none strategy: restarts are disabled\): job payments: the final checkpoint did not complete in 3 tries/)
+  t.notMatch(r.stderr, /job finished/)
 })

@@ -5,7 +5,7 @@
  * with exactly the expected state.
  */
 import t from 'tap'
-import { createLogger, PostgresStore, startJob } from '../index.ts'
+import { createLogger, PostgresStore, startJob, StoreUnavailableError } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
 import { startThrowawayPostgres, throwawayPostgresMissing } from './support/throwaway-postgres.ts'
 
@@ -31,6 +31,8 @@ t.test('frozen database - 30 s of SIGSTOP: checkpoints time out, the job fails o
     logger,
     progressIntervalMs: 0,
   })
+  // Should an assertion throw midway, the job must not go on restarting after the test.
+  t.teardown(() => handle.cancel())
   let latest = 0
   while (latest < 2) {
     await new Promise((r) => setTimeout(r, 50))
@@ -67,4 +69,26 @@ t.test('frozen database - 30 s of SIGSTOP: checkpoints time out, the job fails o
   await again.open()
   t.equal((await again.latestCompleted('frozen-db'))?.id, result.lastCheckpoint?.id, 'the final checkpoint is the newest completed one')
   await assertFinalState(t, { kind: 'postgres', store: again, cliArgs: [], cleanup: async () => {} }, 'frozen-db', expectedState(gen))
+})
+
+t.test('frozen database - a store call on an open connection ends at queryTimeoutMs with StoreUnavailableError; the store works after SIGCONT', { skip: missing ?? false }, async (t) => {
+  const pg = await startThrowawayPostgres()
+  t.teardown(() => pg.cleanup())
+  const store = new PostgresStore({ connectionString: pg.url, connectTimeoutMs: 1000, statementTimeoutMs: 500, queryTimeoutMs: 1000 })
+  t.teardown(() => store.close())
+  await store.open()
+  pg.freeze()
+  const began = performance.now()
+  const err = await store.listSnapshots('frozen').catch((e: unknown) => e)
+  const waited = performance.now() - began
+  pg.thaw()
+  t.ok(err instanceof StoreUnavailableError, 'a StoreUnavailableError')
+  t.equal((err as StoreUnavailableError).retryable, true, 'retryable')
+  t.equal(
+    (err as Error).message,
+    `snapshot store 127.0.0.1:${pg.port}/postgres is unavailable: no answer to a statement within queryTimeoutMs (1000 ms); ` +
+      `check that Postgres at 127.0.0.1:${pg.port}/postgres is running and not overloaded or stopped; the call may be retried`,
+  )
+  t.ok(waited >= 990 && waited < 3000, `at the deadline, not later (${Math.round(waited)} ms)`)
+  t.same(await store.listSnapshots('frozen'), [], 'after SIGCONT the store answers again (the dropped connection was not reused)')
 })

@@ -87,10 +87,20 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
   return pg
 }
 
-/** Sends `signal` to the postmaster of `data` first (so it forks no more), then to its children. */
+/**
+ * Sends `signal` to every process of the server in `data`: to stop, the postmaster first (so it
+ * forks no more); to continue, its children first. A child that exited meanwhile is skipped.
+ */
 function signalAll(data: string, signal: NodeJS.Signals): void {
   const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
-  process.kill(postmaster, signal)
+  if (signal === 'SIGSTOP') process.kill(postmaster, signal)
   const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' })
-  for (const pid of children.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0)) process.kill(pid, signal)
+  for (const pid of children.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0)) {
+    try {
+      process.kill(pid, signal)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+    }
+  }
+  if (signal !== 'SIGSTOP') process.kill(postmaster, signal)
 }
