@@ -70,6 +70,8 @@ export class HeldLease implements JobLease {
   readonly host: string
   readonly pid: number
   readonly since: number
+  /** How long this holder may go without a heartbeat. */
+  readonly expiryMs: number
   readonly lost: Promise<FencedError>
   #onLost!: (error: FencedError) => void
   #lostError: FencedError | undefined
@@ -79,7 +81,7 @@ export class HeldLease implements JobLease {
   readonly #release: () => Promise<void>
   readonly #heartbeatMs: number
 
-  constructor(job: string, epoch: number, holder: LeaseHolderInfo, heartbeatMs: number, renew: Renew, release: () => Promise<void>) {
+  constructor(job: string, epoch: number, holder: LeaseHolderInfo, timing: ResolvedLeaseOptions, renew: Renew, release: () => Promise<void>) {
     this.job = job
     this.epoch = epoch
     this.owner = holder.owner
@@ -89,7 +91,8 @@ export class HeldLease implements JobLease {
     this.lost = new Promise((resolve) => (this.#onLost = resolve))
     this.#renew = renew
     this.#release = release
-    this.#heartbeatMs = heartbeatMs
+    this.expiryMs = timing.expiryMs
+    this.#heartbeatMs = timing.heartbeatMs
     heldHere.add(this.owner)
     this.#schedule()
   }
