@@ -211,7 +211,7 @@ export class EmbeddedStore implements SnapshotStore {
         job,
         epoch,
         holder,
-        timing.heartbeatMs,
+        timing,
         () => renewJobLock(jobDir, epoch),
         async () => {
           if (this.#leases.get(job) === lease) this.#leases.delete(job)

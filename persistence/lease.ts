@@ -34,13 +34,18 @@ export function thisHolder(): LeaseHolderInfo {
   return { owner: randomUUID(), host: hostname(), pid: process.pid, since: Date.now() }
 }
 
+/** Owner ids of the leases this process holds now. */
+const heldHere = new Set<string>()
+
 /**
- * True if the holder ran on this host and its process is gone: its lease can be taken at once,
- * without waiting for the expiry (a runner killed with SIGKILL). A live pid, even one reused by
- * another program, only means waiting for the heartbeat to expire.
+ * True if the holder ran on this host and is gone: its process died (a runner killed with
+ * SIGKILL), or it is this process and no longer holds the lease (a runner whose release could
+ * not reach the store). Its lease can be taken at once, without waiting for the expiry. A live
+ * pid, even one reused by another program, only means waiting for the heartbeat to expire.
  */
-export function deadOnThisHost(holder: Pick<LeaseHolderInfo, 'host' | 'pid'>): boolean {
-  if (holder.host !== hostname() || holder.pid === process.pid) return false
+export function deadOnThisHost(holder: Pick<LeaseHolderInfo, 'owner' | 'host' | 'pid'>): boolean {
+  if (holder.host !== hostname()) return false
+  if (holder.pid === process.pid) return !heldHere.has(holder.owner)
   try {
     process.kill(holder.pid, 0)
     return false
@@ -65,6 +70,8 @@ export class HeldLease implements JobLease {
   readonly host: string
   readonly pid: number
   readonly since: number
+  /** How long this holder may go without a heartbeat. */
+  readonly expiryMs: number
   readonly lost: Promise<FencedError>
   #onLost!: (error: FencedError) => void
   #lostError: FencedError | undefined
@@ -74,7 +81,7 @@ export class HeldLease implements JobLease {
   readonly #release: () => Promise<void>
   readonly #heartbeatMs: number
 
-  constructor(job: string, epoch: number, holder: LeaseHolderInfo, heartbeatMs: number, renew: Renew, release: () => Promise<void>) {
+  constructor(job: string, epoch: number, holder: LeaseHolderInfo, timing: ResolvedLeaseOptions, renew: Renew, release: () => Promise<void>) {
     this.job = job
     this.epoch = epoch
     this.owner = holder.owner
@@ -84,7 +91,9 @@ export class HeldLease implements JobLease {
     this.lost = new Promise((resolve) => (this.#onLost = resolve))
     this.#renew = renew
     this.#release = release
-    this.#heartbeatMs = heartbeatMs
+    this.expiryMs = timing.expiryMs
+    this.#heartbeatMs = timing.heartbeatMs
+    heldHere.add(this.owner)
     this.#schedule()
   }
 
@@ -102,6 +111,7 @@ export class HeldLease implements JobLease {
   markLost(operation: string, currentEpoch?: number): FencedError {
     if (this.#lostError === undefined) {
       this.#lostError = new FencedError(this.job, this.epoch, currentEpoch, operation)
+      heldHere.delete(this.owner)
       this.#stop()
       this.#onLost(this.#lostError)
     }
@@ -111,6 +121,7 @@ export class HeldLease implements JobLease {
   async release(): Promise<void> {
     if (this.#released) return
     this.#released = true
+    heldHere.delete(this.owner)
     this.#stop()
     if (this.#lostError === undefined) await this.#release()
   }

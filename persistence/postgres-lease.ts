@@ -8,6 +8,11 @@
  * those transactions to end, so no mutation of an old owner commits after a new owner's epoch is
  * taken. Heartbeats update a non-key column only, which `FOR KEY SHARE` lets through, so they
  * never wait for a long write.
+ *
+ * A holder stopped in the middle of a transaction (SIGSTOP, a frozen VM) would hold its row lock
+ * for ever, and the takeover would wait for ever. So each mutation's transaction sets
+ * `idle_in_transaction_session_timeout` to the lease expiry: the server ends such a session, and
+ * rolls its transaction back, once it has waited that long for its client.
  */
 import type pg from 'pg'
 import { JobAlreadyRunningError, type LeaseHolderInfo } from './errors.ts'
@@ -41,13 +46,13 @@ export async function takeLease(c: Statements, schema: string, job: string, hold
     [job, holder.owner, holder.host, holder.pid, holder.since, expiryMs],
   )
   if (inserted.rows[0] !== undefined) return inserted.rows[0].epoch
-  // Read without a lock first: a live holder may be inside a transaction that keeps the row
-  // locked (or be frozen there), and a second runner must be refused at once, not wait for it.
-  refuseLiveHolder(job, await readLease(c, schema, job, ''))
-  // Expired or dead: lock the row. A frozen holder's open transaction ends within the expiry
-  // (the store's idle-in-transaction timeout), so this wait is bounded; then check again, as
-  // the holder may have renewed meanwhile.
-  refuseLiveHolder(job, await readLease(c, schema, job, 'FOR UPDATE'))
+  // Looked at without a lock first: a live holder may be inside a write that holds the row, and
+  // the answer must come at once. Only a takeover waits for the row (and so for the old holder's
+  // last transaction to end; see above for why that wait is bounded).
+  const seen = await readLease(c, schema, job, '')
+  refuseIfAlive(job, seen)
+  await c.query(`SELECT set_config('lock_timeout', $1, true)`, [String(2 * seen.expiryMs + 5000)])
+  refuseIfAlive(job, await readLease(c, schema, job, 'FOR UPDATE'))
   const updated = await c.query<{ epoch: number }>(
     `UPDATE ${schema}.job_leases SET epoch = epoch + 1, owner = $2, host = $3, pid = $4,
        since = to_timestamp($5::float8 / 1000), heartbeat_at = clock_timestamp(), expiry_ms = $6
@@ -57,17 +62,21 @@ export async function takeLease(c: Statements, schema: string, job: string, hold
   return updated.rows[0]!.epoch
 }
 
-async function readLease(c: Statements, schema: string, job: string, lock: '' | 'FOR UPDATE'): Promise<LeaseRow> {
-  const { rows } = await c.query<LeaseRow>(
+interface SeenLease extends LeaseRow {
+  expiryMs: number
+}
+
+async function readLease(c: Statements, schema: string, job: string, lock: '' | 'FOR UPDATE'): Promise<SeenLease> {
+  const { rows } = await c.query<SeenLease>(
     `SELECT epoch::float8 AS epoch, owner, host, pid, (extract(epoch FROM since) * 1000)::float8 AS since,
-       clock_timestamp() - heartbeat_at > expiry_ms * interval '1 millisecond' AS expired
+       expiry_ms AS "expiryMs", clock_timestamp() - heartbeat_at > expiry_ms * interval '1 millisecond' AS expired
      FROM ${schema}.job_leases WHERE job = $1 ${lock}`,
     [job],
   )
   return rows[0]!
 }
 
-function refuseLiveHolder(job: string, current: LeaseRow): void {
+function refuseIfAlive(job: string, current: SeenLease): void {
   if (!current.expired && !deadOnThisHost(current)) {
     throw new JobAlreadyRunningError(job, { owner: current.owner, host: current.host, pid: current.pid, since: Math.round(current.since) })
   }
@@ -86,9 +95,20 @@ export async function releaseLease(c: Statements, schema: string, job: string, e
 
 /**
  * The job's current epoch, with its lease row locked `FOR KEY SHARE` until the caller's
- * transaction ends; `undefined` if no runner ever took the lease.
+ * transaction ends; `undefined` if no runner ever took the lease. The same statement bounds how
+ * long the transaction may sit waiting for this client (`expiryMs`, see above).
  */
-export async function lockEpoch(c: Statements, schema: string, job: string): Promise<number | undefined> {
-  const { rows } = await c.query<{ epoch: number }>(`SELECT epoch::float8 AS epoch FROM ${schema}.job_leases WHERE job = $1 FOR KEY SHARE`, [job])
+export async function lockEpoch(c: Statements, schema: string, job: string, expiryMs: number): Promise<number | undefined> {
+  const { rows } = await c.query<{ epoch: number }>(
+    `SELECT epoch::float8 AS epoch, set_config('idle_in_transaction_session_timeout', $2, true)
+     FROM ${schema}.job_leases WHERE job = $1 FOR KEY SHARE`,
+    [job, String(expiryMs)],
+  )
+  return rows[0]?.epoch
+}
+
+/** The job's current epoch, read without a lock; `undefined` if no runner ever took the lease. */
+export async function currentEpoch(c: Statements, schema: string, job: string): Promise<number | undefined> {
+  const { rows } = await c.query<{ epoch: number }>(`SELECT epoch::float8 AS epoch FROM ${schema}.job_leases WHERE job = $1`, [job])
   return rows[0]?.epoch
 }

@@ -41,8 +41,8 @@ export interface PostgresStoreOptions {
   /**
    * The server ends a session of ours left inside a transaction this long (Postgres
    * `idle_in_transaction_session_timeout`), so a frozen Weir process cannot hold snapshot
-   * locks for ever. The store uses the smaller of this and the lease expiry, so a frozen owner
-   * never delays the next owner's takeover past the expiry.
+   * locks for ever. Transactions that check the job's lease use the lease expiry instead, so a
+   * frozen owner never delays the next owner's takeover past the expiry.
    * @default 60000
    */
   idleInTransactionTimeoutMs?: number

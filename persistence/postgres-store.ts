@@ -19,7 +19,7 @@ import {
   StoreUnavailableError,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder } from './lease.ts'
-import { lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
+import { currentEpoch, lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
 import { assertJobName } from './job-name.ts'
 import { latestSchemaVersion, migrations } from './migrations.ts'
 import { resolvePostgresStoreOptions } from './postgres-options.ts'
@@ -148,7 +148,7 @@ export class PostgresStore implements SnapshotStore {
       job,
       epoch,
       holder,
-      timing.heartbeatMs,
+      timing,
       () => this.#session(false, (c) => renewLease(c, this.#schema, job, epoch)),
       async () => {
         if (this.#leases.get(job) === lease) this.#leases.delete(job)
@@ -180,8 +180,7 @@ export class PostgresStore implements SnapshotStore {
   async beginSnapshot(begin: BeginSnapshot): Promise<void> {
     assertBegin(begin)
     const { job, id } = begin
-    await this.#session(true, async (c) => {
-      await this.#fence(c, job, 'begin a snapshot')
+    await this.#fenced(job, 'begin a snapshot', async (c) => {
       // The high-water mark keeps ids unique for good: a discarded id is never handed out again.
       await c.query(
         `INSERT INTO ${this.#schema}.jobs (name, last_snapshot_id) VALUES ($1, $2)
@@ -203,9 +202,7 @@ export class PostgresStore implements SnapshotStore {
   async writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number> {
     assertSnapshotRef(job, id)
     assertChunks(job, id, chunks)
-    const lease = this.#lease(job, 'write chunks')
-    return this.#session(true, async (c) => {
-      await this.#fence(c, job, 'write chunks', lease)
+    return this.#fenced(job, 'write chunks', async (c) => {
       // FOR SHARE lets the writers of one snapshot run side by side while holding off
       // completeSnapshot and abortSnapshot until their chunks are committed.
       const status = await this.#status(c, job, id, 'FOR SHARE')
@@ -242,9 +239,7 @@ export class PostgresStore implements SnapshotStore {
   async completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo> {
     assertSnapshotRef(job, id)
     assertComplete(complete)
-    const lease = this.#lease(job, 'complete a snapshot')
-    return this.#session(true, async (c) => {
-      await this.#fence(c, job, 'complete a snapshot', lease)
+    return this.#fenced(job, 'complete a snapshot', async (c) => {
       // FOR UPDATE waits for in-flight writers; the UPDATE below then runs with a fresh snapshot
       // (read committed) and so counts their chunks in size_bytes.
       const status = await this.#status(c, job, id, 'FOR UPDATE')
@@ -268,9 +263,7 @@ export class PostgresStore implements SnapshotStore {
 
   async abortSnapshot(job: string, id: number, reason: string): Promise<void> {
     assertSnapshotRef(job, id)
-    const lease = this.#lease(job, 'abort a snapshot')
-    await this.#session(true, async (c) => {
-      await this.#fence(c, job, 'abort a snapshot', lease)
+    await this.#fenced(job, 'abort a snapshot', async (c) => {
       const status = await this.#status(c, job, id, 'FOR UPDATE')
       if (status === 'aborted') return
       if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'abort')
@@ -356,9 +349,7 @@ export class PostgresStore implements SnapshotStore {
 
   async discardSnapshot(job: string, id: number): Promise<void> {
     assertSnapshotRef(job, id)
-    const lease = this.#lease(job, 'discard a snapshot')
-    await this.#session(true, async (c) => {
-      await this.#fence(c, job, 'discard a snapshot', lease)
+    await this.#fenced(job, 'discard a snapshot', async (c) => {
       await c.query(`DELETE FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id])
     })
   }
@@ -375,10 +366,7 @@ export class PostgresStore implements SnapshotStore {
       max: o.poolSize,
       connectionTimeoutMillis: o.connectTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
-      // A frozen owner inside a transaction holds its lease row locked, and the next owner's
-      // takeover waits for that lock: ending such sessions within the lease expiry keeps a
-      // takeover as quick as the expiry promises.
-      idle_in_transaction_session_timeout: Math.min(o.idleInTransactionTimeoutMs, o.lease.expiryMs),
+      idle_in_transaction_session_timeout: o.idleInTransactionTimeoutMs,
       keepAlive: true,
       keepAliveInitialDelayMillis: o.keepAliveDelayMs,
       application_name: 'weir',
@@ -418,11 +406,32 @@ export class PostgresStore implements SnapshotStore {
   }
 
   /**
+   * Runs a mutation of `job`'s snapshots in a transaction that starts with the fencing check. If
+   * the connection is lost meanwhile, a fresh one asks whether the lease is still ours: a holder
+   * stopped past its expiry has its session ended by the server (postgres-lease.ts), and what it
+   * must learn then is `FencedError`, not an outage to retry.
+   */
+  async #fenced<T>(job: string, operation: string, fn: (c: Statements) => Promise<T>): Promise<T> {
+    const lease = this.#lease(job, operation)
+    try {
+      return await this.#session(true, async (c) => {
+        await this.#fence(c, job, operation, lease)
+        return fn(c)
+      })
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err
+      const current = await this.#session(false, (c) => currentEpoch(c, this.#schema, job)).catch(() => lease.epoch)
+      if (current !== lease.epoch) throw lease.markLost(operation, current)
+      throw err
+    }
+  }
+
+  /**
    * The first step of every mutation's transaction: locks the job's lease row and checks that
    * this instance holds its current epoch (postgres-lease.ts says why that fences).
    */
   async #fence(c: Statements, job: string, operation: string, lease = this.#lease(job, operation)): Promise<void> {
-    const current = await lockEpoch(c, this.#schema, job)
+    const current = await lockEpoch(c, this.#schema, job, lease.expiryMs)
     if (current !== lease.epoch) throw lease.markLost(operation, current)
   }
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
 import { EmbeddedStore } from '../../persistence/embedded-store.ts'
-import { CorruptChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
+import { CorruptChunkError, FencedError, ReadOnlyStoreError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
 import { begin, done, keyed, plain, rejectsWith, storeConformance, storeFixture } from './store-conformance.ts'
 
 async function tempDir(t: Test): Promise<string> {
@@ -201,4 +201,23 @@ t.test('embedded store - kill -9 during writes never leaves a half-written compl
   const next = await store.nextSnapshotId('crash')
   t.ok(snapshots.every((s) => s.id < next), 'the next id is above every begun one')
   await rejectsWith(t, store.readChunks('crash', next), SnapshotStateError)
+})
+
+t.test('embedded store - read-only: a missing folder reads as empty and is never created; no lease, no writes', async (t) => {
+  const parent = await tempDir(t)
+  const dir = join(parent, 'snapshots')
+  const reader = new EmbeddedStore({ dir, readOnly: true })
+  await reader.open()
+  t.same(await reader.listSnapshots('orders'), [])
+  t.equal(await reader.latestCompleted('orders'), undefined)
+  t.equal(await reader.nextSnapshotId('orders'), 1)
+  await rejectsWith(t, reader.readChunks('orders', 1), SnapshotStateError, { status: undefined })
+  const err = await rejectsWith(t, reader.acquireLease('orders'), ReadOnlyStoreError, { retryable: false })
+  t.equal(err?.message, `cannot take the lease of job 'orders': snapshot store embedded(${dir}, read-only) was opened read-only; use a store made without readOnly to run jobs`)
+  await rejectsWith(t, reader.beginSnapshot(begin('orders', 1)), FencedError, { heldEpoch: undefined })
+  t.same(await readdir(parent), [], 'nothing was created')
+
+  const { store } = await completedSnapshot(dir)
+  await reader.open()
+  t.same(await reader.readChunks('orders', 1), await store.readChunks('orders', 1), 'it reads what a writer wrote, without a lease')
 })

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import pg from 'pg'
 import t from 'tap'
-import { CorruptChunkError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
+import { CorruptChunkError, FencedError, ReadOnlyStoreError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from '../../persistence/errors.ts'
 import { latestSchemaVersion, migrations } from '../../persistence/migrations.ts'
 import { PostgresStore, withFallbackUser } from '../../persistence/postgres-store.ts'
 import { begin, done, keyed, plain, rejectsWith, storeConformance, storeFixture } from './store-conformance.ts'
@@ -197,4 +197,32 @@ t.test('postgres store - one write of 12 000 tiny chunks (more rows than one sta
   const back = await store.readChunks('bulk', 1)
   t.equal(back.length, 12_000)
   t.same([...back[11_999]!.data], [11_999 & 255, 11_999 >> 8])
+})
+
+t.test('postgres store - read-only: a missing schema reads as empty and is never created; no lease, no writes', async (t) => {
+  const schema = newSchema()
+  t.teardown(() => dropSchema(schema))
+  const reader = new PostgresStore({ connectionString: url, schema, readOnly: true })
+  t.teardown(() => reader.close())
+  await reader.open()
+  t.same(await reader.listSnapshots('orders'), [])
+  t.equal(await reader.latestCompleted('orders'), undefined)
+  t.equal(await reader.getSnapshot('orders', 1), undefined)
+  t.equal(await reader.nextSnapshotId('orders'), 1)
+  await rejectsWith(t, reader.readChunks('orders', 1), SnapshotStateError, { status: undefined })
+  await rejectsWith(t, reader.acquireLease('orders'), ReadOnlyStoreError, { retryable: false })
+  await rejectsWith(t, reader.beginSnapshot(begin('orders', 1)), FencedError, { heldEpoch: undefined })
+  const { rows } = await admin.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
+  t.equal(rows.length, 0, 'the schema was not created')
+
+  const writer = await opened(schema)
+  t.teardown(() => writer.close())
+  await writer.acquireLease('orders')
+  await writer.beginSnapshot(begin('orders', 1))
+  await writer.writeChunks('orders', 1, [keyed('counter', 0)])
+  await writer.completeSnapshot('orders', 1, done)
+  const again = new PostgresStore({ connectionString: url, schema, readOnly: true })
+  t.teardown(() => again.close())
+  await again.open()
+  t.same(plain(await again.readChunks('orders', 1)), plain([keyed('counter', 0)]), 'it reads what a writer wrote, without a lease')
 })
