@@ -27,6 +27,11 @@ function startJob(storeArgs: string[], env: Record<string, string>): { child: Ch
   return { child, exit, output: () => output }
 }
 
+/** Resolves once `check` holds, polling every 20 ms. */
+async function waitFor(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 20))
+}
+
 for (const { name, make } of testStores) {
   t.test(`crash recovery (${name}) - SIGKILL at random moments, restore from latest, exact final state`, async (t) => {
     const ts = make()
@@ -39,9 +44,14 @@ for (const { name, make } of testStores) {
     let kills = 0
     for (let kill = 0; kill < 4; kill++) {
       const run = startJob(ts.cliArgs, env)
-      // The job needs ~6 s of source time, more than four runs get; tsx start-up takes part of each wait.
-      const wait = 700 + Math.floor(Math.random() * 900)
-      await new Promise((r) => setTimeout(r, wait))
+      // Killed at a random moment after this run completed a checkpoint of its own, so every
+      // kill lands part-way and leaves something newer to restore, however slow the start-up.
+      const checkpointed = await Promise.race([
+        waitFor(() => /checkpoint completed/.test(run.output())).then(() => true),
+        run.exit.then(() => false),
+      ])
+      const wait = Math.floor(Math.random() * 600)
+      if (checkpointed) await new Promise((r) => setTimeout(r, wait))
       run.child.kill('SIGKILL')
       const code = await run.exit
       if (code === 0) {
@@ -49,12 +59,12 @@ for (const { name, make } of testStores) {
         t.comment(`run ${kill + 1} finished before the kill`)
         break
       }
-      t.equal(code, null, `run ${kill + 1} was killed after ${wait} ms`)
+      t.equal(code, null, `run ${kill + 1} was killed ${wait} ms after its first checkpoint`)
       kills++
       const latest = await ts.store.latestCompleted(job)
       restoredFrom.push(latest?.id ?? 0)
       const restored = /restoring snapshot=(\d+)/.exec(run.output())
-      t.comment(`run ${kill + 1}: killed after ${wait} ms; restored from ${restored?.[1] ?? 'nothing'}; latest completed now ${latest?.id ?? 'none'}`)
+      t.comment(`run ${kill + 1}: killed ${wait} ms after its first checkpoint; restored from ${restored?.[1] ?? 'nothing'}; latest completed now ${latest?.id ?? 'none'}`)
     }
     t.ok(kills >= 2, `the job was killed part-way at least twice (${kills})`)
     t.ok(restoredFrom.some((id) => id > 0), 'checkpoints completed between kills, so later runs resumed part-way')

@@ -406,11 +406,19 @@ t.test('ndjson job - a failover while a half-written line waits resumes at that 
   writeFileSync(path, head + lineOf(n).slice(0, 6))
   const inner = ndjsonSource<{ i: number; key: string }>({ path, settleMs: 60_000 })
   const restoredAt: unknown[] = []
+  // Where each instance was at the latest snapshot: the writer goes on only once both waited at the half-written line.
+  const snapshotAt: number[] = []
   const source: Source<{ i: number; key: string }> = {
     kind: 'ndjson',
     open(ctx) {
       const r = inner.open(ctx) as NdjsonReader<{ i: number; key: string }>
       const restore = r.restore.bind(r)
+      const offset = r.offset.bind(r)
+      r.offset = () => {
+        const o = offset()
+        snapshotAt[ctx.instance] = (o as { pos: number }).pos
+        return o
+      }
       r.restore = (offset) => {
         restoredAt.push((offset as { pos: number }).pos)
         restore(offset)
@@ -418,7 +426,7 @@ t.test('ndjson job - a failover while a half-written line waits resumes at that 
       return r
     },
   }
-  // Once a checkpoint completed, the writer finishes its line and adds more; the first record
+  // Once a checkpoint taken at the half-written line completed, the writer finishes its line and adds more; the first record
   // after that checkpoint fails once, so the job restores from it.
   let checkpointed = false
   let failed = false
@@ -427,7 +435,7 @@ t.test('ndjson job - a failover while a half-written line waits resumes at that 
     open: () => ({
       write() {},
       checkpointCompleted() {
-        if (checkpointed) return
+        if (checkpointed || snapshotAt[0] !== head.length || snapshotAt[1] !== head.length) return
         checkpointed = true
         appendFileSync(path, lineOf(n).slice(6) + '\n' + Array.from({ length: 100 }, (_, k) => `${lineOf(n + 1 + k)}\n`).join(''))
       },
