@@ -27,9 +27,14 @@ function startJob(storeArgs: string[], env: Record<string, string>): { child: Ch
   return { child, exit, output: () => output }
 }
 
-/** Resolves once `check` holds, polling every 20 ms. */
-async function waitFor(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 20))
+/** Resolves true once `check` holds (polling every 20 ms), false after `timeoutMs`. */
+async function waitFor(check: () => boolean, timeoutMs = 120_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > until) return false
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return true
 }
 
 for (const { name, make } of testStores) {
@@ -47,7 +52,7 @@ for (const { name, make } of testStores) {
       // Killed at a random moment after this run completed a checkpoint of its own, so every
       // kill lands part-way and leaves something newer to restore, however slow the start-up.
       const checkpointed = await Promise.race([
-        waitFor(() => /checkpoint completed/.test(run.output())).then(() => true),
+        waitFor(() => /checkpoint completed/.test(run.output())),
         run.exit.then(() => false),
       ])
       const wait = Math.floor(Math.random() * 600)
@@ -84,16 +89,20 @@ t.test('rescaling - killed at parallelism 2, restored at parallelism 3, exact fi
   const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '25000' }
   await ts.store.open()
   const first = startJob(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '2' })
-  let latest = 0
-  while (latest === 0) {
-    await new Promise((r) => setTimeout(r, 100))
-    latest = (await ts.store.latestCompleted(job))?.id ?? 0
-  }
+  const checkpointed = await Promise.race([
+    waitFor(() => /checkpoint completed/.test(first.output())),
+    first.exit.then(() => false),
+  ])
+  t.ok(checkpointed, 'the first run completed a checkpoint', { output: first.output() })
   await new Promise((r) => setTimeout(r, 300))
   first.child.kill('SIGKILL')
   t.equal(await first.exit, null, 'the first run was killed part-way')
   const second = startJob(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
-  t.equal(await second.exit, 0, 'the rescaled run finishes', { output: second.output() })
+  // A run that hangs is killed after two minutes, so the failure shows what it printed.
+  const guard = setTimeout(() => second.child.kill('SIGKILL'), 120_000)
+  const code = await second.exit
+  clearTimeout(guard)
+  t.equal(code, 0, 'the rescaled run finishes', { output: second.output() })
   t.match(second.output(), /restoring snapshot=\d+/)
   t.match(second.output(), /instance=count\[2\]/, 'with three instances of the keyed operator')
   await assertFinalState(t, ts, job, expectedState(gen))

@@ -213,7 +213,7 @@ t.test('embedded store - read-only: a missing folder reads as empty and is never
   t.equal(await reader.nextSnapshotId('orders'), 1)
   await rejectsWith(t, reader.readChunks('orders', 1), SnapshotStateError, { status: undefined })
   const err = await rejectsWith(t, reader.acquireLease('orders'), ReadOnlyStoreError, { retryable: false })
-  t.equal(err?.message, `cannot take the lease of job 'orders': snapshot store embedded(${dir}, read-only) was opened read-only; use a store made without readOnly to run jobs`)
+  t.equal(err?.message, `cannot take the lease of job 'orders': snapshot store embedded(${dir}) was opened read-only; use a store made without readOnly to run jobs`)
   await rejectsWith(t, reader.beginSnapshot(begin('orders', 1)), FencedError, { heldEpoch: undefined })
   t.same(await readdir(parent), [], 'nothing was created')
 
