@@ -22,7 +22,7 @@ export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
 export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
 export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
-export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError } from './actors/errors.ts'
+export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, AsyncUserCodeError, UnserializableStateError } from './actors/errors.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'
 

@@ -4,8 +4,9 @@
  * (docs/architecture.md section 7).
  */
 import { createActor } from 'xstate'
-import { IncompatibleSnapshotError } from '../actors/errors.ts'
+import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
+import { Watchdog } from '../actors/watchdog.ts'
 import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { isRetryable } from '../persistence/errors.ts'
@@ -36,6 +37,20 @@ export interface RunOptions {
   progressIntervalMs?: number
   /** Batching and scheduling of the local executor. */
   tuning?: Partial<ExecutorTuning>
+  /**
+   * Strict mode: what state handles return (`value()`, list `get()`, map `get()`, `entries()`,
+   * ...) is deep-frozen, so changing it in place instead of writing it back throws a TypeError
+   * where it is done. Meant for tests and development; costs nothing when off.
+   * @default false
+   */
+  strictState?: boolean
+  /**
+   * The watchdog: when one slice of processing (a user function that never returns, say) has run
+   * this long, a line on stderr names the operator, the key and how long it has been stuck, and
+   * again every as long. 0 turns it off.
+   * @default 10000
+   */
+  watchdogMs?: number
 }
 
 /** How a job ended. */
@@ -65,7 +80,7 @@ export interface JobHandle {
   recordsIn(): Record<string, number>
 }
 
-const KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
+const KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs']
 
 /** The default snapshot folder of local mode. */
 export const DEFAULT_SNAPSHOT_DIR = '.weir/snapshots'
@@ -87,7 +102,10 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const logger = (options.logger ?? createLogger({ level: options.logLevel ?? 'info' })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000)
+  const watchdogMs = options.watchdogMs ?? 10_000
+  if (!(Number.isInteger(watchdogMs) && watchdogMs >= 0 && watchdogMs <= 2 ** 31 - 1)) throw new InvalidOptionError('watchdogMs', 'an integer of ms from 0 (off) to 2^31-1', watchdogMs)
+  const userCode = { strictState: options.strictState === true, watchdogMs }
+  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
 }
@@ -114,6 +132,7 @@ class JobRunner {
   private readonly canceled: Promise<void>
   private lastCompleted: SnapshotInfo | undefined
   private checkpointsCompleted = 0
+  private watchdog: Watchdog | undefined
 
   constructor(
     private readonly graph: JobGraph,
@@ -125,6 +144,7 @@ class JobRunner {
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
     private readonly progressIntervalMs: number,
+    private readonly userCode: { strictState: boolean; watchdogMs: number },
   ) {
     let last: string | undefined
     this.machine.subscribe((s) => {
@@ -155,6 +175,7 @@ class JobRunner {
     this.machine.send({ type: 'SCHEDULE' })
     const restartActor = createRestartActor(this.strategy)
     restartActor.start()
+    this.watchdog = this.userCode.watchdogMs === 0 ? undefined : Watchdog.start({ intervalMs: this.userCode.watchdogMs, scope: this.graph.name })
     try {
       await this.store.open()
       this.log.info('starting', { store: this.store.description, checkpoints: this.checkpoints ? `${this.checkpoints.intervalMs}ms ${this.checkpoints.mode}` : 'off', restart: describeRestartStrategy(this.strategy) })
@@ -165,7 +186,7 @@ class JobRunner {
         const outcome = await this.attempt(attempt, from)
         if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
         const error = outcome.error
-        this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error) })
+        this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error), at: error instanceof UserCodeError ? error.location : undefined })
         if (!isRetryable(error)) {
           this.machine.send({ type: 'GIVE_UP' })
           throw error
@@ -185,6 +206,7 @@ class JobRunner {
       }
     } finally {
       restartActor.stop()
+      await this.watchdog?.stop()
       if (this.ownStore) await this.store.close()
     }
   }
@@ -271,6 +293,8 @@ class JobRunner {
         acks: coordinator ?? { ack() {}, decline() {} },
         logger: this.log,
         tuning: this.tuning,
+        strictState: this.userCode.strictState,
+        watchdog: this.watchdog,
       })
       this.executor = executor
       if (from !== undefined) {
