@@ -42,7 +42,8 @@ export class UserCodeError extends RetryableError {
   ) {
     super(`operator ${operator}[${instance}]${key === undefined ? '' : ` key ${describeValue(key)}`}: user code threw: ${describeThrown(cause)}`, { cause })
     const frames = stackFrames(cause)
-    this.location = frames === undefined ? undefined : /\(?([^()\s]+:\d+:\d+)\)?$/.exec(frames.split('\n', 1)[0]!)?.[1]
+    // The innermost frame with a file: a built-in (`Array.push (<anonymous>)`) may come first.
+    this.location = frames === undefined ? undefined : /([^()\s]+:\d+:\d+)\)?$/m.exec(frames)?.[1]
     if (frames !== undefined) this.stack = `${this.name}: ${this.message}\n${frames}`
   }
 }

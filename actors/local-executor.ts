@@ -352,6 +352,9 @@ export class LocalExecutor implements InstanceHost {
 
   private fail(error: unknown): void {
     if (this.stopped) return
+    // After every instance finished (`done` already resolved), a failure can only come from
+    // encoding the final checkpoint: decline it, or the coordinator would wait for its timeout.
+    if (this.settled) for (const up of this.uploads) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
     this.stopped = true
     this.settled = true
     for (const inst of this.instances) if (!inst.finished) inst.fail(error)

@@ -35,15 +35,25 @@ const { workerData } = require('node:worker_threads')
 const fs = require('node:fs')
 const { id, interval, release, poll, scope } = workerData
 const beat = new Int32Array(workerData.beat)
+// Connected only while the main thread is stuck: a process must not exit with a session open
+// (it would wait for the session to disconnect).
 let session
-try {
-  session = new (require('node:inspector').Session)()
-  session.connectToMainThread()
-} catch {
+const connect = () => {
+  if (session !== undefined) return session
+  try {
+    session = new (require('node:inspector').Session)()
+    session.connectToMainThread()
+  } catch {
+    session = null
+  }
+  return session
+}
+const disconnect = () => {
+  if (session) session.disconnect()
   session = undefined
 }
 const call = (action, done) => {
-  if (session === undefined) return done(undefined)
+  if (!connect()) return done(undefined)
   const expression = 'globalThis[Symbol.for("weir.watchdogs")]?.get(' + id + ')?.fromWorker(' + JSON.stringify(action) + ')'
   session.post('Runtime.evaluate', { expression, returnByValue: true }, (err, res) => done(err ? undefined : res?.result?.value))
 }
@@ -58,6 +68,7 @@ setInterval(() => {
     since = now
     released = false
     reported = 0
+    disconnect()
     return
   }
   const stuck = now - since
