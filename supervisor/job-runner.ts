@@ -41,7 +41,8 @@ export interface RunOptions {
    * Strict mode: what state handles return (`value()`, list `get()`, map `get()`, `entries()`,
    * ...) is deep-frozen, so changing it in place instead of writing it back throws a TypeError
    * where it is done. Meant for tests and development; costs nothing when off.
-   * @default false
+   * @default true if the environment variable `WEIR_STRICT_STATE` is `1` (a test suite can set it
+   * once for every job), else false
    */
   strictState?: boolean
   /**
@@ -104,7 +105,7 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
   const watchdogMs = options.watchdogMs ?? 10_000
   if (!(Number.isInteger(watchdogMs) && watchdogMs >= 0 && watchdogMs <= 2 ** 31 - 1)) throw new InvalidOptionError('watchdogMs', 'an integer of ms from 0 (off) to 2^31-1', watchdogMs)
-  const userCode = { strictState: options.strictState === true, watchdogMs }
+  const userCode = { strictState: options.strictState ?? process.env.WEIR_STRICT_STATE === '1', watchdogMs }
   const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, options.progressIntervalMs ?? 2000, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
