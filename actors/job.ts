@@ -249,17 +249,17 @@ export class Stream<T> {
     return new Stream<U>(this.job, this.branches.map((b) => ({ from: b.from, transforms: [...b.transforms, t] })))
   }
 
-  /** Transforms every record. */
+  /** Transforms every record. `fn` must be synchronous (see {@link ProcessFunction}). */
   map<U>(fn: (record: T) => U, name = this.job.nextTransformName('map')): Stream<U> {
     return this.chain({ kind: 'map', name, fn: fn as (r: unknown) => unknown })
   }
 
-  /** Keeps the records for which `fn` is true. */
+  /** Keeps the records for which `fn` is true. `fn` must be synchronous. */
   filter(fn: (record: T) => boolean, name = this.job.nextTransformName('filter')): Stream<T> {
     return this.chain({ kind: 'filter', name, fn: fn as (r: unknown) => boolean })
   }
 
-  /** Emits zero or more records per record. */
+  /** Emits zero or more records per record, by calling `out` before it returns. `fn` must be synchronous. */
   flatMap<U>(fn: (record: T, out: (record: U) => void) => void, name = this.job.nextTransformName('flatMap')): Stream<U> {
     return this.chain({ kind: 'flatMap', name, fn: fn as (r: unknown, out: (u: unknown) => void) => void })
   }
@@ -272,7 +272,8 @@ export class Stream<T> {
 
   /**
    * Partitions the stream by key: every record of a key goes to the same instance, which keeps
-   * that key's state. Keys are strings, finite numbers or bigints.
+   * that key's state. Keys are strings, finite numbers or bigints. The selector must be
+   * synchronous and must not throw; an `async` one is refused here.
    */
   keyBy<K extends Key>(selector: (record: T) => K): KeyedStream<T, K> {
     if (typeof selector !== 'function') throw new JobDefinitionError('keyBy needs a key selector function', this.job.name)
