@@ -192,3 +192,21 @@ t.test('strict mode - values written back with update/add/put still work, and st
   const counts = await readSnapshotState(store, 'strict-ok', 'count', 'tags')
   t.equal([...counts.values()].reduce((n: number, m) => n + (m as Map<string, number>).get('n')!, 0), 200)
 })
+
+t.test('serde - a job that ends before its first checkpoint fails its final one at once, naming the value', async (t) => {
+  const store = fixture(t)
+  const v = valueState<unknown>('v')
+  const j = job('final-only')
+  j.source('in', generatorSource({ records: 20, keys: 2 }))
+    .keyBy((r) => r.key)
+    .process('count', { state: { v } }, (_r, ctx) => ctx.state(v).update(new Counter()))
+  const began = Date.now()
+  // The interval is never reached: only the final checkpoint writes the state.
+  const err = await failure(runJob(j, { store, checkpoints: { intervalMs: 600_000 }, restart: { type: 'none' }, logLevel: 'silent' }))
+  t.ok(Date.now() - began < 10_000, 'without waiting for the checkpoint timeout (60 s)')
+  const chain: unknown[] = []
+  for (let e: unknown = err; e instanceof Error; e = e.cause) chain.push(e)
+  t.ok(chain.some((e) => e instanceof UnserializableStateError), 'UnserializableStateError is in the cause chain')
+  t.match(err.message, /operator count, state v, key "k\d": the value holds an instance of class Counter/)
+  t.equal(await store.latestCompleted('final-only'), undefined, 'no snapshot completed')
+})
