@@ -5,9 +5,6 @@
  * made.
  */
 
-/** Classes whose instances CBOR (cbor-x) writes and reads back as the same class. */
-const PLAIN_CLASSES: readonly unknown[] = [Object.prototype, Array.prototype, Map.prototype, Set.prototype, Date.prototype, RegExp.prototype]
-
 /**
  * What in `value` the default serde cannot round-trip, in words with where it is (`a function at
  * .onClick`, `an instance of class Counter`, `a cycle at .parent`), or undefined when the value
@@ -16,57 +13,107 @@ const PLAIN_CLASSES: readonly unknown[] = [Object.prototype, Array.prototype, Ma
  */
 export function unserializableIn(value: unknown): string | undefined {
   const t = typeof value
-  if (t === 'function') return 'a function'
-  if (t === 'symbol') return 'a symbol'
+  if (t !== 'object' && t !== 'function' && t !== 'symbol') return undefined
+  if (value === null) return undefined
+  // Fast walk without tracking ancestors; only a value nested deeper than any plain data would
+  // be (a cycle, most likely) is walked again, tracking them to find the cycle.
+  let found = problemIn(value, undefined, 0)
+  if (found === TOO_DEEP) found = problemIn(value, [], 0)
+  if (found === undefined) return undefined
+  return found.path.length === 0 ? found.what : `${found.what} at ${found.path.reverse().join('')}`
+}
+
+/** A problem and its path, innermost segment first (built only when something is found). */
+interface Found {
+  what: string
+  path: string[]
+}
+
+/** Depth at which the fast walk gives up and the walk tracking ancestors takes over. */
+const MAX_FAST_DEPTH = 200
+const TOO_DEEP: Found = { what: 'a value nested too deep', path: [] }
+
+function problemIn(value: unknown, ancestors: object[] | undefined, depth: number): Found | undefined {
+  const t = typeof value
+  if (t === 'function') return { what: 'a function', path: [] }
+  if (t === 'symbol') return { what: 'a symbol', path: [] }
   if (t !== 'object' || value === null) return undefined
-  return walk(value as object, [], '')
+  const o = value as object
+  const proto: unknown = Object.getPrototypeOf(o)
+  // Plain objects and arrays first: nearly every value is one.
+  if (ancestors === undefined && depth > MAX_FAST_DEPTH) return TOO_DEEP
+  if (proto === Object.prototype || proto === null) return inObject(o, ancestors, depth + 1)
+  if (proto === Array.prototype) return inArray(o as unknown[], ancestors, depth + 1)
+  if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer || proto === Date.prototype || proto === RegExp.prototype) return undefined
+  if (proto === Map.prototype || proto === Set.prototype) return inCollection(o as Map<unknown, unknown> | Set<unknown>, ancestors, depth + 1)
+  const name = (o as { constructor?: { name?: unknown } }).constructor?.name
+  return { what: `an instance of class ${typeof name === 'string' && name !== '' ? name : '(anonymous)'}`, path: [] }
 }
 
-function walk(value: object, ancestors: object[], path: string): string | undefined {
-  const at = path === '' ? '' : ` at ${path}`
-  if (ancestors.includes(value)) return `a cycle${at}`
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return undefined
-  const proto: unknown = Object.getPrototypeOf(value)
-  if (proto !== null && !PLAIN_CLASSES.includes(proto)) {
-    const name = (value as { constructor?: { name?: unknown } }).constructor?.name
-    return `an instance of class ${typeof name === 'string' && name !== '' ? name : '(anonymous)'}${at}`
-  }
-  ancestors.push(value)
-  try {
-    if (value instanceof Map) {
-      for (const [k, v] of value) {
-        const found = child(k, ancestors, `${path}.keys()`) ?? child(v, ancestors, `${path}.get(${label(k)})`)
-        if (found !== undefined) return found
-      }
-    } else if (value instanceof Set) {
-      for (const v of value) {
-        const found = child(v, ancestors, `${path}.values()`)
-        if (found !== undefined) return found
-      }
-    } else if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) {
-        const found = child(value[i], ancestors, `${path}[${i}]`)
-        if (found !== undefined) return found
-      }
-    } else if (!(value instanceof Date) && !(value instanceof RegExp)) {
-      for (const k of Object.keys(value)) {
-        const found = child((value as Record<string, unknown>)[k], ancestors, `${path}.${k}`)
-        if (found !== undefined) return found
-      }
-      if (Object.getOwnPropertySymbols(value).length > 0) return `a symbol-keyed property${at}`
+function enter(o: object, ancestors: object[] | undefined): Found | undefined {
+  if (ancestors === undefined) return undefined
+  if (ancestors.includes(o)) return { what: 'a cycle', path: [] }
+  ancestors.push(o)
+  return undefined
+}
+
+function inObject(o: object, ancestors: object[] | undefined, depth: number): Found | undefined {
+  const cycle = enter(o, ancestors)
+  if (cycle !== undefined) return cycle
+  for (const k in o) {
+    const found = problemIn((o as Record<string, unknown>)[k], ancestors, depth)
+    if (found !== undefined) {
+      if (found !== TOO_DEEP) found.path.push(`.${k}`)
+      return found
     }
-    return undefined
-  } finally {
-    ancestors.pop()
   }
+  ancestors?.pop()
+  if (Object.getOwnPropertySymbols(o).length > 0) return { what: 'a symbol-keyed property', path: [] }
+  return undefined
 }
 
-function child(v: unknown, ancestors: object[], path: string): string | undefined {
-  const t = typeof v
-  if (t === 'function') return `a function at ${path}`
-  if (t === 'symbol') return `a symbol at ${path}`
-  if (t !== 'object' || v === null) return undefined
-  return walk(v as object, ancestors, path)
+function inArray(a: unknown[], ancestors: object[] | undefined, depth: number): Found | undefined {
+  const cycle = enter(a, ancestors)
+  if (cycle !== undefined) return cycle
+  for (let i = 0; i < a.length; i++) {
+    const found = problemIn(a[i], ancestors, depth)
+    if (found !== undefined) {
+      if (found !== TOO_DEEP) found.path.push(`[${i}]`)
+      return found
+    }
+  }
+  ancestors?.pop()
+  return undefined
+}
+
+function inCollection(c: Map<unknown, unknown> | Set<unknown>, ancestors: object[] | undefined, depth: number): Found | undefined {
+  const cycle = enter(c, ancestors)
+  if (cycle !== undefined) return cycle
+  let found: Found | undefined
+  if (c instanceof Map) {
+    for (const [k, v] of c) {
+      found = problemIn(k, ancestors, depth)
+      if (found !== undefined) {
+        if (found !== TOO_DEEP) found.path.push('.keys()')
+        return found
+      }
+      found = problemIn(v, ancestors, depth)
+      if (found !== undefined) {
+        if (found !== TOO_DEEP) found.path.push(`.get(${label(k)})`)
+        return found
+      }
+    }
+  } else {
+    for (const v of c) {
+      found = problemIn(v, ancestors, depth)
+      if (found !== undefined) {
+        if (found !== TOO_DEEP) found.path.push('.values()')
+        return found
+      }
+    }
+  }
+  ancestors?.pop()
+  return undefined
 }
 
 function label(k: unknown): string {
