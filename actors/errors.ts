@@ -23,17 +23,84 @@ export class JobDefinitionError extends TerminalError {
   }
 }
 
-/** User code (a map, a process function, a key selector...) threw. A restart may help. */
+/**
+ * User code (a map, a process function, a key selector...) threw. A restart may help.
+ *
+ * `cause` is what was thrown; when it is an `Error`, this error's `stack` continues with the
+ * cause's frames, so the file and line of the user's code are in every printed stack, and
+ * `location` holds the first of them.
+ */
 export class UserCodeError extends RetryableError {
   override readonly name = 'UserCodeError'
+  /** `file:line:column` of the innermost frame of the thrown error, when it has a stack. */
+  readonly location: string | undefined
   constructor(
     readonly operator: string,
     readonly instance: number,
     readonly key: unknown,
     cause: unknown,
   ) {
-    const what = describeThrown(cause)
-    super(`operator ${operator}[${instance}]${key === undefined ? '' : ` key ${JSON.stringify(String(key))}`}: user code threw: ${what}`, { cause })
+    super(`operator ${operator}[${instance}]${key === undefined ? '' : ` key ${describeValue(key)}`}: user code threw: ${describeThrown(cause)}`, { cause })
+    const frames = stackFrames(cause)
+    // The innermost frame with a file: a built-in (`Array.push (<anonymous>)`) may come first.
+    this.location = frames === undefined ? undefined : /([^()\s]+:\d+:\d+)\)?$/m.exec(frames)?.[1]
+    if (frames !== undefined) this.stack = `${this.name}: ${this.message}\n${frames}`
+  }
+}
+
+/** The `    at ...` lines of an error's stack, or undefined. Never throws. */
+function stackFrames(thrown: unknown): string | undefined {
+  try {
+    const stack = thrown instanceof Error ? thrown.stack : undefined
+    if (typeof stack !== 'string') return undefined
+    const at = stack.search(/^\s+at /m)
+    return at < 0 ? undefined : stack.slice(at)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * User code broke the synchronous contract: a process function, map, filter, flatMap or key
+ * selector returned a promise (or another thenable). Per-record work runs synchronously between
+ * two records of the same instance, so an async function would change state after the next
+ * record's key is set (state on the wrong keys) and after a checkpoint barrier passed. Terminal:
+ * fix the job (do async work in a source or a sink).
+ */
+export class AsyncUserCodeError extends TerminalError {
+  override readonly name = 'AsyncUserCodeError'
+  constructor(
+    readonly operator: string,
+    readonly instance: number,
+    readonly key: unknown,
+  ) {
+    super(
+      `operator ${operator}[${instance}]${key === undefined ? '' : ` key ${describeValue(key)}`}: user code returned a promise; ` +
+        'per-record work is synchronous (make the function synchronous and do async work in a source or a sink)',
+    )
+  }
+}
+
+/**
+ * A keyed state holds a value the default serde (CBOR) cannot write faithfully: a class
+ * instance (it would come back as a plain object without its methods), a function, a symbol or
+ * a cycle. Found when a checkpoint first encodes the state. Terminal: give the state a `serde`
+ * or keep plain data in it.
+ */
+export class UnserializableStateError extends TerminalError {
+  override readonly name = 'UnserializableStateError'
+  constructor(
+    readonly operator: string,
+    readonly state: string,
+    readonly key: unknown,
+    /** What the value is, e.g. `an instance of class Counter` or `a function`, and where in it. */
+    readonly valueType: string,
+  ) {
+    super(
+      `operator ${operator}, state ${state}, key ${describeValue(key)}: the value holds ${valueType}, which the default serde (CBOR) cannot ` +
+        'write and read back; give the state a serde ({ serde: { encode, decode } }) or keep plain data in it ' +
+        '(objects, arrays, Maps, Sets, Dates, bigints, typed arrays)',
+    )
   }
 }
 
@@ -95,6 +162,28 @@ export class KeySelectorError extends TerminalError {
   ) {
     super(`keyBy into ${operator}: the key selector returned ${describeValue(key)} (${typeof key}); keys must be strings, finite numbers or bigints`)
   }
+}
+
+/**
+ * If user code returned a thenable, marks its rejection as handled (a rejected promise would
+ * otherwise end the process with a raw stack) and returns the error to fail the job with.
+ * Call only with a value that is not undefined; cheap for anything that is not an object.
+ */
+export function asyncResultError(result: unknown, operator: string, instance: number, key: unknown): AsyncUserCodeError | undefined {
+  if ((typeof result !== 'object' && typeof result !== 'function') || result === null) return undefined
+  let then: unknown
+  try {
+    then = (result as { then?: unknown }).then
+  } catch {
+    return undefined
+  }
+  if (typeof then !== 'function') return undefined
+  try {
+    ;(then as (ok: unknown, fail: (e: unknown) => void) => unknown).call(result, undefined, () => {})
+  } catch {
+    // a thenable whose then() throws: nothing is left pending
+  }
+  return new AsyncUserCodeError(operator, instance, key)
 }
 
 /** A value in a few words for an error message; never throws, whatever the value is. */

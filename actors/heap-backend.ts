@@ -9,7 +9,8 @@
  */
 import type { Serde } from '../persistence/serde.ts'
 import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError, UnserializableStateError } from './errors.ts'
+import { deepFreeze, unserializableIn } from './state-checks.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
 import type {
   AggregatingState,
@@ -115,7 +116,22 @@ class StateTable {
       })
     }
     out.length = n
-    return out.length === 0 ? undefined : out
+    if (n === 0) return undefined
+    if (serde === undefined) this.checkWire(out, this.backend.snapshots === 1 ? n : 2)
+    return out
+  }
+
+  /**
+   * Throws `UnserializableStateError` if one of the first `upTo / 2` values of a wire array is
+   * something CBOR cannot round-trip. The first snapshot of an attempt checks every value (one
+   * walk per attempt); later ones check the first value of each key group, so a state whose
+   * values changed shape is still caught soon, at a cost per group, not per key.
+   */
+  checkWire(wire: readonly unknown[], upTo: number): void {
+    for (let i = 0; i < upTo; i += 2) {
+      const problem = unserializableIn(wire[i + 1])
+      if (problem !== undefined) throw new UnserializableStateError(this.backend.operator, this.descriptor.name, wire[i], problem)
+    }
   }
 }
 
@@ -265,7 +281,55 @@ class AggregatingHandle implements AggregatingState<unknown, unknown> {
   }
 }
 
-function makeHandle(t: StateTable): unknown {
+// Strict mode (`RunOptions.strictState`): handles that freeze what they return, so a change in
+// place throws where it is made. Separate classes, so the default handles pay nothing.
+class StrictValueHandle extends ValueHandle {
+  override value(): unknown {
+    return deepFreeze(super.value())
+  }
+}
+
+class StrictListHandle extends ListHandle {
+  constructor(private readonly table: StateTable) {
+    super(table)
+  }
+  override get(): readonly unknown[] {
+    return deepFreeze(super.get())
+  }
+  // The stored array may be frozen (it was returned by get()): append to a copy.
+  override add(value: unknown): void {
+    this.addAll([value])
+  }
+  override addAll(values: readonly unknown[]): void {
+    if (values.length === 0) return
+    const list = this.table.read() as unknown[] | undefined
+    this.table.write(list === undefined ? [...values] : [...list, ...values])
+  }
+}
+
+class StrictMapHandle extends MapHandle {
+  override get(key: unknown): unknown {
+    return deepFreeze(super.get(key))
+  }
+  override *entries(): IterableIterator<[unknown, unknown]> {
+    for (const [k, v] of super.entries()) yield [deepFreeze(k), deepFreeze(v)]
+  }
+  override *keys(): IterableIterator<unknown> {
+    for (const k of super.keys()) yield deepFreeze(k)
+  }
+  override *values(): IterableIterator<unknown> {
+    for (const v of super.values()) yield deepFreeze(v)
+  }
+}
+
+function makeHandle(t: StateTable, strict: boolean): unknown {
+  if (strict) {
+    // Reducing and aggregating state are left as they are: their functions may change the stored
+    // value in place (the backend saves it for a snapshot first).
+    if (t.descriptor.kind === 'value') return new StrictValueHandle(t)
+    if (t.descriptor.kind === 'list') return new StrictListHandle(t)
+    if (t.descriptor.kind === 'map') return new StrictMapHandle(t)
+  }
   switch (t.descriptor.kind) {
     case 'value':
       return new ValueHandle(t)
@@ -292,6 +356,14 @@ export class KeyedSnapshot {
   complete = false
 }
 
+/** Options of a {@link HeapKeyedBackend}. */
+export interface HeapBackendOptions {
+  /** The operator's name, for errors. @default '?' */
+  operator?: string
+  /** Freeze what handles return (see `RunOptions.strictState`). @default false */
+  strictState?: boolean
+}
+
 /** Keyed state of one operator instance, for the key groups of its range. */
 export class HeapKeyedBackend {
   /** The key of the record being processed; set by the instance before user code runs. */
@@ -306,18 +378,24 @@ export class HeapKeyedBackend {
   private readonly byName = new Map<string, StateTable>()
   private current: KeyedSnapshot | undefined
   private cursor = 0
+  /** Snapshots started by this backend (one backend lives for one attempt). */
+  snapshots = 0
+  readonly operator: string
 
   constructor(
     descriptors: readonly StateDescriptor[],
     readonly range: KeyGroupRange,
+    options: HeapBackendOptions = {},
   ) {
+    this.operator = options.operator ?? '?'
+    const strict = options.strictState === true
     const size = range.end - range.start + 1
     this.marks = new Uint8Array(size)
     this.tables = descriptors.map((d) => {
       if (this.byName.has(d.name)) throw new JobDefinitionError(`two states are named ${d.name}`)
       const t = new StateTable(d, this, size)
       this.byName.set(d.name, t)
-      this.byDescriptor.set(d, makeHandle(t))
+      this.byDescriptor.set(d, makeHandle(t, strict))
       return t
     })
   }
@@ -347,6 +425,7 @@ export class HeapKeyedBackend {
   startSnapshot(): KeyedSnapshot {
     if (this.marked !== 0) this.serializeSome(Infinity)
     const snapshot = new KeyedSnapshot()
+    this.snapshots++
     this.current = snapshot
     this.cursor = 0
     for (let i = 0; i < this.marks.length; i++) {
@@ -379,7 +458,15 @@ export class HeapKeyedBackend {
       const entries = t.snapshotWire(index)
       if (entries !== undefined) states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries })
     }
-    this.current!.groups.push({ keyGroup: index + this.range.start, data: encodeKeyedChunk(states) })
+    let data: Uint8Array
+    try {
+      data = encodeKeyedChunk(states)
+    } catch (err) {
+      // CBOR refuses functions and symbols and overflows on cycles: name the value instead.
+      for (const s of states) if (this.byName.get(s.name)!.descriptor.serde === undefined) this.byName.get(s.name)!.checkWire(s.entries, s.entries.length)
+      throw err
+    }
+    this.current!.groups.push({ keyGroup: index + this.range.start, data })
     this.marks[index] = 0
     if (--this.marked === 0) this.current!.complete = true
   }

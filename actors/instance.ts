@@ -8,7 +8,7 @@ import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './align
 import type { LocalChannel, RecordBatch } from './channel.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
 import { WeirError } from '../persistence/errors.ts'
-import { UserCodeError, JobDefinitionError } from './errors.ts'
+import { asyncResultError, JobDefinitionError, UserCodeError } from './errors.ts'
 import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
 import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
@@ -243,9 +243,9 @@ export class ProcessInstance extends ConsumingInstance {
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
 
-  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange) {
+  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false) {
     super(spec, index, inputs, outputs, host, mode)
-    this.keyed = new HeapKeyedBackend(spec.states, range)
+    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState })
     this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
     this.fns = spec.fns
   }
@@ -267,10 +267,15 @@ export class ProcessInstance extends ConsumingInstance {
         backend.currentKey = key
         backend.currentIndex = groups![i]! - start
         ctx.key = key
-        fn(records[i], ctx)
+        const returned = fn(records[i], ctx) as unknown
+        if (returned !== undefined) {
+          const error = asyncResultError(returned, this.spec.uid, this.index, key)
+          if (error !== undefined) throw error
+        }
       }
     } catch (err) {
-      if (err instanceof JobDefinitionError) throw err
+      // Weir's own errors (a transform's, a key selector's, a definition mistake) name their cause.
+      if (err instanceof WeirError) throw err
       throw new UserCodeError(this.spec.uid, this.index, keys![i], err)
     }
   }

@@ -19,6 +19,11 @@ export interface ProcessContext<K extends Key, OUT> {
   emit(record: OUT): void
 }
 
+/**
+ * The function of a keyed operator, called once per record. It must be synchronous: it may not
+ * be `async` (rejected when the job is defined) nor return a promise (fails the job with
+ * `AsyncUserCodeError`), because the key and state it sees belong to this record only.
+ */
 export type ProcessFunction<T, K extends Key, OUT> = (record: T, ctx: ProcessContext<K, OUT>) => void
 
 /** A stateless step chained onto the operator before it (no state, no own instances). */
@@ -103,6 +108,22 @@ export interface ProcessOptions extends OperatorOptions {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 
+/**
+ * Throws if `fn` is an `async` function or an async generator function. Per-record work is
+ * synchronous: the runtime sets the key and the state before a call and takes snapshots between
+ * calls, so work finished later would land on another record's key and after a barrier.
+ */
+function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
+  const tag = Object.prototype.toString.call(fn)
+  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
+    throw new JobDefinitionError(
+      `${what} is an async function; per-record work is synchronous (state would change after the next record's key is set), so make it synchronous and do async work in a source or a sink`,
+      job,
+      operator,
+    )
+  }
+}
+
 interface Branch {
   from: string
   transforms: readonly Transform[]
@@ -165,7 +186,10 @@ export class JobBuilder {
         declared.push(d)
       }
     }
-    for (const fn of fns) if (typeof fn !== 'function') throw new JobDefinitionError('process needs a function (record, ctx) => void', this.name, name)
+    for (const fn of fns) {
+      if (typeof fn !== 'function') throw new JobDefinitionError('process needs a function (record, ctx) => void', this.name, name)
+      rejectAsync(fn, 'the process function', this.name, name)
+    }
     const parallelism = this.parallelismOf(name, options)
     this.add({ kind: 'process', uid, parallelism, states: declared, fns })
     inputs.forEach((input, i) =>
@@ -226,20 +250,21 @@ export class Stream<T> {
 
   private chain<U>(t: Transform): Stream<U> {
     if (typeof t.fn !== 'function') throw new JobDefinitionError(`${t.kind} needs a function`, this.job.name, t.name)
+    rejectAsync(t.fn, `the ${t.kind} function`, this.job.name, t.name)
     return new Stream<U>(this.job, this.branches.map((b) => ({ from: b.from, transforms: [...b.transforms, t] })))
   }
 
-  /** Transforms every record. */
+  /** Transforms every record. `fn` must be synchronous (see {@link ProcessFunction}). */
   map<U>(fn: (record: T) => U, name = this.job.nextTransformName('map')): Stream<U> {
     return this.chain({ kind: 'map', name, fn: fn as (r: unknown) => unknown })
   }
 
-  /** Keeps the records for which `fn` is true. */
+  /** Keeps the records for which `fn` is true. `fn` must be synchronous. */
   filter(fn: (record: T) => boolean, name = this.job.nextTransformName('filter')): Stream<T> {
     return this.chain({ kind: 'filter', name, fn: fn as (r: unknown) => boolean })
   }
 
-  /** Emits zero or more records per record. */
+  /** Emits zero or more records per record, by calling `out` before it returns. `fn` must be synchronous. */
   flatMap<U>(fn: (record: T, out: (record: U) => void) => void, name = this.job.nextTransformName('flatMap')): Stream<U> {
     return this.chain({ kind: 'flatMap', name, fn: fn as (r: unknown, out: (u: unknown) => void) => void })
   }
@@ -252,10 +277,12 @@ export class Stream<T> {
 
   /**
    * Partitions the stream by key: every record of a key goes to the same instance, which keeps
-   * that key's state. Keys are strings, finite numbers or bigints.
+   * that key's state. Keys are strings, finite numbers or bigints. The selector must be
+   * synchronous and must not throw; an `async` one is refused here.
    */
   keyBy<K extends Key>(selector: (record: T) => K): KeyedStream<T, K> {
     if (typeof selector !== 'function') throw new JobDefinitionError('keyBy needs a key selector function', this.job.name)
+    rejectAsync(selector, 'the key selector of keyBy', this.job.name)
     return new KeyedStream<T, K>(this.job, this.branches, selector as (r: unknown) => K)
   }
 

@@ -10,7 +10,7 @@ import { cborSerde } from '../persistence/serde.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
 import { LocalChannel } from './channel.ts'
-import { IncompatibleSnapshotError } from './errors.ts'
+import { describeValue, IncompatibleSnapshotError } from './errors.ts'
 import type { KeyedSnapshot } from './heap-backend.ts'
 import {
   connectorContext,
@@ -25,6 +25,7 @@ import type { JobGraph } from './job.ts'
 import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
+import type { Watchdog } from './watchdog.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -52,6 +53,10 @@ export interface ExecutorOptions {
   acks: CheckpointAcks
   logger: Logger
   tuning: ExecutorTuning
+  /** Freeze what state handles return (`RunOptions.strictState`). */
+  strictState?: boolean
+  /** Told when each slice starts and ends; asks what a stuck slice is doing. */
+  watchdog?: Watchdog | undefined
 }
 
 /** Measurements of one attempt. */
@@ -101,6 +106,8 @@ export class LocalExecutor implements InstanceHost {
   private immediate: NodeJS.Immediate | undefined
   private timeout: NodeJS.Timeout | undefined
   private readonly log: Logger
+  /** The instance whose step runs now, for the watchdog. */
+  private current: Instance | undefined
 
   private constructor(private readonly options: ExecutorOptions) {
     this.log = options.logger
@@ -139,7 +146,7 @@ export class LocalExecutor implements InstanceHost {
           inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
           return c
         })
-        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize))
+        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s))
       }
     }
     for (const op of graph.operators) {
@@ -154,7 +161,7 @@ export class LocalExecutor implements InstanceHost {
         } else {
           const inst =
             op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism))
+              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
               : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
           this.consumers.push(inst)
           this.instances.push(inst)
@@ -194,7 +201,17 @@ export class LocalExecutor implements InstanceHost {
   /** Starts processing. */
   start(): void {
     for (const inst of this.instances) inst.lifecycle.send({ type: 'RUN' })
+    if (this.options.watchdog !== undefined) this.options.watchdog.describe = () => this.describeCurrent()
     this.schedule(true)
+  }
+
+  /** What the slice in progress is doing, for the watchdog: the instance and, if keyed, the key. */
+  private describeCurrent(): string {
+    const inst = this.current
+    if (inst === undefined) return `job ${this.options.graph.name} (between instances: encoding a snapshot or scheduling)`
+    if (inst instanceof ProcessInstance) return `operator ${inst.id} key ${describeValue(inst.backend.currentKey)}`
+    if (inst instanceof SourceInstance) return `operator ${inst.id} (the source, or a map/filter/flatMap/keyBy chained to it)`
+    return `operator ${inst.id}`
   }
 
   private schedule(busy: boolean): void {
@@ -211,6 +228,8 @@ export class LocalExecutor implements InstanceHost {
     const began = performance.now()
     const deadline = began + sliceMs
     let work = 0
+    const watchdog = this.options.watchdog
+    watchdog?.enter()
     try {
       // Snapshot encoding gets a share of every slice, so the copy-on-write window stays short.
       if (this.encodeUploads(ENCODE_SHARE_MS)) work++
@@ -218,14 +237,18 @@ export class LocalExecutor implements InstanceHost {
       do {
         round = 0
         // Downstream first: drain queues before sources fill them again.
-        for (let i = this.consumers.length - 1; i >= 0; i--) round += this.consumers[i]!.step(CONSUMER_STEP_ITEMS)
-        for (const src of this.sources) round += src.step(batchSize)
+        for (let i = this.consumers.length - 1; i >= 0; i--) round += (this.current = this.consumers[i]!).step(CONSUMER_STEP_ITEMS)
+        for (const src of this.sources) round += (this.current = src).step(batchSize)
+        this.current = undefined
         work += round
       } while (round > 0 && performance.now() < deadline)
       if (this.encodeUploads(Math.max(1, deadline - performance.now()))) work++
     } catch (err) {
       this.fail(err)
       return
+    } finally {
+      this.current = undefined
+      watchdog?.leave()
     }
     const took = performance.now() - began
     if (took > this.metrics.maxSliceMs) this.metrics.maxSliceMs = took
@@ -329,6 +352,9 @@ export class LocalExecutor implements InstanceHost {
 
   private fail(error: unknown): void {
     if (this.stopped) return
+    // After every instance finished (`done` already resolved), a failure can only come from
+    // encoding the final checkpoint: decline it, or the coordinator would wait for its timeout.
+    if (this.settled) for (const up of this.uploads) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
     this.stopped = true
     this.settled = true
     for (const inst of this.instances) if (!inst.finished) inst.fail(error)

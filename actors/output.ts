@@ -4,7 +4,8 @@
  */
 import type { BarrierItem, EndItem, LocalChannel } from './channel.ts'
 import type { EdgeSpec, Transform } from './job.ts'
-import { KeySelectorError } from './errors.ts'
+import { asyncResultError, KeySelectorError, UserCodeError } from './errors.ts'
+import { WeirError } from '../persistence/errors.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
 
 export class EdgeOutput {
@@ -23,6 +24,8 @@ export class EdgeOutput {
     private readonly targets: readonly LocalChannel[],
     private readonly maxParallelism: number,
     private readonly batchSize: number,
+    /** The index of the sending instance, for errors of the chained transforms. */
+    private readonly sender = 0,
   ) {
     const n = targets.length
     const hashed = edge.partitioning === 'hash'
@@ -39,15 +42,22 @@ export class EdgeOutput {
               this.add(this.next, r)
               this.next = this.next + 1 === n ? 0 : this.next + 1
             }
-    this.emit = edge.transforms.reduceRight(chain, partition)
+    this.emit = edge.transforms.reduceRight((next: (r: unknown) => void, t: Transform) => chain(next, t, sender), partition)
   }
 
   private hashed(selector: (r: unknown) => Key): (r: unknown) => void {
     const maxP = this.maxParallelism
     const p = this.targets.length
+    const into = `keyBy into ${this.edge.to}`
+    const sender = this.sender
     return (r) => {
-      const key = selector(r)
-      if (typeof key !== 'string' && !isKey(key)) throw new KeySelectorError(this.edge.to, key)
+      let key: Key
+      try {
+        key = selector(r)
+      } catch (err) {
+        throw new UserCodeError(into, sender, undefined, err)
+      }
+      if (typeof key !== 'string' && !isKey(key)) throw asyncResultError(key, into, sender, undefined) ?? new KeySelectorError(this.edge.to, key)
       const group = hashKey(key) % maxP
       const t = p === 1 ? 0 : instanceOfKeyGroup(group, p, maxP)
       const i = this.counts[t]!
@@ -105,21 +115,59 @@ export class EdgeOutput {
   }
 }
 
-function chain(next: (r: unknown) => void, t: Transform): (r: unknown) => void {
+/**
+ * Wraps `next` with one transform. A throw or a returned promise is reported as the transform's
+ * (its name is its operator name in errors); the checks cost a type test per record.
+ */
+function chain(next: (r: unknown) => void, t: Transform, sender: number): (r: unknown) => void {
+  const fail = (err: unknown): never => {
+    throw err instanceof WeirError ? err : new UserCodeError(t.name, sender, undefined, err)
+  }
+  const check = (out: unknown): void => {
+    const error = asyncResultError(out, t.name, sender, undefined)
+    if (error !== undefined) throw error
+  }
   switch (t.kind) {
     case 'map': {
       const fn = t.fn
-      return (r) => next(fn(r))
+      return (r) => {
+        let out: unknown
+        try {
+          out = fn(r)
+        } catch (err) {
+          fail(err)
+        }
+        if (typeof out === 'object' && out !== null) check(out)
+        next(out)
+      }
     }
     case 'filter': {
       const fn = t.fn
       return (r) => {
-        if (fn(r)) next(r)
+        let keep: unknown
+        try {
+          keep = fn(r)
+        } catch (err) {
+          fail(err)
+        }
+        if (keep === true) next(r)
+        else if (keep) {
+          check(keep)
+          next(r)
+        }
       }
     }
     case 'flatMap': {
       const fn = t.fn
-      return (r) => fn(r, next)
+      return (r) => {
+        let out: unknown
+        try {
+          out = fn(r, next)
+        } catch (err) {
+          fail(err)
+        }
+        if (out !== undefined) check(out)
+      }
     }
   }
 }

@@ -3,7 +3,10 @@
  * by a named descriptor and used through a handle bound to the key of the record in hand.
  *
  * Values live on the heap. Treat what a handle returns as read-only and write back with
- * `update`/`add`/`put`: a snapshot captures what was last written through the handle.
+ * `update`/`add`/`put`: a snapshot captures what was last written through the handle. Strict mode
+ * (`RunOptions.strictState`) freezes what handles return, so a change in place throws. Without a
+ * `serde`, keep plain data in state (objects, arrays, Maps, Sets, Dates, bigints, typed arrays):
+ * a checkpoint refuses class instances, functions, symbols and cycles.
  */
 import type { Serde } from '../persistence/serde.ts'
 import { JobDefinitionError } from './errors.ts'
@@ -14,7 +17,8 @@ export type StateKind = 'value' | 'list' | 'map' | 'reducing' | 'aggregating'
 /** Options every state kind takes. */
 export interface StateOptions<W> {
   /**
-   * How the state's values are written into snapshots. For list state it encodes each element,
+   * How the state's values are written into snapshots. Values of a state without one must be
+   * plain data (checked when a checkpoint writes them, see `UnserializableStateError`). For list state it encodes each element,
    * for map state each value, for aggregating state the accumulator.
    * @default CBOR (cbor-x)
    */

@@ -158,6 +158,11 @@ async function loadJob(file: string): Promise<JobBuilder> {
   return def as JobBuilder
 }
 
+/** The shell's exit code for a process ended by `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
+function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)
+}
+
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: RUN_OPTIONS, allowPositionals: true, strict: true })
   if (values.help === true) {
@@ -200,9 +205,16 @@ async function run(args: string[]): Promise<number> {
     if (err instanceof UnknownOptionError && err.option.startsWith('restart')) throw new UsageError(`--restart: ${err.message}`)
     throw err
   }
-  const stop = () => void handle.cancel()
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  let signaled: NodeJS.Signals | undefined
+  const stop = (signal: NodeJS.Signals) => {
+    // A second signal: the user does not want to wait for the graceful stop.
+    if (signaled !== undefined) process.exit(signalExitCode(signal))
+    signaled = signal
+    logger.warn(`${signal}: canceling the job (send it again to exit at once)`)
+    void handle.cancel()
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
   try {
     const result = await handle.done
     const last = result.lastCheckpoint
@@ -212,7 +224,7 @@ async function run(args: string[]): Promise<number> {
       checkpoints: result.checkpointsCompleted,
       lastCheckpoint: last === undefined ? undefined : `${last.id} (${formatBytes(last.sizeBytes ?? 0)})`,
     })
-    return 0
+    return signaled === undefined ? 0 : signalExitCode(signaled)
   } finally {
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)

@@ -4,8 +4,9 @@
  * (docs/architecture.md section 7).
  */
 import { createActor } from 'xstate'
-import { IncompatibleSnapshotError } from '../actors/errors.ts'
+import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
+import { Watchdog } from '../actors/watchdog.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { isRetryable } from '../persistence/errors.ts'
@@ -37,6 +38,21 @@ export interface RunOptions {
   progressIntervalMs?: number
   /** Batching and scheduling of the local executor. */
   tuning?: Partial<ExecutorTuning>
+  /**
+   * Strict mode: what state handles return (`value()`, list `get()`, map `get()`, `entries()`,
+   * ...) is deep-frozen, so changing it in place instead of writing it back throws a TypeError
+   * where it is done. Meant for tests and development; costs nothing when off.
+   * @default true if the environment variable `WEIR_STRICT_STATE` is `1` (a test suite can set it
+   * once for every job), else false
+   */
+  strictState?: boolean
+  /**
+   * The watchdog: when one slice of processing (a user function that never returns, say) has run
+   * this long, a line on stderr names the operator, the key and how long it has been stuck, and
+   * again every as long. 0 turns it off.
+   * @default 10000
+   */
+  watchdogMs?: number
 }
 
 /** How a job ended. */
@@ -80,7 +96,8 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const logger = (options.logger ?? createLogger({ level: resolved.logLevel })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs)
+  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs }
+  const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
 }
@@ -108,6 +125,7 @@ class JobRunner {
   private lastCompleted: SnapshotInfo | undefined
   private checkpointsCompleted = 0
   private lease: JobLease | undefined
+  private watchdog: Watchdog | undefined
 
   constructor(
     private readonly graph: JobGraph,
@@ -119,6 +137,7 @@ class JobRunner {
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
     private readonly progressIntervalMs: number,
+    private readonly userCode: { strictState: boolean; watchdogMs: number },
   ) {
     let last: string | undefined
     this.machine.subscribe((s) => {
@@ -149,6 +168,7 @@ class JobRunner {
     this.machine.send({ type: 'SCHEDULE' })
     const restartActor = createRestartActor(this.strategy)
     restartActor.start()
+    this.watchdog = this.userCode.watchdogMs === 0 ? undefined : Watchdog.start({ intervalMs: this.userCode.watchdogMs, scope: this.graph.name })
     try {
       await this.store.open()
       // One owner per job: a second runner stops here, before it changes anything.
@@ -161,7 +181,7 @@ class JobRunner {
         const outcome = await this.attempt(attempt, from)
         if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
         const error = outcome.error
-        this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error) })
+        this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error), at: error instanceof UserCodeError ? error.location : undefined })
         if (!isRetryable(error)) {
           this.machine.send({ type: 'GIVE_UP' })
           throw error
@@ -182,6 +202,7 @@ class JobRunner {
     } finally {
       restartActor.stop()
       await this.lease?.release().catch((error: unknown) => this.log.warn('could not release the job lease', { error: String(error) }))
+      await this.watchdog?.stop()
       if (this.ownStore) await this.store.close()
     }
   }
@@ -295,6 +316,8 @@ class JobRunner {
         acks: coordinator ?? { ack() {}, decline() {} },
         logger: this.log,
         tuning: this.tuning,
+        strictState: this.userCode.strictState,
+        watchdog: this.watchdog,
       })
       this.executor = executor
       if (from !== undefined) {

@@ -4,7 +4,7 @@
  * attempt, where it would be retried). Errors of options are terminal.
  */
 import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
-import { checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
+import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
 import { LOG_LEVELS, type LogLevel } from './logger.ts'
@@ -18,10 +18,12 @@ export interface ResolvedRunOptions {
   logLevel: LogLevel
   progressIntervalMs: number
   tuning: ExecutorTuning
+  strictState: boolean
+  watchdogMs: number
 }
 
 /** Keys of `RunOptions`; `store` and `logger` are objects of their own and checked by them. */
-export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning']
+export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs']
 
 const TUNING_KEYS = Object.keys(DEFAULT_TUNING)
 
@@ -49,6 +51,9 @@ export function resolveRunOptions(options: unknown): ResolvedRunOptions {
     logLevel: logLevel as LogLevel,
     progressIntervalMs: checkDuration('progressIntervalMs', o['progressIntervalMs'] ?? 2000),
     tuning: resolveTuning(o['tuning']),
+    // The project's own tests turn strict state on for every job through the environment.
+    strictState: checkBoolean('strictState', o['strictState'] ?? process.env['WEIR_STRICT_STATE'] === '1'),
+    watchdogMs: checkDuration('watchdogMs', o['watchdogMs'] ?? 10_000),
   }
 }
 
