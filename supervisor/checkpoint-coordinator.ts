@@ -3,10 +3,10 @@
  * collects acks, completes them in the store (last write), aborts those that time out or fail,
  * fails the job after too many failures in a row, and prunes old checkpoints.
  */
+import { describeThrown, WeirError } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointAcks } from '../actors/local-executor.ts'
 import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
-import { describeThrown } from '../persistence/errors.ts'
 import { CheckpointFailedError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
@@ -238,6 +238,12 @@ export class CheckpointCoordinator implements CheckpointAcks {
     this.#lastFailure = { checkpointId: id, reason }
     this.consecutiveFailures++
     this.log.warn('checkpoint failed', { checkpoint: id, reason, inARow: this.consecutiveFailures })
+    // A failure no retry can fix (state the serde cannot write, a lost lease) fails the job as
+    // itself, at once: tolerating it would only fail every later checkpoint the same way.
+    if (cause instanceof WeirError && !cause.retryable && !this.stopped) {
+      this.o.onFailure(cause)
+      return
+    }
     if (this.consecutiveFailures > this.o.options.tolerableFailures && !this.stopped) {
       this.o.onFailure(new CheckpointFailedError(this.o.job, id, reason, cause))
     }

@@ -203,8 +203,10 @@ t.test('serde - a job that ends before its first checkpoint fails its final one 
     .process('count', { state: { v } }, (_r, ctx) => ctx.state(v).update(new Counter()))
   const began = Date.now()
   // The interval is never reached: only the final checkpoint writes the state.
-  const err = await failure(runJob(j, { store, checkpoints: { intervalMs: 600_000 }, restart: { type: 'none' }, logLevel: 'silent' }))
+  // Restarts are allowed: a value the serde cannot write fails the job at once all the same.
+  const err = await failure(runJob(j, { store, checkpoints: { intervalMs: 600_000 }, restart: { type: 'fixed-delay', attempts: 3, delayMs: 10 }, logLevel: 'silent' }))
   t.ok(Date.now() - began < 10_000, 'without waiting for the checkpoint timeout (60 s)')
+  t.ok(err instanceof UnserializableStateError, `the job fails with UnserializableStateError itself, not a retried checkpoint failure (${err.name})`)
   const chain: unknown[] = []
   for (let e: unknown = err; e instanceof Error; e = e.cause) chain.push(e)
   t.ok(chain.some((e) => e instanceof UnserializableStateError), 'UnserializableStateError is in the cause chain')
