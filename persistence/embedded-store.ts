@@ -5,9 +5,10 @@
  *
  * Layout:
  *
- *     <dir>/store.json                      {"format": 1}: refuses directories a newer Weir wrote
+ *     <dir>/store.json                      {"format": 2}: refuses directories a newer Weir wrote
  *     <dir>/<job>/job.json                  the highest snapshot id ever begun
- *     <dir>/<job>/<id>/snapshot.json        the header; its status is the last thing written
+ *     <dir>/<job>/<id>/snapshot.json        the header; its status is the last thing written, with
+ *                                           the manifest (persistence/manifest.ts) once completed
  *     <dir>/<job>/<id>/chunks-<uuid>.cbor   one batch file per `writeChunks` call
  *     <dir>/<job>/.discard-<id>-<uuid>/     a discarded snapshot being deleted
  *     .tmp-*                                a write in flight or cut short by a crash
@@ -19,7 +20,15 @@ import { addressKey, chunkMatcher, compareAddresses } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
 import { mkdirDurable, syncDir, TEMP_PREFIX, writeFileAtomic } from './durable-fs.ts'
 import { decodeBatch, encodeBatch } from './embedded-batch.ts'
-import { CorruptChunkError, DuplicateChunkError, SnapshotStateError, StoreSchemaError, StoreUnavailableError } from './errors.ts'
+import {
+  CorruptChunkError,
+  CorruptSnapshotError,
+  DuplicateChunkError,
+  SnapshotStateError,
+  StoreSchemaError,
+  StoreUnavailableError,
+} from './errors.ts'
+import { buildManifest, verifyManifest, type ManifestEntry, type StoredManifest } from './manifest.ts'
 import { assertJobName } from './job-name.ts'
 import {
   assertBegin,
@@ -38,8 +47,12 @@ import type {
   StateChunk,
 } from './store.ts'
 
-/** The directory layout version this code writes and the newest it reads. */
-const STORE_FORMAT = 1
+/**
+ * The directory layout version this code writes and the newest it reads. 2: completed headers
+ * carry a manifest and batch entries list their chunk checksum in it; a completed header of
+ * format 1 has no manifest and is refused on restore (`CorruptSnapshotError`).
+ */
+const STORE_FORMAT = 2
 const STORE_FILE = 'store.json'
 const JOB_FILE = 'job.json'
 const HEADER_FILE = 'snapshot.json'
@@ -64,12 +77,16 @@ interface HeaderFile {
   info: SnapshotInfo
   /** Completed snapshots only: the batch files that make up the snapshot, nothing else counts. */
   batches?: string[]
+  /** Completed snapshots only: every chunk of the snapshot, checksummed. */
+  manifest?: StoredManifest
 }
 
 /** What this process knows of a pending snapshot's batches, to refuse repeated addresses cheaply. */
 interface PendingIndex {
   files: Set<string>
   addresses: Set<string>
+  /** Every chunk written, as the manifest will list it. */
+  entries: ManifestEntry[]
   bytes: number
 }
 
@@ -202,10 +219,12 @@ export class EmbeddedStore implements SnapshotStore {
           }
         }
         const file = `chunks-${randomUUID()}.cbor`
-        await writeFileAtomic(this.#snapshotDir(job, id), file, encodeBatch(chunks))
+        const listed: ManifestEntry[] = []
+        await writeFileAtomic(this.#snapshotDir(job, id), file, encodeBatch(chunks, listed))
         const bytes = dataBytes(chunks)
         index.files.add(file)
         for (const chunk of chunks) index.addresses.add(addressKey(chunk))
+        index.entries.push(...listed)
         index.bytes += bytes
         return bytes
       }),
@@ -222,6 +241,7 @@ export class EmbeddedStore implements SnapshotStore {
           throw new SnapshotStateError(job, id, header?.info.status, 'complete')
         }
         const index = await this.#pendingIndex(job, id)
+        const manifest = buildManifest(job, id, header.info.layout, index.entries)
         const dir = this.#snapshotDir(job, id)
         await this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX))
         const info: SnapshotInfo = {
@@ -232,7 +252,7 @@ export class EmbeddedStore implements SnapshotStore {
           sizeBytes: index.bytes,
         }
         // The header is the last write: until this rename lands, the snapshot is pending.
-        await this.#writeHeader(dir, { format: STORE_FORMAT, info, batches: [...index.files].sort() })
+        await this.#writeHeader(dir, { format: STORE_FORMAT, info, batches: [...index.files].sort(), manifest })
         this.#pending.delete(dir)
         return info
       }),
@@ -269,7 +289,15 @@ export class EmbeddedStore implements SnapshotStore {
         .sort((a, b) => a - b)
       const infos: SnapshotInfo[] = []
       for (const id of ids) {
-        const header = await this.#readHeader(job, id)
+        let header: HeaderFile | undefined
+        try {
+          header = await this.#readHeader(job, id)
+        } catch (err) {
+          // An unreadable header must not hide the other snapshots: it is left out (getSnapshot
+          // and verifySnapshot of its id name the problem) and never restored.
+          if (err instanceof CorruptSnapshotError) continue
+          throw err
+        }
         if (header !== undefined) infos.push(header.info)
       }
       return infos
@@ -279,6 +307,46 @@ export class EmbeddedStore implements SnapshotStore {
   async latestCompleted(job: string): Promise<SnapshotInfo | undefined> {
     const all = await this.listSnapshots(job)
     return all.filter((s) => s.status === 'completed').at(-1)
+  }
+
+  async verifySnapshot(job: string, id: number): Promise<SnapshotInfo> {
+    assertSnapshotRef(job, id)
+    return this.#run(async () => {
+      const header = await this.#readHeader(job, id)
+      if (header?.info.status !== 'completed') {
+        throw new SnapshotStateError(job, id, header?.info.status, 'verify')
+      }
+      const dir = this.#snapshotDir(job, id)
+      const held: ManifestEntry[] = []
+      const unreadable: string[] = []
+      for (const file of header.batches ?? []) {
+        let bytes: Buffer
+        try {
+          bytes = await readFile(join(dir, file))
+        } catch (err) {
+          if (errorCode(err) !== 'ENOENT') throw err
+          continue // its chunks are reported missing below
+        }
+        try {
+          for (const e of decodeBatch(bytes, { job, snapshotId: id, file: join(dir, file) })) {
+            held.push({ operatorUid: e.operatorUid, kind: e.kind, index: e.index, format: e.format, size: e.data.byteLength, checksum: e.checksum })
+          }
+        } catch (err) {
+          if (!(err instanceof CorruptChunkError)) throw err
+          unreadable.push(err.message)
+        }
+      }
+      try {
+        verifyManifest(job, id, header.manifest, held)
+      } catch (err) {
+        if (err instanceof CorruptSnapshotError && unreadable.length > 0) {
+          throw new CorruptSnapshotError(job, id, [...unreadable, ...err.problems])
+        }
+        throw err
+      }
+      if (unreadable.length > 0) throw new CorruptSnapshotError(job, id, unreadable)
+      return header.info
+    })
   }
 
   async readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]> {
@@ -386,12 +454,22 @@ export class EmbeddedStore implements SnapshotStore {
     try {
       header = JSON.parse(text) as HeaderFile
     } catch (err) {
-      throw new CorruptChunkError({ job, snapshotId: id, file }, 'the snapshot header is not valid JSON', { cause: err })
+      throw new CorruptSnapshotError(job, id, [`its header ${file} is not valid JSON`], { cause: err })
     }
-    if (typeof header?.format !== 'number' || header.info?.job !== job || header.info.id !== id) {
-      throw new CorruptChunkError({ job, snapshotId: id, file }, 'the snapshot header does not describe this snapshot')
+    if (typeof header?.format !== 'number') {
+      throw new CorruptSnapshotError(job, id, [`its header ${file} has no format number`])
     }
     if (header.format > STORE_FORMAT) throw new StoreSchemaError(file, header.format, STORE_FORMAT)
+    const info = header.info as Partial<SnapshotInfo> | undefined
+    if (
+      info?.job !== job ||
+      info.id !== id ||
+      !(['pending', 'completed', 'aborted'] as unknown[]).includes(info.status) ||
+      typeof info.layout?.maxParallelism !== 'number' ||
+      !Array.isArray(info.layout.operators)
+    ) {
+      throw new CorruptSnapshotError(job, id, [`its header ${file} does not describe this snapshot`])
+    }
     return header
   }
 
@@ -418,7 +496,7 @@ export class EmbeddedStore implements SnapshotStore {
     const onDisk = (await this.#listDir(dir)).filter((name) => BATCH_FILE.test(name))
     let index = this.#pending.get(dir)
     if (index === undefined || [...index.files].some((file) => !onDisk.includes(file))) {
-      index = { files: new Set(), addresses: new Set(), bytes: 0 }
+      index = { files: new Set(), addresses: new Set(), entries: [], bytes: 0 }
       this.#pending.set(dir, index)
     }
     for (const file of onDisk) {
@@ -426,6 +504,8 @@ export class EmbeddedStore implements SnapshotStore {
       const path = join(dir, file)
       for (const entry of decodeBatch(await readFile(path), { job, snapshotId: id, file: path })) {
         index.addresses.add(addressKey(entry))
+        const { operatorUid, kind, index: at, format } = entry
+        index.entries.push({ operatorUid, kind, index: at, format, size: entry.data.byteLength, checksum: entry.checksum })
         index.bytes += entry.data.byteLength
       }
       index.files.add(file)

@@ -8,7 +8,7 @@ import { IncompatibleSnapshotError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
-import { isRetryable } from '../persistence/errors.ts'
+import { CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -26,7 +26,12 @@ export interface RunOptions {
   checkpoints?: CheckpointOptions | false
   /** What to do when the job fails. @default { type: 'fixed-delay', attempts: 3, delayMs: 1000 } */
   restart?: RestartStrategyOptions
-  /** Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing. @default 'none' */
+  /**
+   * Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing.
+   * A snapshot is verified against its manifest first: with `'latest'` one that fails is skipped,
+   * with a warning, for the newest that verifies; with an id it fails the job (`CorruptSnapshotError`).
+   * @default 'none'
+   */
   restore?: 'latest' | 'none' | number
   /** Log lines go here. @default a logger on stderr at `logLevel` */
   logger?: Logger
@@ -148,7 +153,16 @@ class JobRunner {
   }
 
   private get layout(): SnapshotLayout {
-    return { maxParallelism: this.graph.maxParallelism, operators: this.graph.operators.map((o) => ({ uid: o.uid, parallelism: o.parallelism })) }
+    return {
+      maxParallelism: this.graph.maxParallelism,
+      // What every snapshot must hold, so a snapshot missing a key group (empty ones included) or
+      // a source offset can never be completed or restored.
+      operators: this.graph.operators.map((o) => ({
+        uid: o.uid,
+        parallelism: o.parallelism,
+        ...(o.kind === 'process' ? { chunks: ['keyed' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+      })),
+    }
   }
 
   async run(): Promise<JobResult> {
@@ -204,18 +218,43 @@ class JobRunner {
   private async initialSnapshot(): Promise<SnapshotInfo | undefined> {
     const job = this.graph.name
     if (this.restore === 'none') return undefined
-    const s = this.restore === 'latest' ? await this.store.latestCompleted(job) : await this.store.getSnapshot(job, this.restore)
-    if (s === undefined) {
-      if (this.restore === 'latest') {
-        this.log.info('no completed snapshot to restore; starting from scratch')
-        return undefined
-      }
-      throw new IncompatibleSnapshotError('no such snapshot', job, this.restore as number)
-    }
+    if (this.restore === 'latest') return await this.newestVerified()
+    const s = await this.store.getSnapshot(job, this.restore)
+    if (s === undefined) throw new IncompatibleSnapshotError('no such snapshot', job, this.restore)
     if (s.status !== 'completed') throw new IncompatibleSnapshotError(`snapshot is ${s.status}, only completed ones can be restored`, job, s.id)
     this.checkLayout(s)
+    await this.store.verifySnapshot(job, s.id)
     this.lastCompleted = s
     return s
+  }
+
+  /**
+   * The newest completed snapshot that verifies against its manifest; each newer one that does
+   * not is skipped with a warning. If none verifies, the newest one's error: starting from nothing
+   * while completed snapshots exist must be asked for (`restore: 'none'`).
+   */
+  private async newestVerified(): Promise<SnapshotInfo | undefined> {
+    const job = this.graph.name
+    const completed = (await this.store.listSnapshots(job)).filter((s) => s.status === 'completed').reverse()
+    if (completed.length === 0) {
+      this.log.info('no completed snapshot to restore; starting from scratch')
+      return undefined
+    }
+    let first: CorruptSnapshotError | undefined
+    for (const s of completed) {
+      try {
+        await this.store.verifySnapshot(job, s.id)
+      } catch (err) {
+        if (!(err instanceof CorruptSnapshotError)) throw err
+        first ??= err
+        this.log.warn(`skipping snapshot ${s.id}: it fails verification`, { snapshot: s.id, error: err.message })
+        continue
+      }
+      this.checkLayout(s)
+      this.lastCompleted = s
+      return s
+    }
+    throw first!
   }
 
   private checkLayout(s: SnapshotInfo): void {
