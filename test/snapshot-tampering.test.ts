@@ -4,8 +4,10 @@
  * and the next restore must fail with a `CorruptSnapshotError` naming what is wrong, or fall back
  * to the older good snapshot and end with exact state; never restore partial state. Both stores.
  */
+import { spawnSync } from 'node:child_process'
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
 import { CorruptSnapshotError, createLogger, runJob, type SnapshotInfo } from '../index.ts'
@@ -14,6 +16,7 @@ import type { StateChunk } from '../persistence/store.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
 import { pgClient, testStores, type TestStore } from './support/stores.ts'
 
+const root = fileURLToPath(new URL('..', import.meta.url))
 const FIRST = 2_000
 const gen = { keys: 40, seed: 5 }
 
@@ -223,6 +226,9 @@ for (const { name, make } of testStores) {
     } else {
       await writeFile(join(embeddedDir(ts, p, p.newer.id), 'snapshot.json'), '{"format": 2, "info": {"job": "tru')
       t.same((await ts.store.listSnapshots(p.job)).map((s) => s.id), [p.older.id], 'the unreadable header is left out of the listing; the other is listed')
+      const listed = spawnSync(process.execPath, ['bin/weir.js', 'snapshots', p.job, ...ts.cliArgs], { cwd: root, encoding: 'utf8', timeout: 60_000 })
+      t.equal(listed.status, 0, '`weir snapshots` exits 0')
+      t.same(listed.stdout.trim().split('\n').map((l) => l.split('\t').slice(0, 3)), [[String(p.older.id), 'checkpoint', 'completed']], 'and lists the readable snapshot')
       const err = await ts.store.getSnapshot(p.job, p.newer.id).then(
         () => undefined,
         (e: unknown) => e,
@@ -240,5 +246,36 @@ for (const { name, make } of testStores) {
     const fresh = await runJob(countingJob({ name: p.job, records: 500, ...gen }), { store: ts.store, restore: 'none', logLevel: 'silent', checkpoints: { intervalMs: 60_000 } })
     t.equal(fresh.status, 'finished', "restore: 'none' starts fresh")
     await assertFinalState(t, ts, p.job, expectedState({ records: 500, ...gen }))
+  })
+}
+
+for (const { name, make } of testStores) {
+  t.test(`manifest (${name}) - keys in the wrong key group are refused on restore, even under a valid manifest`, async (t) => {
+    const ts = make()
+    t.teardown(() => ts.cleanup())
+    await ts.store.open()
+    const p = await prepare(t, ts, `tamper-forged-${name}`)
+    const { full, other } = await keyGroups(t, ts, p)
+    // A snapshot written through the store, so its manifest is valid: key group `full`'s keys are
+    // stored as key group `other`.
+    const id = p.newer.id + 1
+    const original = await ts.store.readChunks(p.job, p.newer.id)
+    const fullData = original.find((c) => c.operatorUid === 'count' && c.index === full)!.data
+    const chunks = original.map((c) => {
+      if (c.operatorUid !== 'count') return c
+      if (c.index === other) return { ...c, data: fullData }
+      if (c.index === full) return { ...c, data: new Uint8Array(0) }
+      return c
+    })
+    await ts.store.beginSnapshot({ job: p.job, id, kind: 'checkpoint', attempt: 9, layout: p.newer.layout, triggeredAt: Date.now() })
+    await ts.store.writeChunks(p.job, id, chunks)
+    await ts.store.completeSnapshot(p.job, id, { completedAt: Date.now(), durationMs: 1 })
+    await ts.store.verifySnapshot(p.job, id)
+    const run = await rerun(ts, p.job, id)
+    t.type(run.error, CorruptSnapshotError)
+    const err = run.error as CorruptSnapshotError
+    t.equal(err.problems.length, 1)
+    t.match(err.problems[0], new RegExp(`^keyed chunk \\(key group ${other}\\) of operator 'count' holds key "k\\d+" of key group ${full} \\(moved\\)$`))
+    t.equal(run.seqs.length, 0, 'no record was processed')
   })
 }
