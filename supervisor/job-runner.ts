@@ -8,7 +8,7 @@ import { IncompatibleSnapshotError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { DEFAULT_TUNING, LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
-import { CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
+import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -179,6 +179,20 @@ class JobRunner {
         const outcome = await this.attempt(attempt, from)
         if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
         const error = outcome.error
+        if (from !== undefined && this.restore !== from.id && isCorruptionOf(error, from.id)) {
+          // It verified against its manifest but failed while loading (a key in the wrong key
+          // group, data that fails its checksum): skip it like one that fails verification.
+          this.log.warn(`skipping snapshot ${from.id}: it cannot be restored`, { snapshot: from.id, error: (error as Error).message })
+          const older = await this.newestVerified(from.id)
+          if (older === undefined) {
+            this.machine.send({ type: 'GIVE_UP' })
+            throw error
+          }
+          this.machine.send({ type: 'RESTART' })
+          from = older
+          attempt++
+          continue
+        }
         this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error) })
         if (!isRetryable(error)) {
           this.machine.send({ type: 'GIVE_UP' })
@@ -233,10 +247,11 @@ class JobRunner {
    * not is skipped with a warning. If none verifies, the newest one's error: starting from nothing
    * while completed snapshots exist must be asked for (`restore: 'none'`).
    */
-  private async newestVerified(): Promise<SnapshotInfo | undefined> {
+  private async newestVerified(below = Infinity): Promise<SnapshotInfo | undefined> {
     const job = this.graph.name
-    const completed = (await this.store.listSnapshots(job)).filter((s) => s.status === 'completed').reverse()
+    const completed = (await this.store.listSnapshots(job)).filter((s) => s.status === 'completed' && s.id < below).reverse()
     if (completed.length === 0) {
+      if (below !== Infinity) return undefined
       this.log.info('no completed snapshot to restore; starting from scratch')
       return undefined
     }
@@ -352,6 +367,11 @@ class JobRunner {
       this.coordinator = undefined
     }
   }
+}
+
+/** True if `error` says that snapshot `id` is damaged, as found while restoring it. */
+function isCorruptionOf(error: unknown, id: number): boolean {
+  return (error instanceof CorruptSnapshotError || error instanceof CorruptChunkError) && error.snapshotId === id
 }
 
 function waitFor(actor: ReturnType<typeof createRestartActor>, canceled: Promise<void>): Promise<'restarting' | 'exhausted' | 'canceled'> {
