@@ -44,7 +44,7 @@ export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
 export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
 export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
-export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError } from './actors/errors.ts'
+export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, MisplacedKeyError } from './actors/errors.ts'
 export type { BadLineReason } from './actors/errors.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'
@@ -82,4 +82,4 @@ export type {
   JobLease,
   LeaseOptions,
 } from './persistence/store.ts'
-export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError, FencedError, JobAlreadyRunningError, ReadOnlyStoreError, type LeaseHolderInfo } from './persistence/errors.ts'
+export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError, FencedError, JobAlreadyRunningError, ReadOnlyStoreError, CorruptSnapshotError, type LeaseHolderInfo } from './persistence/errors.ts'

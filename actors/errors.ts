@@ -202,3 +202,20 @@ export function describeValue(value: unknown): string {
     return `an unprintable ${typeof name === 'string' ? name : typeof value}`
   }
 }
+
+/**
+ * A key restored from a keyed chunk does not hash to that chunk's key group: the chunk was moved
+ * or forged. The executor reports it as the `CorruptSnapshotError` of the snapshot it restores.
+ */
+export class MisplacedKeyError extends TerminalError {
+  override readonly name = 'MisplacedKeyError'
+  constructor(
+    readonly key: unknown,
+    /** The key group of the chunk the key was found in. */
+    readonly keyGroup: number,
+    /** The key group the key belongs to. */
+    readonly actualKeyGroup: number,
+  ) {
+    super(`key ${describeValue(key)} was found in key group ${keyGroup} but belongs to key group ${actualKeyGroup}`)
+  }
+}

@@ -9,9 +9,9 @@
  */
 import type { Serde } from '../persistence/serde.ts'
 import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
-import { JobDefinitionError, UnserializableStateError } from './errors.ts'
+import { JobDefinitionError, MisplacedKeyError, UnserializableStateError } from './errors.ts'
 import { deepFreeze, unserializableIn } from './state-checks.ts'
-import type { Key, KeyGroupRange } from './key-groups.ts'
+import { isKey, keyGroupOf, type Key, type KeyGroupRange } from './key-groups.ts'
 import type {
   AggregatingState,
   AggregatingStateDescriptor,
@@ -471,11 +471,27 @@ export class HeapKeyedBackend {
     if (--this.marked === 0) this.current!.complete = true
   }
 
-  /** Loads one key group's encoded state. Throws on a state this job does not declare or declares with another kind. */
-  restoreGroup(keyGroup: number, data: Uint8Array): void {
+  /**
+   * Loads one key group's encoded state. Throws on a state this job does not declare or declares
+   * with another kind, and `MisplacedKeyError` on a key that does not hash to `keyGroup` (of
+   * `maxParallelism`): a moved chunk must not put keys where no record will ever find them. The
+   * executor always passes `maxParallelism`; without it (unit tests of the backend) keys are not checked.
+   */
+  restoreGroup(keyGroup: number, data: Uint8Array, maxParallelism?: number): void {
     const index = keyGroup - this.range.start
     if (index < 0 || keyGroup > this.range.end) throw new RangeError(`key group ${keyGroup} is outside ${this.range.start}..${this.range.end}`)
-    for (const s of decodeKeyedChunk(data)) {
+    const states = decodeKeyedChunk(data)
+    // Checked before anything is loaded; one hash per key, as a record of the key costs.
+    if (maxParallelism !== undefined) {
+      for (const s of states) {
+        for (let i = 0; i < s.entries.length; i += 2) {
+          const key = s.entries[i] as Key
+          const actual = isKey(key) ? keyGroupOf(key, maxParallelism) : -1
+          if (actual !== keyGroup) throw new MisplacedKeyError(key, keyGroup, actual)
+        }
+      }
+    }
+    for (const s of states) {
       const t = this.byName.get(s.name)
       if (t === undefined) throw new Error(`the snapshot holds state "${s.name}", which the operator does not declare`)
       if (t.descriptor.kind !== s.kind) {

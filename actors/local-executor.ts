@@ -5,12 +5,12 @@
  */
 import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
-import { WeirError } from '../persistence/errors.ts'
+import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
 import { cborSerde } from '../persistence/serde.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
 import { LocalChannel } from './channel.ts'
-import { describeValue, IncompatibleSnapshotError } from './errors.ts'
+import { describeValue, IncompatibleSnapshotError, MisplacedKeyError } from './errors.ts'
 import type { KeyedSnapshot } from './heap-backend.ts'
 import {
   connectorContext,
@@ -77,6 +77,11 @@ interface Upload {
 }
 
 const operatorCodec = cborSerde<unknown>()
+/**
+ * The data of an empty key group, or of a source without an offset. Written anyway, so the
+ * snapshot's manifest lists every key group and instance and a missing chunk is always noticed.
+ */
+const EMPTY_CHUNK = new Uint8Array(0)
 /** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
 export const OPERATOR_CHUNK_FORMAT = 1
 /**
@@ -170,11 +175,16 @@ export class LocalExecutor implements InstanceHost {
     }
   }
 
-  /** Loads every instance's key groups and offsets from snapshot `id`. */
+  /**
+   * Loads every instance's key groups and offsets from snapshot `id`, after verifying it against
+   * its manifest. Throws `CorruptSnapshotError` if it fails, or if a key lies in the wrong key group.
+   */
   async restore(id: number): Promise<void> {
     const store = this.options.store
     if (store === undefined) throw new Error('restore needs a snapshot store')
     const job = this.options.graph.name
+    // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
+    await store.verifySnapshot(job, id)
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
@@ -185,13 +195,17 @@ export class LocalExecutor implements InstanceHost {
           const indexes = Array.from({ length: end - start + 1 }, (_, k) => start + k)
           for (const chunk of await read({ operatorUid: uid, kind: 'keyed', indexes })) {
             if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
-            inst.backend.restoreGroup(chunk.index, chunk.data)
+            if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
           }
         } else if (inst instanceof SourceInstance) {
           const [chunk] = await read({ operatorUid: uid, kind: 'operator', indexes: [inst.index] })
-          if (chunk !== undefined) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
+          if (chunk !== undefined && chunk.data.byteLength > 0) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
         }
       } catch (err) {
+        if (err instanceof MisplacedKeyError) {
+          const chunk = describeChunk({ operatorUid: uid, kind: 'keyed', index: err.keyGroup })
+          throw new CorruptSnapshotError(job, id, [`${chunk} holds key ${describeValue(err.key)} of key group ${err.actualKeyGroup} (moved)`], { cause: err })
+        }
         if (err instanceof WeirError) throw err
         throw new IncompatibleSnapshotError(`cannot restore ${inst.id}: ${(err as Error).message}`, job, id, uid)
       }
@@ -283,9 +297,20 @@ export class LocalExecutor implements InstanceHost {
     const { store, graph, attempt, acks } = this.options
     const uid = up.instance.spec.uid
     const chunks: StateChunk[] = []
-    for (const g of up.keyed?.groups ?? []) chunks.push({ operatorUid: uid, kind: 'keyed', index: g.keyGroup, format: KEYED_CHUNK_FORMAT, data: g.data })
-    if (up.operatorState !== undefined) {
-      chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data: operatorCodec.encode(up.operatorState) })
+    if (up.keyed !== undefined) {
+      const range = up.instance.backend!.range
+      const written = new Uint8Array(range.end - range.start + 1)
+      for (const g of up.keyed.groups) {
+        chunks.push({ operatorUid: uid, kind: 'keyed', index: g.keyGroup, format: KEYED_CHUNK_FORMAT, data: g.data })
+        written[g.keyGroup - range.start] = 1
+      }
+      for (let i = 0; i < written.length; i++) {
+        if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'keyed', index: range.start + i, format: KEYED_CHUNK_FORMAT, data: EMPTY_CHUNK })
+      }
+    }
+    if (up.instance instanceof SourceInstance) {
+      const data = up.operatorState === undefined ? EMPTY_CHUNK : operatorCodec.encode(up.operatorState)
+      chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data })
     }
     const written = store === undefined || chunks.length === 0 ? Promise.resolve(0) : store.writeChunks(graph.name, up.id, chunks)
     written.then(

@@ -36,7 +36,7 @@ Run options:
   --min-pause <ms>                 least pause between checkpoints (default 0)
   --max-concurrent <n>             checkpoints in flight at once (default 1)
   --tolerable-failures <n>         failed checkpoints in a row before failing over (default 0)
-  --retained <n>                   completed checkpoints kept (default 1)
+  --retained <n>                   completed checkpoints kept (default 2)
   --restore <latest|none|id>       where to start from (default none)
   --restart <strategy>             none | fixed-delay | exponential-backoff | failure-rate,
                                    or a JSON object such as '{"type":"fixed-delay","attempts":5}'

@@ -2,13 +2,14 @@
  * The embedded store's batch file: every chunk of one `writeChunks` call, CBOR
  * `[BATCH_FORMAT, [[operatorUid, kind, index, format, dataChecksum, entryChecksum, data], ...]]`.
  *
- * `dataChecksum` is the contract's per-chunk checksum. `entryChecksum` covers the address and
+ * `dataChecksum` covers the data alone. `entryChecksum` (`chunkChecksum`) covers the address and
  * format too: a damaged byte in a key group number would otherwise move valid data to the wrong
- * key group, which no data checksum notices.
+ * key group, which no data checksum notices. The snapshot's manifest lists the entry checksum.
  */
 import { Encoder } from 'cbor-x'
-import { checksum } from './checksum.ts'
+import { checksum, chunkChecksum } from './checksum.ts'
 import { CorruptChunkError } from './errors.ts'
+import type { ManifestEntry } from './manifest.ts'
 import type { ChunkKind, StateChunk } from './store.ts'
 
 export const BATCH_FORMAT = 1
@@ -16,16 +17,21 @@ export const BATCH_FORMAT = 1
 /** One chunk as it sits in a batch file, checksums not yet verified against the data. */
 export interface BatchEntry extends StateChunk {
   dataChecksum: string
+  /** The entry checksum (address, format and data checksum): what the snapshot's manifest lists. */
+  checksum: string
 }
 
 // Byte strings stay plain CBOR byte strings (no typed-array tag) so any CBOR reader can open a
 // batch; no shared record structures, so a file decodes on its own.
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, structuredClone: false, tagUint8Array: false })
 
-export function encodeBatch(chunks: readonly StateChunk[]): Uint8Array {
+/** Encodes a batch; `listed`, if given, receives each chunk as a manifest lists it. */
+export function encodeBatch(chunks: readonly StateChunk[], listed?: ManifestEntry[]): Uint8Array {
   const entries = chunks.map((c) => {
     const dataChecksum = checksum(c.data)
-    return [c.operatorUid, c.kind, c.index, c.format, dataChecksum, entryChecksum(c, dataChecksum), asBuffer(c.data)]
+    const sum = chunkChecksum(c, c.format, dataChecksum)
+    listed?.push({ operatorUid: c.operatorUid, kind: c.kind, index: c.index, format: c.format, size: c.data.byteLength, checksum: sum })
+    return [c.operatorUid, c.kind, c.index, c.format, dataChecksum, sum, asBuffer(c.data)]
   })
   return encoder.encode([BATCH_FORMAT, entries])
 }
@@ -64,17 +70,12 @@ export function decodeBatch(bytes: Uint8Array, where: { job: string; snapshotId:
     ) {
       throw corrupt('a batch entry is malformed')
     }
-    const entry: BatchEntry = { operatorUid, kind: kind as ChunkKind, index, format, dataChecksum, data: plainBytes(data) }
-    if (entryChecksum(entry, dataChecksum) !== storedEntryChecksum) {
+    const entry: BatchEntry = { operatorUid, kind: kind as ChunkKind, index, format, dataChecksum, checksum: storedEntryChecksum, data: plainBytes(data) }
+    if (chunkChecksum(entry, format, dataChecksum) !== storedEntryChecksum) {
       throw corrupt('the address of a chunk fails its checksum')
     }
     return entry
   })
-}
-
-function entryChecksum(chunk: Omit<StateChunk, 'data'>, dataChecksum: string): string {
-  const header = JSON.stringify([chunk.operatorUid, chunk.kind, chunk.index, chunk.format, dataChecksum])
-  return checksum(Buffer.from(header, 'utf8'))
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

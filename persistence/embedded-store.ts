@@ -5,10 +5,11 @@
  *
  * Layout:
  *
- *     <dir>/store.json                      {"format": 1}: refuses directories a newer Weir wrote
+ *     <dir>/store.json                      {"format": 2}: refuses directories a newer Weir wrote
  *     <dir>/<job>/job.json                  the highest snapshot id discarded (ids are never reused)
  *     <dir>/<job>/lease-<epoch>.json        the job's lock: its owner and epoch (embedded-lock.ts)
- *     <dir>/<job>/<id>/snapshot.json        the header; its status is the last thing written
+ *     <dir>/<job>/<id>/snapshot.json        the header; its status is the last thing written, with
+ *                                           the manifest (persistence/manifest.ts) once completed
  *     <dir>/<job>/<id>/chunks-<uuid>.cbor   one batch file per `writeChunks` call
  *     <dir>/<job>/.discard-<id>-<uuid>/     a discarded snapshot being deleted
  *     .tmp-*                                a write in flight or cut short by a crash
@@ -24,6 +25,7 @@ import { decodeBatch, encodeBatch } from './embedded-batch.ts'
 import { holdsJobLock, holdsJobLockSync, releaseJobLock, renewJobLock, takeJobLock } from './embedded-lock.ts'
 import {
   CorruptChunkError,
+  CorruptSnapshotError,
   DuplicateChunkError,
   FencedError,
   InvalidOptionError,
@@ -34,6 +36,7 @@ import {
   StoreUnavailableError,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder, type ResolvedLeaseOptions } from './lease.ts'
+import { buildManifest, verifyManifest, type ManifestEntry, type StoredManifest } from './manifest.ts'
 import { assertJobName } from './job-name.ts'
 import { checkBoolean, checkObject, rejectUnknownKeys } from './option-checks.ts'
 import {
@@ -55,8 +58,12 @@ import type {
   StateChunk,
 } from './store.ts'
 
-/** The directory layout version this code writes and the newest it reads. */
-const STORE_FORMAT = 1
+/**
+ * The directory layout version this code writes and the newest it reads. 2: completed headers
+ * carry a manifest and batch entries list their chunk checksum in it; a completed header of
+ * format 1 has no manifest and is refused on restore (`CorruptSnapshotError`).
+ */
+const STORE_FORMAT = 2
 const STORE_FILE = 'store.json'
 const JOB_FILE = 'job.json'
 const HEADER_FILE = 'snapshot.json'
@@ -93,6 +100,8 @@ interface HeaderFile {
   info: SnapshotInfo
   /** Completed snapshots only: the batch files that make up the snapshot, nothing else counts. */
   batches?: string[]
+  /** Completed snapshots only: every chunk of the snapshot, checksummed. */
+  manifest?: StoredManifest
 }
 
 /**
@@ -105,6 +114,8 @@ interface PendingSnapshot {
   info: SnapshotInfo
   files: Set<string>
   addresses: Set<string>
+  /** Every chunk written, as the manifest will list it. */
+  entries: ManifestEntry[]
   bytes: number
   writes: Set<Promise<unknown>>
   /** Set once complete or abort started: later writes are refused. */
@@ -312,11 +323,13 @@ export class EmbeddedStore implements SnapshotStore {
     const dir = this.#snapshotDir(job, id)
     const file = `chunks-${randomUUID()}.cbor`
     this.#fenceSync(job, 'write chunks', lease)
-    const temp = await writeTempFileQuickly(dir, file, encodeBatch(chunks))
+    const listed: ManifestEntry[] = []
+    const temp = await writeTempFileQuickly(dir, file, encodeBatch(chunks, listed))
     this.#fenceSync(job, 'write chunks', lease)
     renameTempSync(temp, dir, file)
     const bytes = dataBytes(chunks)
     pending.files.add(file)
+    pending.entries.push(...listed)
     pending.bytes += bytes
     return bytes
   }
@@ -339,7 +352,8 @@ export class EmbeddedStore implements SnapshotStore {
           durationMs: complete.durationMs,
           sizeBytes: pending.bytes,
         }
-        const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort() }
+        const manifest = buildManifest(job, id, pending.info.layout, pending.entries)
+        const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort(), manifest }
         // Everything the header names becomes durable first: the batch renames and the snapshot
         // folder itself (its entry in the job folder), in one wait. Temp files a crash left are
         // swept on the way.
@@ -403,7 +417,15 @@ export class EmbeddedStore implements SnapshotStore {
         .sort((a, b) => a - b)
       const infos: SnapshotInfo[] = []
       for (const id of ids) {
-        const header = await this.#readHeader(job, id)
+        let header: HeaderFile | undefined
+        try {
+          header = await this.#readHeader(job, id)
+        } catch (err) {
+          // An unreadable header must not hide the other snapshots: it is left out (getSnapshot
+          // and verifySnapshot of its id name the problem) and never restored.
+          if (err instanceof CorruptSnapshotError) continue
+          throw err
+        }
         if (header !== undefined) infos.push(header.info)
       }
       return infos
@@ -413,6 +435,46 @@ export class EmbeddedStore implements SnapshotStore {
   async latestCompleted(job: string): Promise<SnapshotInfo | undefined> {
     const all = await this.listSnapshots(job)
     return all.filter((s) => s.status === 'completed').at(-1)
+  }
+
+  async verifySnapshot(job: string, id: number): Promise<SnapshotInfo> {
+    assertSnapshotRef(job, id)
+    return this.#run(async () => {
+      const header = await this.#readHeader(job, id)
+      if (header?.info.status !== 'completed') {
+        throw new SnapshotStateError(job, id, header?.info.status, 'verify')
+      }
+      const dir = this.#snapshotDir(job, id)
+      const held: ManifestEntry[] = []
+      const unreadable: string[] = []
+      for (const file of header.batches ?? []) {
+        let bytes: Buffer
+        try {
+          bytes = await readFile(join(dir, file))
+        } catch (err) {
+          if (errorCode(err) !== 'ENOENT') throw err
+          continue // its chunks are reported missing below
+        }
+        try {
+          for (const e of decodeBatch(bytes, { job, snapshotId: id, file: join(dir, file) })) {
+            held.push({ operatorUid: e.operatorUid, kind: e.kind, index: e.index, format: e.format, size: e.data.byteLength, checksum: e.checksum })
+          }
+        } catch (err) {
+          if (!(err instanceof CorruptChunkError)) throw err
+          unreadable.push(err.message)
+        }
+      }
+      try {
+        verifyManifest(job, id, header.manifest, held)
+      } catch (err) {
+        if (err instanceof CorruptSnapshotError && unreadable.length > 0) {
+          throw new CorruptSnapshotError(job, id, [...unreadable, ...err.problems])
+        }
+        throw err
+      }
+      if (unreadable.length > 0) throw new CorruptSnapshotError(job, id, unreadable)
+      return header.info
+    })
   }
 
   async readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]> {
@@ -566,12 +628,22 @@ export class EmbeddedStore implements SnapshotStore {
     try {
       header = JSON.parse(text) as HeaderFile
     } catch (err) {
-      throw new CorruptChunkError({ job, snapshotId: id, file }, 'the snapshot header is not valid JSON', { cause: err })
+      throw new CorruptSnapshotError(job, id, [`its header ${file} is not valid JSON`], { cause: err })
     }
-    if (typeof header?.format !== 'number' || header.info?.job !== job || header.info.id !== id) {
-      throw new CorruptChunkError({ job, snapshotId: id, file }, 'the snapshot header does not describe this snapshot')
+    if (typeof header?.format !== 'number') {
+      throw new CorruptSnapshotError(job, id, [`its header ${file} has no format number`])
     }
     if (header.format > STORE_FORMAT) throw new StoreSchemaError(file, header.format, STORE_FORMAT)
+    const info = header.info as Partial<SnapshotInfo> | undefined
+    if (
+      info?.job !== job ||
+      info.id !== id ||
+      !(['pending', 'completed', 'aborted'] as unknown[]).includes(info.status) ||
+      typeof info.layout?.maxParallelism !== 'number' ||
+      !Array.isArray(info.layout.operators)
+    ) {
+      throw new CorruptSnapshotError(job, id, [`its header ${file} does not describe this snapshot`])
+    }
     return header
   }
 
@@ -635,6 +707,8 @@ export class EmbeddedStore implements SnapshotStore {
       const path = join(dir, file)
       for (const entry of decodeBatch(await readFile(path), { job, snapshotId: id, file: path })) {
         pending.addresses.add(addressKey(entry))
+        const { operatorUid, kind, index: at, format } = entry
+        pending.entries.push({ operatorUid, kind, index: at, format, size: entry.data.byteLength, checksum: entry.checksum })
         pending.bytes += entry.data.byteLength
       }
       pending.files.add(file)
@@ -668,7 +742,7 @@ function listDirSync(dir: string): string[] {
 }
 
 function emptyPending(info: SnapshotInfo): PendingSnapshot {
-  return { info, files: new Set(), addresses: new Set(), bytes: 0, writes: new Set(), closing: false }
+  return { info, files: new Set(), addresses: new Set(), entries: [], bytes: 0, writes: new Set(), closing: false }
 }
 
 function errorCode(err: unknown): string | undefined {

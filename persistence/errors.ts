@@ -310,3 +310,36 @@ export class ReadOnlyStoreError extends TerminalError {
     this.target = target
   }
 }
+
+/**
+ * A completed snapshot does not prove it is whole: its manifest is missing or fails its checksum,
+ * a chunk the manifest lists is missing, moved or changed, a chunk is there that it does not list,
+ * or a restored key lies outside the key group of its chunk. Restoring it would give partial or
+ * misplaced state, so it is never restored; retrying reads the same data, so it never helps.
+ * `restore: 'latest'` skips such a snapshot for the newest one that verifies.
+ */
+export class CorruptSnapshotError extends TerminalError {
+  override readonly name = 'CorruptSnapshotError'
+  readonly job: string
+  readonly snapshotId: number
+  /** Each thing found wrong, in words, e.g. `keyed chunk (key group 5) of operator 'count' is missing`. */
+  readonly problems: readonly string[]
+
+  constructor(job: string, snapshotId: number, problems: readonly string[], options?: { cause?: unknown }) {
+    const shown = problems.slice(0, 8).join('; ')
+    const more = problems.length > 8 ? `; and ${problems.length - 8} more` : ''
+    super(
+      `snapshot ${snapshotId} of job '${job}' is corrupt: ${shown}${more}; restore from another snapshot ` +
+        `(restore: 'latest' takes the newest that verifies) or start fresh with restore: 'none'`,
+      options,
+    )
+    this.job = job
+    this.snapshotId = snapshotId
+    this.problems = [...problems]
+  }
+}
+
+/** A chunk's address in words, for error messages: `keyed chunk (key group 5) of operator 'count'`. */
+export function describeChunk(address: { operatorUid: string; kind: ChunkKind; index: number }): string {
+  return `${address.kind} chunk (${where(address.kind, address.index)}) of operator '${address.operatorUid}'`
+}

@@ -69,6 +69,28 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'snapshot manifests; chunk checksums that cover the address',
+    sql: `
+      -- Chunks written from now on carry a checksum of their address, format and data
+      -- ('chunk'); those written before cover the data alone ('data') and stay readable.
+      ALTER TABLE state_chunks
+        ADD COLUMN checksum_scope text NOT NULL DEFAULT 'data' CHECK (checksum_scope IN ('data', 'chunk'));
+      ALTER TABLE state_chunks ALTER COLUMN checksum_scope SET DEFAULT 'chunk';
+
+      -- Written in the transaction that completes the snapshot: every chunk it holds, checksummed.
+      -- A completed snapshot without one (completed before this migration) is never restored.
+      CREATE TABLE snapshot_manifests (
+        job text NOT NULL,
+        snapshot_id bigint NOT NULL,
+        manifest text NOT NULL,
+        checksum text NOT NULL,
+        PRIMARY KEY (job, snapshot_id),
+        FOREIGN KEY (job, snapshot_id) REFERENCES snapshots (job, id) ON DELETE CASCADE
+      );
+    `,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -7,7 +7,7 @@ import { userInfo } from 'node:os'
 import pg from 'pg'
 import type { PoolClient } from 'pg'
 import { addressKey, compareAddresses } from './chunk-address.ts'
-import { checksum } from './checksum.ts'
+import { checksum, chunkChecksum } from './checksum.ts'
 import {
   CorruptChunkError,
   DuplicateChunkError,
@@ -21,6 +21,7 @@ import {
 import { HeldLease, resolveLeaseOptions, thisHolder } from './lease.ts'
 import { currentEpoch, lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
 import { assertJobName } from './job-name.ts'
+import { buildManifest, verifyManifest, type ManifestEntry } from './manifest.ts'
 import { latestSchemaVersion, migrations } from './migrations.ts'
 import { resolvePostgresStoreOptions } from './postgres-options.ts'
 import type { PostgresStoreOptions, ResolvedPostgresStoreOptions } from './postgres-options.ts'
@@ -91,7 +92,18 @@ interface ChunkRow {
   idx: number
   format: number
   checksum: string
+  /** `chunk`: the checksum covers address, format and data; `data`: data alone (written before schema 2). */
+  checksum_scope: 'data' | 'chunk'
   data: Buffer
+}
+
+interface InventoryRow {
+  operator_uid: string
+  kind: ChunkKind
+  idx: number
+  format: number
+  size: number
+  checksum: string
 }
 
 /**
@@ -214,11 +226,12 @@ export class PostgresStore implements SnapshotStore {
       for (const slice of slicesBySize(chunks, STATEMENT_BYTES)) {
         const params: unknown[] = [job, id]
         const values = slice.map((k) => {
-          const n = params.push(k.operatorUid, k.kind, k.index, k.format, checksum(k.data), Buffer.from(k.data.buffer, k.data.byteOffset, k.data.byteLength))
-          return `($1, $2, $${n - 5}, $${n - 4}, $${n - 3}::int, $${n - 2}::int, $${n - 1}, $${n}::bytea)`
+          const sum = chunkChecksum(k, k.format, checksum(k.data))
+          const n = params.push(k.operatorUid, k.kind, k.index, k.format, sum, Buffer.from(k.data.buffer, k.data.byteOffset, k.data.byteLength))
+          return `($1, $2, $${n - 5}, $${n - 4}, $${n - 3}::int, $${n - 2}::int, $${n - 1}, 'chunk', $${n}::bytea)`
         })
         const { rows } = await c.query<{ operator_uid: string; kind: ChunkKind; idx: number }>(
-          `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, data)
+          `INSERT INTO ${this.#schema}.state_chunks (job, snapshot_id, operator_uid, kind, idx, format, checksum, checksum_scope, data)
            VALUES ${values.join(', ')}
            ON CONFLICT DO NOTHING
            RETURNING operator_uid, kind, idx`,
@@ -244,6 +257,14 @@ export class PostgresStore implements SnapshotStore {
       // (read committed) and so counts their chunks in size_bytes.
       const status = await this.#status(c, job, id, 'FOR UPDATE')
       if (status !== 'pending') throw new SnapshotStateError(job, id, status, 'complete')
+      const layout = await c.query<{ layout: SnapshotLayout }>(`SELECT layout FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`, [job, id])
+      const manifest = buildManifest(job, id, layout.rows[0]!.layout, await this.#inventory(c, job, id))
+      await c.query(`INSERT INTO ${this.#schema}.snapshot_manifests (job, snapshot_id, manifest, checksum) VALUES ($1, $2, $3, $4)`, [
+        job,
+        id,
+        manifest.text,
+        manifest.checksum,
+      ])
       const { rows } = await c.query<SnapshotRow>(
         `UPDATE ${this.#schema}.snapshots SET
            status = 'completed',
@@ -307,6 +328,26 @@ export class PostgresStore implements SnapshotStore {
     return rows[0] === undefined ? undefined : toInfo(rows[0])
   }
 
+  async verifySnapshot(job: string, id: number): Promise<SnapshotInfo> {
+    assertSnapshotRef(job, id)
+    return this.#session(true, async (c) => {
+      // One database snapshot for the row, the manifest and the chunks.
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY')
+      const { rows } = await c.query<SnapshotRow & { manifest: string | null; manifest_checksum: string | null }>(
+        `SELECT ${SNAPSHOT_COLUMNS},
+           (SELECT manifest FROM ${this.#schema}.snapshot_manifests WHERE job = $1 AND snapshot_id = $2) AS manifest,
+           (SELECT checksum FROM ${this.#schema}.snapshot_manifests WHERE job = $1 AND snapshot_id = $2) AS manifest_checksum
+         FROM ${this.#schema}.snapshots WHERE job = $1 AND id = $2`,
+        [job, id],
+      )
+      const row = rows[0]
+      if (row?.status !== 'completed') throw new SnapshotStateError(job, id, row?.status, 'verify')
+      const stored = row.manifest === null || row.manifest_checksum === null ? undefined : { text: row.manifest, checksum: row.manifest_checksum }
+      verifyManifest(job, id, stored, await this.#inventory(c, job, id))
+      return toInfo(row)
+    })
+  }
+
   async readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]> {
     assertSnapshotRef(job, id)
     assertFilter(filter)
@@ -314,7 +355,7 @@ export class PostgresStore implements SnapshotStore {
     // One statement, so the status and the chunks come from the same database snapshot.
     const { rows } = await this.#session(false, (c) =>
       c.query<ChunkRow>(
-        `SELECT s.status, c.operator_uid, c.kind, c.idx, c.format, c.checksum, c.data
+        `SELECT s.status, c.operator_uid, c.kind, c.idx, c.format, c.checksum, c.checksum_scope, c.data
          FROM ${this.#schema}.snapshots s
          LEFT JOIN ${this.#schema}.state_chunks c
            ON c.job = s.job AND c.snapshot_id = s.id
@@ -330,7 +371,9 @@ export class PostgresStore implements SnapshotStore {
     const chunks: StateChunk[] = []
     for (const row of rows) {
       if (row.operator_uid === null) continue
-      if (checksum(row.data) !== row.checksum) {
+      const dataChecksum = checksum(row.data)
+      const address = { operatorUid: row.operator_uid, kind: row.kind, index: row.idx }
+      if ((row.checksum_scope === 'chunk' ? chunkChecksum(address, row.format, dataChecksum) : dataChecksum) !== row.checksum) {
         throw new CorruptChunkError(
           { job, snapshotId: id, operatorUid: row.operator_uid, kind: row.kind, index: row.idx },
           'the data does not match its checksum',
@@ -473,6 +516,16 @@ export class PostgresStore implements SnapshotStore {
       })
       if (done) return
     }
+  }
+
+  /** Every chunk of a snapshot as a manifest lists it, without reading the data. */
+  async #inventory(c: Statements, job: string, id: number): Promise<ManifestEntry[]> {
+    const { rows } = await c.query<InventoryRow>(
+      `SELECT operator_uid, kind, idx, format, octet_length(data)::float8 AS size, checksum
+       FROM ${this.#schema}.state_chunks WHERE job = $1 AND snapshot_id = $2`,
+      [job, id],
+    )
+    return rows.map((r) => ({ operatorUid: r.operator_uid, kind: r.kind, index: r.idx, format: r.format, size: r.size, checksum: r.checksum }))
   }
 
   async #status(c: Statements, job: string, id: number, lock: '' | 'FOR SHARE' | 'FOR UPDATE'): Promise<SnapshotStatus | undefined> {

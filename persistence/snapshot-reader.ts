@@ -24,6 +24,8 @@ export async function readSnapshotState(
   if (id === undefined) throw new Error(`job ${job} has no completed snapshot`)
   const out = new Map<Key, unknown>()
   for (const chunk of await store.readChunks(job, id, { operatorUid, kind: 'keyed' })) {
+    // An empty key group is written as a chunk of no bytes, so the manifest lists it.
+    if (chunk.data.byteLength === 0) continue
     for (const s of decodeKeyedChunk(chunk.data)) {
       if (s.name !== stateName) continue
       for (let i = 0; i < s.entries.length; i += 2) out.set(s.entries[i] as Key, s.entries[i + 1])

@@ -46,6 +46,9 @@ export function assertBegin(begin: BeginSnapshot): void {
         `each layout operator needs a non-empty uid and a positive integer parallelism, got ${JSON.stringify(op)}`,
       )
     }
+    if (op.chunks !== undefined && !(Array.isArray(op.chunks) && op.chunks.every((k) => CHUNK_KINDS.includes(k)))) {
+      throw new TypeError(`layout operator '${op.uid}' has chunks ${JSON.stringify(op.chunks)}; expected an array of chunk kinds`)
+    }
   }
 }
 

@@ -45,7 +45,19 @@ export interface StateChunk extends ChunkAddress {
 /** The shape of the job a snapshot was taken from; restore checks it. */
 export interface SnapshotLayout {
   maxParallelism: number
-  operators: { uid: string; parallelism: number }[]
+  operators: SnapshotLayoutOperator[]
+}
+
+/** One operator of a {@link SnapshotLayout}. */
+export interface SnapshotLayoutOperator {
+  uid: string
+  parallelism: number
+  /**
+   * The chunk kinds every snapshot must hold for this operator: a key-group kind for every key
+   * group (`0..maxParallelism - 1`, empty ones included), the others for every instance. The store
+   * refuses to complete a snapshot that lacks one. Absent: nothing is required.
+   */
+  chunks?: ChunkKind[]
 }
 
 /** A snapshot's header row. */
@@ -154,7 +166,11 @@ export interface SnapshotStore {
   beginSnapshot(begin: BeginSnapshot): Promise<void>
   /** Writes chunks atomically (all or none); fails unless the snapshot is pending. Returns bytes written. */
   writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number>
-  /** Marks a pending snapshot completed; the last write of a snapshot. */
+  /**
+   * Marks a pending snapshot completed; the last write of a snapshot. Stores with it a checksummed
+   * manifest of every chunk written; refuses (`CorruptSnapshotError`) if a chunk the layout requires
+   * was never written.
+   */
   completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo>
   /** Marks a pending snapshot aborted and drops its chunks. A completed one is never touched. */
   abortSnapshot(job: string, id: number, reason: string): Promise<void>
@@ -163,6 +179,12 @@ export interface SnapshotStore {
   listSnapshots(job: string): Promise<SnapshotInfo[]>
   /** The completed snapshot with the highest id, of any kind. */
   latestCompleted(job: string): Promise<SnapshotInfo | undefined>
+  /**
+   * Checks a completed snapshot against its manifest (written by `completeSnapshot`) without
+   * decoding any state: the manifest is intact, every chunk it lists is there with its size and
+   * checksum, and no other chunk is. Throws `CorruptSnapshotError` naming each problem.
+   */
+  verifySnapshot(job: string, id: number): Promise<SnapshotInfo>
   /** Reads and verifies chunks of a completed snapshot; a bad checksum throws `CorruptChunkError`. */
   readChunks(job: string, id: number, filter?: ChunkFilter): Promise<StateChunk[]>
   /** Deletes a snapshot and its chunks (retention). */

@@ -24,7 +24,11 @@ export interface CheckpointOptions {
   maxConcurrent?: number
   /** Checkpoints that may fail in a row before the job fails over. @default 0 */
   tolerableFailures?: number
-  /** Completed checkpoints kept; older ones are discarded. @default 1 */
+  /**
+   * Completed checkpoints kept; older ones are discarded. Two by default, so a restore has an
+   * older one to fall back to if the newest fails verification.
+   * @default 2
+   */
   retained?: number
 }
 
@@ -36,7 +40,7 @@ const DEFAULTS: Omit<ResolvedCheckpointOptions, 'intervalMs'> = {
   minPauseMs: 0,
   maxConcurrent: 1,
   tolerableFailures: 0,
-  retained: 1,
+  retained: 2,
 }
 
 const KEYS = ['intervalMs', 'mode', 'timeoutMs', 'minPauseMs', 'maxConcurrent', 'tolerableFailures', 'retained']
@@ -52,7 +56,7 @@ function ms(name: string, value: unknown, min: number): number {
 /**
  * Fills in defaults and rejects bad values.
  * @example
- * resolveCheckpointOptions({ intervalMs: 1000 }) // exactly-once, 60 s timeout, 1 retained
+ * resolveCheckpointOptions({ intervalMs: 1000 }) // exactly-once, 60 s timeout, 2 retained
  */
 export function resolveCheckpointOptions(options: unknown): ResolvedCheckpointOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('checkpoints', 'an object or false', options)

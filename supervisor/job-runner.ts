@@ -9,7 +9,7 @@ import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
-import { isRetryable } from '../persistence/errors.ts'
+import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
 import type { JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -28,7 +28,12 @@ export interface RunOptions {
   checkpoints?: CheckpointOptions | false
   /** What to do when the job fails. @default DEFAULT_RESTART_STRATEGY: exponential backoff from 1 s to 1 min, 10 restarts in a row */
   restart?: RestartStrategyOptions
-  /** Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing. @default 'none' */
+  /**
+   * Start from the latest completed snapshot of the job, from snapshot id `n`, or from nothing.
+   * A snapshot is verified against its manifest first: with `'latest'` one that fails is skipped,
+   * with a warning, for the newest that verifies; with an id it fails the job (`CorruptSnapshotError`).
+   * @default 'none'
+   */
   restore?: 'latest' | 'none' | number
   /** Log lines go here. @default a logger on stderr at `logLevel` */
   logger?: Logger
@@ -161,7 +166,16 @@ class JobRunner {
   }
 
   private get layout(): SnapshotLayout {
-    return { maxParallelism: this.graph.maxParallelism, operators: this.graph.operators.map((o) => ({ uid: o.uid, parallelism: o.parallelism })) }
+    return {
+      maxParallelism: this.graph.maxParallelism,
+      // What every snapshot must hold, so a snapshot missing a key group (empty ones included) or
+      // a source offset can never be completed or restored.
+      operators: this.graph.operators.map((o) => ({
+        uid: o.uid,
+        parallelism: o.parallelism,
+        ...(o.kind === 'process' ? { chunks: ['keyed' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+      })),
+    }
   }
 
   async run(): Promise<JobResult> {
@@ -181,6 +195,20 @@ class JobRunner {
         const outcome = await this.attempt(attempt, from)
         if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
         const error = outcome.error
+        if (from !== undefined && this.restore !== from.id && isCorruptionOf(error, from.id)) {
+          // It verified against its manifest but failed while loading (a key in the wrong key
+          // group, data that fails its checksum): skip it like one that fails verification.
+          this.log.warn(`skipping snapshot ${from.id}: it cannot be restored`, { snapshot: from.id, error: (error as Error).message })
+          const older = await this.newestVerified(from.id)
+          if (older === undefined) {
+            this.machine.send({ type: 'GIVE_UP' })
+            throw error
+          }
+          this.machine.send({ type: 'RESTART' })
+          from = older
+          attempt++
+          continue
+        }
         this.log.error('attempt failed', { attempt, error: (error as Error)?.message ?? String(error), at: error instanceof UserCodeError ? error.location : undefined })
         if (!isRetryable(error)) {
           this.machine.send({ type: 'GIVE_UP' })
@@ -229,20 +257,48 @@ class JobRunner {
       }
       return undefined
     }
-    const s = this.restore === 'latest' ? await this.store.latestCompleted(job) : await this.store.getSnapshot(job, this.restore)
+    if (this.restore === 'latest') return await this.newestVerified()
+    const s = await this.store.getSnapshot(job, this.restore)
     if (s === undefined) {
-      if (this.restore === 'latest') {
-        this.log.info('no completed snapshot to restore; starting from scratch')
-        return undefined
-      }
       const known = (await this.store.listSnapshots(job)).map((k) => `${k.id} (${k.status})`)
       const has = known.length === 0 ? `the job has no snapshots in ${this.store.description}` : `the job has snapshots ${known.join(', ')}`
       throw new IncompatibleSnapshotError(`no snapshot ${this.restore} of job ${job}; ${has}`, job, this.restore as number)
     }
     if (s.status !== 'completed') throw new IncompatibleSnapshotError(`snapshot is ${s.status}, only completed ones can be restored`, job, s.id)
     this.checkLayout(s)
+    await this.store.verifySnapshot(job, s.id)
     this.lastCompleted = s
     return s
+  }
+
+  /**
+   * The newest completed snapshot that verifies against its manifest; each newer one that does
+   * not is skipped with a warning. If none verifies, the newest one's error: starting from nothing
+   * while completed snapshots exist must be asked for (`restore: 'none'`).
+   */
+  private async newestVerified(below = Infinity): Promise<SnapshotInfo | undefined> {
+    const job = this.graph.name
+    const completed = (await this.store.listSnapshots(job)).filter((s) => s.status === 'completed' && s.id < below).reverse()
+    if (completed.length === 0) {
+      if (below !== Infinity) return undefined
+      this.log.info('no completed snapshot to restore; starting from scratch')
+      return undefined
+    }
+    let first: CorruptSnapshotError | undefined
+    for (const s of completed) {
+      try {
+        await this.store.verifySnapshot(job, s.id)
+      } catch (err) {
+        if (!(err instanceof CorruptSnapshotError)) throw err
+        first ??= err
+        this.log.warn(`skipping snapshot ${s.id}: it fails verification`, { snapshot: s.id, error: err.message })
+        continue
+      }
+      this.checkLayout(s)
+      this.lastCompleted = s
+      return s
+    }
+    throw first!
   }
 
   private checkLayout(s: SnapshotInfo): void {
@@ -369,6 +425,11 @@ class JobRunner {
 
 /** Tries of the final checkpoint before the attempt fails and the restart strategy runs it again. */
 export const FINAL_CHECKPOINT_TRIES = 3
+
+/** True if `error` says that snapshot `id` is damaged, as found while restoring it. */
+function isCorruptionOf(error: unknown, id: number): boolean {
+  return (error instanceof CorruptSnapshotError || error instanceof CorruptChunkError) && error.snapshotId === id
+}
 
 function waitFor(actor: ReturnType<typeof createRestartActor>, canceled: Promise<void>): Promise<'restarting' | 'exhausted' | 'canceled'> {
   return new Promise((resolve) => {

@@ -141,7 +141,7 @@ t.test('embedded store - a directory that cannot be created is StoreUnavailableE
 t.test('embedded store - a directory written by a newer Weir is StoreSchemaError', async (t) => {
   const dir = await tempDir(t)
   await writeFile(join(dir, 'store.json'), JSON.stringify({ format: 99 }))
-  await rejectsWith(t, new EmbeddedStore({ dir }).open(), StoreSchemaError, { foundVersion: 99, knownVersion: 1, retryable: false })
+  await rejectsWith(t, new EmbeddedStore({ dir }).open(), StoreSchemaError, { foundVersion: 99, knownVersion: 2, retryable: false })
 })
 
 t.test('embedded store - calls before open() fail with a clear message', async (t) => {

@@ -4,7 +4,7 @@
  */
 import type { Test } from 'tap'
 import { hostname } from 'node:os'
-import { DuplicateChunkError, FencedError, JobAlreadyRunningError, SnapshotStateError } from '../../persistence/errors.ts'
+import { CorruptSnapshotError, DuplicateChunkError, FencedError, JobAlreadyRunningError, SnapshotStateError } from '../../persistence/errors.ts'
 import type { BeginSnapshot, SnapshotLayout, SnapshotStore, StateChunk } from '../../persistence/store.ts'
 
 export interface StoreFixture {
@@ -424,5 +424,56 @@ export function storeConformance(t: Test, name: string, makeStore: () => Promise
     await second.release()
     const third = await store.acquireLease('solo')
     t.ok(third.epoch > second.epoch, 'epochs never go back after a release')
+  })
+
+  /** A layout that requires every key group of 'counter' (8 of them) and the offset of each 'source' instance. */
+  const required: SnapshotLayout = {
+    maxParallelism: 8,
+    operators: [
+      { uid: 'source', parallelism: 2, chunks: ['operator'] },
+      { uid: 'counter', parallelism: 2, chunks: ['keyed'] },
+      { uid: 'sink', parallelism: 1 },
+    ],
+  }
+  const everyChunk = (): StateChunk[] => [
+    operatorChunk('source', 0),
+    operatorChunk('source', 1),
+    ...Array.from({ length: 8 }, (_, i) => keyed('counter', i, i % 2 === 0 ? 0 : 40)),
+  ]
+
+  spec('manifest - a complete snapshot verifies, empty key groups included', async (t, { store, reopen }) => {
+    await store.beginSnapshot({ ...begin('orders', 1), layout: required })
+    await store.writeChunks('orders', 1, everyChunk().slice(0, 5))
+    await store.writeChunks('orders', 1, everyChunk().slice(5))
+    const info = await store.completeSnapshot('orders', 1, done)
+    t.same(await (await reopen()).verifySnapshot('orders', 1), info, 'verifies, also from another instance')
+    t.same(
+      (await store.readChunks('orders', 1, { operatorUid: 'counter' })).map((c) => c.data.byteLength),
+      [0, 40, 0, 40, 0, 40, 0, 40],
+      'empty key groups are chunks of no bytes',
+    )
+  })
+
+  spec('manifest - completeSnapshot refuses a snapshot missing a required chunk, naming it', async (t, { store }) => {
+    await store.beginSnapshot({ ...begin('orders', 1), layout: required })
+    await store.writeChunks('orders', 1, everyChunk().filter((c) => !(c.kind === 'keyed' && c.index === 3) && !(c.kind === 'operator' && c.index === 1)))
+    const err = await rejectsWith(t, store.completeSnapshot('orders', 1, done), CorruptSnapshotError, { job: 'orders', snapshotId: 1 })
+    t.same((err as CorruptSnapshotError).problems, [
+      "operator chunk (instance 1) of operator 'source' was never written, so the snapshot cannot be completed",
+      "keyed chunk (key group 3) of operator 'counter' was never written, so the snapshot cannot be completed",
+    ])
+    t.equal((await store.getSnapshot('orders', 1))?.status, 'pending', 'it stays pending (and can be aborted)')
+    await store.abortSnapshot('orders', 1, 'incomplete')
+  })
+
+  spec('manifest - verifySnapshot of a snapshot that is not completed is a SnapshotStateError', async (t, { store }) => {
+    await rejectsWith(t, store.verifySnapshot('orders', 1), SnapshotStateError, { status: undefined })
+    await store.beginSnapshot(begin('orders', 1))
+    await rejectsWith(t, store.verifySnapshot('orders', 1), SnapshotStateError, { status: 'pending' })
+  })
+
+  spec('bad layout chunk kinds fail at once with a TypeError', async (t, { store }) => {
+    const bad = { maxParallelism: 8, operators: [{ uid: 'counter', parallelism: 1, chunks: ['keys' as 'keyed'] }] }
+    await rejectsWith(t, store.beginSnapshot({ ...begin('orders', 1), layout: bad }), TypeError)
   })
 }

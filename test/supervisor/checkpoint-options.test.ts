@@ -15,7 +15,7 @@ t.test('checkpoint options - fills in the documented defaults', async (t) => {
     minPauseMs: 0,
     maxConcurrent: 1,
     tolerableFailures: 0,
-    retained: 1,
+    retained: 2,
   })
 })
 
@@ -23,7 +23,7 @@ t.test('checkpoint options - an option set to undefined takes its default', asyn
   const o = resolveCheckpointOptions({ intervalMs: 5, timeoutMs: undefined, mode: undefined, retained: undefined })
   t.equal(o.timeoutMs, 60_000)
   t.equal(o.mode, 'exactly-once')
-  t.equal(o.retained, 1)
+  t.equal(o.retained, 2)
 })
 
 t.test('checkpoint options - keeps every value given', async (t) => {
