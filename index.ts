@@ -76,6 +76,7 @@ export type {
   SnapshotKind,
   SnapshotStatus,
   SnapshotLayout,
+  SnapshotLayoutOperator,
   ChunkAddress,
   ChunkKind,
   ChunkFilter,
