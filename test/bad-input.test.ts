@@ -24,6 +24,7 @@ import {
   type SnapshotStore,
 } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
+import { failure } from './support/expect.ts'
 import { pgClient, testStores, type TestStore } from './support/stores.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -36,14 +37,6 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  return p.then(
-    () => {
-      throw new Error('expected a failure')
-    },
-    (e: unknown) => e as Error,
-  )
-}
 
 t.test('unreachable database - runJob fails at once with StoreUnavailableError naming host and port', async (t) => {
   const port = await closedPort()

@@ -3,9 +3,6 @@
  * fail the first checkpoint that writes them, naming operator, state, key and type; strict mode
  * makes a change in place throw where it is made.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { HeapKeyedBackend } from '../../actors/heap-backend.ts'
 import { unserializableIn } from '../../actors/state-checks.ts'
@@ -23,24 +20,11 @@ import {
   type Serde,
   type StateDescriptor,
 } from '../../index.ts'
+import { failure } from '../support/expect.ts'
+import { tempEmbeddedStore } from '../support/stores.ts'
 
 function fixture(t: Test): EmbeddedStore {
-  const dir = mkdtempSync(join(tmpdir(), 'weir-statecontract-'))
-  const store = new EmbeddedStore({ dir })
-  t.teardown(async () => {
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return store
-}
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  return p.then(
-    () => {
-      throw new Error('expected a failure')
-    },
-    (e: unknown) => e as Error,
-  )
+  return tempEmbeddedStore(t, 'weir-statecontract-')
 }
 
 class Counter {

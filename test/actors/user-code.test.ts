@@ -3,9 +3,6 @@
  * fails the job (and never crashes the process), and errors thrown by user code keep the user's
  * file and line and blame the right operator, whatever was thrown.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import {
   arraySink,
@@ -21,24 +18,11 @@ import {
   valueState,
   type RunOptions,
 } from '../../index.ts'
+import { failure } from '../support/expect.ts'
+import { tempEmbeddedStore } from '../support/stores.ts'
 
 function fixture(t: Test): EmbeddedStore {
-  const dir = mkdtempSync(join(tmpdir(), 'weir-usercode-'))
-  const store = new EmbeddedStore({ dir })
-  t.teardown(async () => {
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return store
-}
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  return p.then(
-    () => {
-      throw new Error('expected a failure')
-    },
-    (e: unknown) => e as Error,
-  )
+  return tempEmbeddedStore(t, 'weir-usercode-')
 }
 
 const count = valueState<number>('count', { default: 0 })

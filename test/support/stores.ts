@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import type { Test } from 'tap'
 import { EmbeddedStore, PostgresStore, type SnapshotStore } from '../../index.ts'
 import { withFallbackUser } from '../../persistence/postgres-store.ts'
 
@@ -57,3 +58,15 @@ export const testStores: { name: 'embedded' | 'postgres'; make: () => TestStore 
   { name: 'embedded', make: embeddedTestStore },
   { name: 'postgres', make: postgresTestStore },
 ]
+
+/** An embedded store in a folder of its own, closed and removed when `t` ends. */
+export function tempEmbeddedStore(t: Test, prefix = 'weir-test-'): EmbeddedStore {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  const store = new EmbeddedStore({ dir })
+  t.teardown(async () => {
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return store
+}
+
