@@ -440,10 +440,7 @@ export class EmbeddedStore implements SnapshotStore {
   async verifySnapshot(job: string, id: number): Promise<SnapshotInfo> {
     assertSnapshotRef(job, id)
     return this.#run(async () => {
-      const header = await this.#readHeader(job, id)
-      if (header?.info.status !== 'completed') {
-        throw new SnapshotStateError(job, id, header?.info.status, 'verify')
-      }
+      const header = await this.#completedHeader(job, id, 'verify')
       const dir = this.#snapshotDir(job, id)
       const held: ManifestEntry[] = []
       const unreadable: string[] = []
@@ -481,10 +478,7 @@ export class EmbeddedStore implements SnapshotStore {
     assertSnapshotRef(job, id)
     assertFilter(filter)
     return this.#run(async () => {
-      const header = await this.#readHeader(job, id)
-      if (header?.info.status !== 'completed') {
-        throw new SnapshotStateError(job, id, header?.info.status, 'read chunks of')
-      }
+      const header = await this.#completedHeader(job, id, 'read chunks of')
       const matches = chunkMatcher(filter)
       const dir = this.#snapshotDir(job, id)
       const chunks: StateChunk[] = []
@@ -645,6 +639,13 @@ export class EmbeddedStore implements SnapshotStore {
       throw new CorruptSnapshotError(job, id, [`its header ${file} does not describe this snapshot`])
     }
     return header
+  }
+
+  /** The header of completed snapshot `id`; a `SnapshotStateError` naming `operation` otherwise. */
+  async #completedHeader(job: string, id: number, operation: string): Promise<HeaderFile & { info: { status: 'completed' } }> {
+    const header = await this.#readHeader(job, id)
+    if (header?.info.status !== 'completed') throw new SnapshotStateError(job, id, header?.info.status, operation)
+    return header as HeaderFile & { info: { status: 'completed' } }
   }
 
   async #writeHeader(dir: string, header: HeaderFile): Promise<void> {

@@ -68,7 +68,7 @@ export class InvalidOptionError extends TerminalError {
     readonly expected: string,
     readonly value: unknown,
   ) {
-    super(`option ${option}: expected ${expected}, got ${describeValue(value)}`)
+    super(`option ${option}: expected ${expected}, got ${describeOptionValue(value)}`)
   }
 }
 
@@ -83,8 +83,8 @@ export class UnknownOptionError extends TerminalError {
   }
 }
 
-/** An option's value in words, short: strings quoted, objects by kind. */
-export function describeValue(value: unknown): string {
+/** An option's value in words, short: strings quoted, objects by kind (not their contents, which may be secrets). */
+function describeOptionValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'function') return 'a function'
   if (Array.isArray(value)) return 'an array'
