@@ -34,6 +34,7 @@ import {
   SnapshotStateError,
   StoreSchemaError,
   StoreUnavailableError,
+  errorCode,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder, type ResolvedLeaseOptions } from './lease.ts'
 import { buildManifest, verifyManifest, type ManifestEntry, type StoredManifest } from './manifest.ts'
@@ -744,9 +745,4 @@ function listDirSync(dir: string): string[] {
 
 function emptyPending(info: SnapshotInfo): PendingSnapshot {
   return { info, files: new Set(), addresses: new Set(), entries: [], bytes: 0, writes: new Set(), closing: false }
-}
-
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' ? code : undefined
 }

@@ -29,6 +29,12 @@ export function isRetryable(error: unknown): boolean {
   return error instanceof WeirError ? error.retryable : true
 }
 
+/** The `code` of a Node system error or a Postgres error (SQLSTATE), if it has one. */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
 /** Turns anything thrown into an `Error`, keeping an `Error` as it is. */
 export function ensureError(thrown: unknown): Error {
   return thrown instanceof Error ? thrown : new Error(describeThrown(thrown), { cause: thrown })

@@ -17,6 +17,7 @@ import {
   SnapshotStateError,
   StoreSchemaError,
   StoreUnavailableError,
+  errorCode,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder } from './lease.ts'
 import { currentEpoch, lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
@@ -685,11 +686,6 @@ export function withFallbackUser(connectionString: string): string {
 function isConnectionFailure(err: unknown): boolean {
   const code = errorCode(err)
   return code !== undefined && (code.startsWith('08') || CONNECTION_FAILURES.has(code))
-}
-
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' ? code : undefined
 }
 
 /** Chunk bytes per INSERT statement of `writeChunks`. */
