@@ -3,9 +3,11 @@
  * graph of operators); `runJob` executes it.
  */
 import type { Source, Sink } from './connectors.ts'
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError, rejectAsync } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
 import { isStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
+import { WindowedStream } from './window-operator.ts'
+import type { WindowAssigner } from './windows.ts'
 
 /** What user code sees while it processes a record of a keyed stream. */
 export interface ProcessContext<K extends Key, OUT> {
@@ -107,22 +109,6 @@ export interface ProcessOptions extends OperatorOptions {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
-
-/**
- * Throws if `fn` is an `async` function or an async generator function. Per-record work is
- * synchronous: the runtime sets the key and the state before a call and takes snapshots between
- * calls, so work finished later would land on another record's key and after a barrier.
- */
-function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
-  const tag = Object.prototype.toString.call(fn)
-  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
-    throw new JobDefinitionError(
-      `${what} is an async function; per-record work is synchronous (state would change after the next record's key is set), so make it synchronous and do async work in a source or a sink`,
-      job,
-      operator,
-    )
-  }
-}
 
 interface Branch {
   from: string
@@ -320,6 +306,18 @@ export class KeyedStream<T, K extends Key> {
     const { state, ...rest } = options ?? {}
     this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest, [{ branches: this.branches, keySelector: this.keySelector }])
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
+  }
+
+  /**
+   * Groups each key's records into time windows (see `actors/windows.ts` for the assigners); end
+   * with `reduce`, `aggregate` or `process` on the returned stream.
+   * @example
+   * payments.keyBy((p) => p.account)
+   *   .window(tumblingEventTimeWindows(3_600_000))
+   *   .aggregate('hourly', { createAccumulator: () => 0, add: (sum, p) => sum + p.cents, getResult: (sum) => sum })
+   */
+  window(assigner: WindowAssigner): WindowedStream<T, K> {
+    return new WindowedStream(this, assigner)
   }
 
   /** Connects two keyed streams with the same key type into one keyed operator with two inputs. */
