@@ -83,14 +83,14 @@ export type WindowFunction<T, K extends Key, R> = (key: K, window: TimeWindow, r
  */
 export const END_OF_INPUT = Number.MAX_SAFE_INTEGER
 
-type Contents = { kind: 'reduce'; reduce: (a: unknown, b: unknown) => unknown } | { kind: 'aggregate'; aggregator: WindowAggregator<unknown, unknown, unknown> } | { kind: 'process'; fn: WindowFunction<unknown, Key, unknown> }
+export type WindowContents = { kind: 'reduce'; reduce: (a: unknown, b: unknown) => unknown } | { kind: 'aggregate'; aggregator: WindowAggregator<unknown, unknown, unknown> } | { kind: 'process'; fn: WindowFunction<unknown, Key, unknown> }
 
-interface WindowSpec {
+export interface WindowSpec {
   operator: string
   assigner: WindowAssigner
   lateness: number
   lateTag: OutputTag<unknown> | undefined
-  contents: Contents
+  contents: WindowContents
   result: ((key: Key, window: TimeWindow, value: unknown) => unknown) | undefined
 }
 
@@ -193,7 +193,7 @@ export class WindowedStream<T, K extends Key> {
     rejectAsync(fn, 'a window function', this.keyed.job.name, operator)
   }
 
-  private build<OUT>(name: string, contents: Contents, options: WindowOptions<K, never, OUT>): Stream<OUT> {
+  private build<OUT>(name: string, contents: WindowContents, options: WindowOptions<K, never, OUT>): Stream<OUT> {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('window options must be an object', this.keyed.job.name, name)
     const { result, ...rest } = options as WindowOptions<Key, unknown, unknown>
     if (result !== undefined) this.checkFunction(result, 'result must be a function (key, window, value) => record', name)
@@ -214,8 +214,8 @@ export class WindowedStream<T, K extends Key> {
   }
 }
 
-/** The per-record and per-timer logic of one window operator (shared by its instances: it keeps no state of its own). */
-class WindowLogic {
+/** The per-record and per-timer logic of one window operator (shared by its instances: it keeps no state of its own). Internal; exported for its tests. */
+export class WindowLogic {
   private readonly windowsState = mapState<number, number>('windows')
   private readonly contentsState = mapState<number, unknown>('window-contents')
   private readonly elementsState = listState<readonly [number, unknown]>('window-elements')
