@@ -37,6 +37,17 @@ export type {
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
 } from './actors/state.ts'
+export {
+  tumblingEventTimeWindows,
+  slidingEventTimeWindows,
+  eventTimeSessionWindows,
+  tumblingProcessingTimeWindows,
+  slidingProcessingTimeWindows,
+  processingTimeSessionWindows,
+} from './actors/windows.ts'
+export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/windows.ts'
+export { WindowedStream } from './actors/window-operator.ts'
+export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/window-operator.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'
