@@ -19,7 +19,7 @@
  * at `end - 1` on the processing-time clock; an event-time timer at `END_OF_INPUT` fires the
  * windows still open when the input ends (its watermark is +Infinity).
  */
-import { asyncResultError, JobDefinitionError, rejectAsync } from './errors.ts'
+import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
 import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream } from './job.ts'
 import type { Key } from './key-groups.ts'
 import { listState, mapState, type Aggregator, type ListState, type MapState } from './state.ts'
@@ -249,6 +249,13 @@ export class WindowLogic {
     } else {
       timestamp = ctx.timers.currentProcessingTime()
       watermark = -Infinity
+    }
+    if (!Number.isSafeInteger(timestamp)) {
+      throw new JobDefinitionError(
+        `windows need whole-millisecond times, got ${describeValue(timestamp)} for key ${describeValue(ctx.key)}${this.eventTime ? ' (round it in the timestamp function of the source\'s watermarks)' : ' from the clock'}`,
+        undefined,
+        this.spec.operator,
+      )
     }
     const windows = ctx.state(this.windowsState)
     const a = this.spec.assigner

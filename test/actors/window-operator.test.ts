@@ -15,6 +15,7 @@ import {
   type TimeWindow,
 } from '../../actors/windows.ts'
 import { WindowHarness } from '../support/window-harness.ts'
+import { generatorSource, job } from '../../index.ts'
 
 const sum: WindowContents = { kind: 'reduce', reduce: (a, b) => (a as number) + (b as number) }
 const late: OutputTag<unknown> = { id: 'late' }
@@ -188,6 +189,17 @@ t.test('event-time windows without timestamps - a clear error', async (t) => {
   t.throws(() => h.element('a', 1, undefined), { name: 'JobDefinitionError', message: /event-time windows need the time of every record: give the source watermarks/ })
 })
 
+t.test('times that are not whole milliseconds - a clear error, never a window at NaN', async (t) => {
+  const h = new WindowHarness({ assigner: tumblingEventTimeWindows(10), contents: sum })
+  for (const bad of [NaN, 1.5, Infinity, -Infinity, 2 ** 60]) {
+    t.throws(() => h.element('a', 1, bad), { name: 'JobDefinitionError', message: /windows need whole-millisecond times, got .* for key "a" \(round it in the timestamp function/ }, String(bad))
+  }
+  t.equal(h.backend.keyCount(), 0, 'nothing stored')
+  const p = new WindowHarness({ assigner: tumblingProcessingTimeWindows(10), contents: sum })
+  p.now = NaN
+  t.throws(() => p.element('a', 1), { message: /got NaN for key "a" from the clock/ })
+})
+
 t.test('user code returning a promise - AsyncUserCodeError', async (t) => {
   const h = new WindowHarness({ assigner: tumblingEventTimeWindows(10), contents: { kind: 'aggregate', aggregator: { createAccumulator: () => 0, add: () => Promise.resolve(1), getResult: (a) => a } } })
   t.throws(() => h.element('a', 1, 0), { name: 'AsyncUserCodeError' })
@@ -225,4 +237,30 @@ t.test('property - any arrival order within the allowed lateness gives the same 
       t.equal(h.side.get('late'), undefined)
     }
   }
+})
+
+t.test('definition - mistakes fail at once with JobDefinitionError, saying what to pass', async (t) => {
+  const keyed = () => job('defs').source('in', generatorSource({ records: 1, keys: 1 })).keyBy((r) => r.key)
+  const tumbling = tumblingEventTimeWindows(1000)
+  const add = { createAccumulator: () => 0, add: (a: number) => a + 1, getResult: (a: number) => a }
+  const cases: [string, () => unknown, RegExp][] = [
+    ['no assigner', () => keyed().window(undefined as never), /window needs a window assigner, e.g. tumblingEventTimeWindows\(60_000\)/],
+    ['a number for an assigner', () => keyed().window(60_000 as never), /window needs a window assigner/],
+    ['negative lateness', () => keyed().window(tumbling).allowedLateness(-1), /allowedLateness must be a whole number of milliseconds >= 0, got -1/],
+    ['NaN lateness', () => keyed().window(tumbling).allowedLateness(NaN), /got NaN/],
+    ['lateness on processing time', () => keyed().window(tumblingProcessingTimeWindows(10)).allowedLateness(5), /allowedLateness applies to event-time windows only/],
+    ['late output on processing time', () => keyed().window(processingTimeSessionWindows(10)).lateOutput(late as never), /lateOutput applies to event-time windows only/],
+    ['late output without a tag', () => keyed().window(tumbling).lateOutput('late' as never), /lateOutput needs an output tag/],
+    ['reduce without a function', () => keyed().window(tumbling).reduce('w', undefined as never), /operator w: reduce needs a function \(a, b\) => reduced/],
+    ['async reduce', () => keyed().window(tumbling).reduce('w', (async (a: unknown) => a) as never), /operator w: a window function is an async function/],
+    ['aggregate without an aggregator', () => keyed().window(tumbling).aggregate('w', null as never), /aggregate needs an aggregator \{ createAccumulator, add, getResult, merge\? \}/],
+    ['aggregator without getResult', () => keyed().window(tumbling).aggregate('w', { ...add, getResult: undefined } as never), /the aggregator needs getResult\(\)/],
+    ['async add', () => keyed().window(tumbling).aggregate('w', { ...add, add: async (a: number) => a } as never), /async function/],
+    ['session aggregate without merge', () => keyed().window(eventTimeSessionWindows(10)).aggregate('w', add), /session windows merge, so their aggregator needs merge\(a, b\)/],
+    ['merge that is not a function', () => keyed().window(tumbling).aggregate('w', { ...add, merge: 1 } as never), /merge must be a function/],
+    ['process without a function', () => keyed().window(tumbling).process('w', 'f' as never), /process needs a window function \(key, window, records\) => value/],
+    ['result that is not a function', () => keyed().window(tumbling).reduce('w', (a) => a, { result: 1 as never }), /result must be a function \(key, window, value\) => record/],
+    ['options that are not an object', () => keyed().window(tumbling).reduce('w', (a) => a, null as never), /window options must be an object/],
+  ]
+  for (const [what, define, message] of cases) t.throws(define, { name: 'JobDefinitionError', message }, what)
 })
