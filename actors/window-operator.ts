@@ -6,13 +6,14 @@
  * their own.
  *
  * State of a window operator, per key:
- * * `windows`: map state, window end -> window start, the key's open windows (a key's windows of
- *   one assigner differ in their end: tumbling and sliding windows have one size, and sessions
- *   are apart);
- * * `window-contents`: map state, window end -> the reduced value or accumulator (`reduce`,
- *   `aggregate`); or `window-elements`: list state of `[timestamp, record]` (`process`), each
- *   record once however many windows hold it, a window's records being those with
- *   `start <= timestamp < end`.
+ * * `windows`: value state, the key's open windows `{ start, end, value }` (`value`: the reduced
+ *   value or accumulator of `reduce` and `aggregate`). A key has few open windows (one or two
+ *   tumbling windows, `size / slide` sliding ones), so one small array read and written per
+ *   record costs less than a map per key; it is replaced, never changed in place, which is what
+ *   copy-on-write snapshots need. A key's windows differ in their end: tumbling and sliding
+ *   windows have one size, and sessions are apart.
+ * * `window-elements` (`process`): list state of `[timestamp, record]`, each record once however
+ *   many windows hold it, a window's records being those with `start <= timestamp < end`.
  *
  * Timers, per key: an event-time timer at `end - 1` fires a window; one at `end - 1 + lateness`
  * clears it (the same timer when there is no lateness). Processing-time windows fire and clear
@@ -22,7 +23,7 @@
 import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
 import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream } from './job.ts'
 import type { Key } from './key-groups.ts'
-import { listState, mapState, type Aggregator, type ListState, type MapState } from './state.ts'
+import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
 import { isWindowAssigner, mergeSession, windowStart, type TimeWindow, type WindowAssigner } from './windows.ts'
 
 // ---- The timers and side-output contract of issue 7 (helper `time`); replaced by its types when it lands.
@@ -214,22 +215,51 @@ export class WindowedStream<T, K extends Key> {
   }
 }
 
+/**
+ * One open window of a key, as kept in the `windows` value state. `value` is the reduced value or
+ * accumulator (`reduce`, `aggregate`; absent for `process`).
+ */
+export interface OpenWindow {
+  readonly start: number
+  readonly end: number
+  readonly value?: unknown
+}
+
+const NONE: readonly OpenWindow[] = Object.freeze([])
+
+/** The index of the window ending at `end` in `open`, or -1. */
+function find(open: readonly OpenWindow[], end: number): number {
+  for (let i = 0; i < open.length; i++) if (open[i]!.end === end) return i
+  return -1
+}
+
 /** The per-record and per-timer logic of one window operator (shared by its instances: it keeps no state of its own). Internal; exported for its tests. */
 export class WindowLogic {
-  private readonly windowsState = mapState<number, number>('windows')
-  private readonly contentsState = mapState<number, unknown>('window-contents')
+  private readonly windowsState = valueState<readonly OpenWindow[]>('windows')
   private readonly elementsState = listState<readonly [number, unknown]>('window-elements')
-  readonly states: Record<string, ReturnType<typeof mapState> | ReturnType<typeof listState>>
+  readonly states: Record<string, StateDescriptor>
   private readonly eventTime: boolean
   private readonly lateness: number
+  private readonly keeps: boolean
+  /** The handles of the last context seen: one context per instance, and its handles never change. */
+  private lastCtx: unknown
+  private windowsHandle: ValueState<readonly OpenWindow[]> | undefined
   /** Windows due to fire once the record in hand is in (late records within the allowed lateness). */
-  private readonly dueStarts: number[] = []
-  private readonly dueEnds: number[] = []
+  private readonly due: OpenWindow[] = []
 
   constructor(private readonly spec: WindowSpec) {
     this.eventTime = spec.assigner.domain === 'event-time'
     this.lateness = spec.lateness
-    this.states = spec.contents.kind === 'process' ? { windows: this.windowsState, elements: this.elementsState } : { windows: this.windowsState, contents: this.contentsState }
+    this.keeps = spec.contents.kind !== 'process'
+    this.states = this.keeps ? { windows: this.windowsState } : { windows: this.windowsState, elements: this.elementsState }
+  }
+
+  private windows(ctx: TimedContext<Key, unknown>): ValueState<readonly OpenWindow[]> {
+    if (ctx !== this.lastCtx) {
+      this.windowsHandle = ctx.state(this.windowsState)
+      this.lastCtx = ctx
+    }
+    return this.windowsHandle!
   }
 
   element(record: unknown, ctx: TimedContext<Key, unknown>): void {
@@ -252,87 +282,84 @@ export class WindowLogic {
     }
     if (!Number.isSafeInteger(timestamp)) {
       throw new JobDefinitionError(
-        `windows need whole-millisecond times, got ${describeValue(timestamp)} for key ${describeValue(ctx.key)}${this.eventTime ? ' (round it in the timestamp function of the source\'s watermarks)' : ' from the clock'}`,
+        `windows need whole-millisecond times, got ${describeValue(timestamp)} for key ${describeValue(ctx.key)}${this.eventTime ? " (round it in the timestamp function of the source's watermarks)" : ' from the clock'}`,
         undefined,
         this.spec.operator,
       )
     }
-    const windows = ctx.state(this.windowsState)
+    const handle = this.windows(ctx)
+    const open = handle.value() ?? NONE
     const a = this.spec.assigner
-    let taken = false
-    this.dueStarts.length = 0
-    this.dueEnds.length = 0
-    if (a.kind === 'tumbling') {
-      const start = windowStart(timestamp, a.sizeMs, a.offsetMs)
-      taken = this.add(record, start, start + a.sizeMs, windows, watermark, ctx)
-    } else if (a.kind === 'sliding') {
-      for (let start = windowStart(timestamp, a.slideMs, a.offsetMs); start > timestamp - a.sizeMs; start -= a.slideMs) {
-        if (this.add(record, start, start + a.sizeMs, windows, watermark, ctx)) taken = true
+    let next: OpenWindow[] | undefined
+    if (a.kind === 'session') next = this.addToSession(record, timestamp, a.gapMs, open, watermark, ctx)
+    else {
+      let taken = false
+      const last = a.kind === 'tumbling' ? windowStart(timestamp, a.sizeMs, a.offsetMs) : windowStart(timestamp, a.slideMs, a.offsetMs)
+      const first = a.kind === 'tumbling' ? last : timestamp - a.sizeMs + 1
+      const slide = a.kind === 'tumbling' ? a.sizeMs : a.slideMs
+      for (let start = last; start >= first; start -= slide) {
+        const end = start + a.sizeMs
+        if (this.eventTime && end - 1 + this.lateness <= watermark) continue
+        taken = true
+        const i = find(next ?? open, end)
+        if (i < 0) {
+          next ??= open.slice()
+          next.push(this.keeps ? { start, end, value: this.first(record, ctx) } : { start, end })
+          this.registerTimers(end, watermark, ctx)
+        } else if (this.keeps) {
+          next ??= open.slice()
+          next[i] = { start, end, value: this.fold(next[i]!.value, record, ctx) }
+        }
+        if (this.eventTime && end - 1 <= watermark) this.due.push({ start, end })
       }
-    } else taken = this.addToSession(record, timestamp, a.gapMs, windows, watermark, ctx)
-    if (!taken) {
+      if (!taken) next = undefined
+      else next ??= open as OpenWindow[]
+    }
+    if (next === undefined) {
+      this.due.length = 0
       // Late for every window it belongs to (Flink's isSkippedElement && isElementLate); a record
       // in the gap between sliding windows belongs to none and is not late.
       if (this.eventTime && timestamp + this.lateness <= watermark && this.spec.lateTag !== undefined) ctx.output(this.spec.lateTag, record)
       return
     }
-    if (this.spec.contents.kind === 'process') ctx.state(this.elementsState).add([timestamp, record])
-    for (let i = 0; i < this.dueEnds.length; i++) this.fire(this.dueStarts[i]!, this.dueEnds[i]!, ctx)
-  }
-
-  /** Adds `record` to window `[start, end)` unless the window is late; true if it did. */
-  private add(record: unknown, start: number, end: number, windows: MapState<number, number>, watermark: number, ctx: TimedContext<Key, unknown>): boolean {
-    if (this.eventTime && end - 1 + this.lateness <= watermark) return false
-    const fresh = !windows.contains(end)
-    if (fresh) {
-      windows.put(end, start)
-      this.registerTimers(end, watermark, ctx)
+    if (next !== open) handle.update(next)
+    if (!this.keeps) ctx.state(this.elementsState).add([timestamp, record])
+    if (this.due.length > 0) {
+      for (const w of this.due) this.fire(w.start, w.end, next[find(next, w.end)]!.value, ctx)
+      this.due.length = 0
     }
-    this.accumulate(record, end, fresh, ctx)
-    if (this.eventTime && end - 1 <= watermark) this.due(start, end)
-    return true
   }
 
-  /** Adds `record` to the key's session that holds `[timestamp, timestamp + gap)`, merging the sessions it joins. */
-  private addToSession(record: unknown, timestamp: number, gap: number, windows: MapState<number, number>, watermark: number, ctx: TimedContext<Key, unknown>): boolean {
-    const sessions: TimeWindow[] = []
-    for (const [end, start] of windows.entries()) sessions.push({ start, end })
-    const { window, merged } = mergeSession(sessions, { start: timestamp, end: timestamp + gap })
+  /**
+   * Adds `record` to the key's session that holds `[timestamp, timestamp + gap)`, merging the
+   * sessions it joins; returns the key's new windows, or undefined if the record is late.
+   */
+  private addToSession(record: unknown, timestamp: number, gap: number, open: readonly OpenWindow[], watermark: number, ctx: TimedContext<Key, unknown>): OpenWindow[] | undefined {
+    const { window, merged } = mergeSession(open, { start: timestamp, end: timestamp + gap })
     const { start, end } = window
     // Late only if it joins no open session (an open one is not late, and the merge covers it).
-    if (this.eventTime && end - 1 + this.lateness <= watermark) return false
-    let fresh = true
-    if (merged.length === 1 && merged[0]!.start === start && merged[0]!.end === end) fresh = false
-    else if (merged.length > 0) {
-      // A process window's records stay where they are: they belong to the window holding their time.
-      const contents = this.spec.contents.kind === 'process' ? undefined : ctx.state(this.contentsState)
-      let acc: unknown
-      for (let i = 0; i < merged.length; i++) {
-        const w = merged[i]!
-        windows.remove(w.end)
-        if (contents !== undefined) {
-          const value = contents.get(w.end)
-          contents.remove(w.end)
-          acc = i === 0 ? value : this.combine(acc, value, ctx)
-        }
-      }
-      windows.put(end, start)
-      contents?.put(end, acc)
-      for (const w of merged) this.deleteTimers(w.end, windows, ctx)
+    if (this.eventTime && end - 1 + this.lateness <= watermark) return undefined
+    const next = open.filter((w) => !merged.includes(w))
+    let value: unknown
+    if (merged.length === 0) {
+      if (this.keeps) value = this.first(record, ctx)
       this.registerTimers(end, watermark, ctx)
-      fresh = false
     } else {
-      windows.put(end, start)
-      this.registerTimers(end, watermark, ctx)
+      // A process window's records stay where they are: they belong to the window holding their time.
+      if (this.keeps) {
+        value = merged[0]!.value
+        for (let i = 1; i < merged.length; i++) value = this.combine(value, merged[i]!.value, ctx)
+        value = this.fold(value, record, ctx)
+      }
+      const unchanged = merged.length === 1 && merged[0]!.start === start && merged[0]!.end === end
+      if (!unchanged) {
+        for (const w of merged) this.deleteTimers(w.end, next, end, ctx)
+        this.registerTimers(end, watermark, ctx)
+      }
     }
-    this.accumulate(record, end, fresh, ctx)
-    if (this.eventTime && end - 1 <= watermark) this.due(start, end)
-    return true
-  }
-
-  private due(start: number, end: number): void {
-    this.dueStarts.push(start)
-    this.dueEnds.push(end)
+    next.push(this.keeps ? { start, end, value } : { start, end })
+    if (this.eventTime && end - 1 <= watermark) this.due.push({ start, end })
+    return next
   }
 
   private registerTimers(end: number, watermark: number, ctx: TimedContext<Key, unknown>): void {
@@ -349,31 +376,37 @@ export class WindowLogic {
   }
 
   /**
-   * Deletes the timers of a session merged away, unless an open window of the key needs the same
-   * time (one timer per key and time serves both).
+   * Deletes the timers of a session merged away, unless another window of the key (`others`, or
+   * the merged session ending at `mergedEnd`) needs the same time: one timer per key and time
+   * serves every window due then.
    */
-  private deleteTimers(end: number, windows: MapState<number, number>, ctx: TimedContext<Key, unknown>): void {
-    const needed = (time: number) => windows.contains(time + 1) || (this.lateness > 0 && windows.contains(time + 1 - this.lateness))
+  private deleteTimers(end: number, others: readonly OpenWindow[], mergedEnd: number, ctx: TimedContext<Key, unknown>): void {
+    const ends = (e: number) => e === mergedEnd || find(others, e) >= 0
+    const needed = (time: number) => ends(time + 1) || (this.lateness > 0 && ends(time + 1 - this.lateness))
     const timers = ctx.timers
     if (this.eventTime) {
       if (!needed(end - 1)) timers.deleteEventTimeTimer(end - 1)
       if (this.lateness > 0 && !needed(end - 1 + this.lateness)) timers.deleteEventTimeTimer(end - 1 + this.lateness)
-    } else if (!windows.contains(end)) timers.deleteProcessingTimeTimer(end - 1)
+    } else if (!ends(end)) timers.deleteProcessingTimeTimer(end - 1)
   }
 
-  private accumulate(record: unknown, end: number, fresh: boolean, ctx: TimedContext<Key, unknown>): void {
+  /** The value of a window that `record` opens. */
+  private first(record: unknown, ctx: TimedContext<Key, unknown>): unknown {
     const c = this.spec.contents
-    if (c.kind === 'process') return
-    const contents = ctx.state(this.contentsState)
-    if (c.kind === 'reduce') {
-      contents.put(end, fresh ? record : this.checked(c.reduce(contents.get(end), record), ctx))
-    } else {
-      const acc = fresh ? this.checked(c.aggregator.createAccumulator(), ctx) : contents.get(end)
-      contents.put(end, this.checked(c.aggregator.add(acc, record), ctx))
-    }
+    if (c.kind === 'reduce') return record
+    if (c.kind === 'aggregate') return this.checked(c.aggregator.add(this.checked(c.aggregator.createAccumulator(), ctx), record), ctx)
+    return undefined
   }
 
-  /** Combines the values of two merging sessions. */
+  /** Folds `record` into a window's value. */
+  private fold(value: unknown, record: unknown, ctx: TimedContext<Key, unknown>): unknown {
+    const c = this.spec.contents
+    if (c.kind === 'reduce') return this.checked(c.reduce(value, record), ctx)
+    if (c.kind === 'aggregate') return this.checked(c.aggregator.add(value, record), ctx)
+    return undefined
+  }
+
+  /** Combines the values of two merging sessions, the earlier first. */
   private combine(a: unknown, b: unknown, ctx: TimedContext<Key, unknown>): unknown {
     const c = this.spec.contents
     if (c.kind === 'reduce') return this.checked(c.reduce(a, b), ctx)
@@ -390,12 +423,12 @@ export class WindowLogic {
     return value
   }
 
-  private fire(start: number, end: number, ctx: TimedContext<Key, unknown>): void {
+  private fire(start: number, end: number, stored: unknown, ctx: TimedContext<Key, unknown>): void {
     const c = this.spec.contents
     const window: TimeWindow = { start, end }
     let value: unknown
-    if (c.kind === 'reduce') value = ctx.state(this.contentsState).get(end)
-    else if (c.kind === 'aggregate') value = this.checked(c.aggregator.getResult(ctx.state(this.contentsState).get(end)), ctx)
+    if (c.kind === 'reduce') value = stored
+    else if (c.kind === 'aggregate') value = this.checked(c.aggregator.getResult(stored), ctx)
     else {
       const records: unknown[] = []
       for (const [t, r] of ctx.state(this.elementsState).get()) if (t >= start && t < end) records.push(r)
@@ -405,48 +438,46 @@ export class WindowLogic {
     ctx.emit(result === undefined ? { key: ctx.key, window, value } : this.checked(result(ctx.key, window, value), ctx))
   }
 
-  private clear(end: number, windows: MapState<number, number>, ctx: TimedContext<Key, unknown>): void {
-    windows.remove(end)
-    if (this.spec.contents.kind !== 'process') {
-      ctx.state(this.contentsState).remove(end)
-      return
-    }
+  /** Writes the key's windows without those in `cleared`, and drops the records no open window holds any more (`process`). */
+  private clear(handle: ValueState<readonly OpenWindow[]>, open: readonly OpenWindow[], cleared: readonly OpenWindow[], ctx: TimedContext<Key, unknown>): void {
+    const left = open.filter((w) => !cleared.includes(w))
+    if (left.length === 0) handle.clear()
+    else handle.update(left)
+    if (this.keeps) return
     const elements: ListState<readonly [number, unknown]> = ctx.state(this.elementsState)
-    if (windows.isEmpty()) {
+    if (left.length === 0) {
       elements.clear()
       return
     }
     // Keep the records some open window still holds (sliding windows share them).
-    const open = [...windows.entries()]
     const all = elements.get()
-    const kept = all.filter(([t]) => open.some(([e, s]) => t >= s && t < e))
+    const kept = all.filter(([t]) => left.some((w) => t >= w.start && t < w.end))
     if (kept.length !== all.length) elements.update(kept)
   }
 
   timer(time: number, ctx: TimerContext<Key, unknown>): void {
-    const windows = ctx.state(this.windowsState)
-    if (windows.isEmpty()) return
+    const handle = this.windows(ctx)
+    const open = handle.value()
+    if (open === undefined || open.length === 0) return
     if (!this.eventTime) {
       if (ctx.timeDomain === 'processing-time') {
-        const start = windows.get(time + 1)
-        if (start !== undefined) {
-          this.fire(start, time + 1, ctx)
-          this.clear(time + 1, windows, ctx)
+        const w = open[find(open, time + 1)]
+        if (w !== undefined) {
+          this.fire(w.start, w.end, w.value, ctx)
+          this.clear(handle, open, [w], ctx)
         }
       } else if (time === END_OF_INPUT) {
         // The input ended: fire what is still open, in time order.
-        for (const [end, start] of [...windows.entries()].sort((x, y) => x[0] - y[0])) {
-          this.fire(start, end, ctx)
-          this.clear(end, windows, ctx)
-        }
+        for (const w of [...open].sort((x, y) => x.end - y.end)) this.fire(w.start, w.end, w.value, ctx)
+        this.clear(handle, open, open, ctx)
       }
       return
     }
     if (ctx.timeDomain !== 'event-time') return
     // One timer per key and time: it may be one window's firing and another's clean-up.
-    const start = windows.get(time + 1)
-    if (start !== undefined) this.fire(start, time + 1, ctx)
-    const cleanEnd = time + 1 - this.lateness
-    if (windows.contains(cleanEnd)) this.clear(cleanEnd, windows, ctx)
+    const due = open[find(open, time + 1)]
+    if (due !== undefined) this.fire(due.start, due.end, due.value, ctx)
+    const done = open[find(open, time + 1 - this.lateness)]
+    if (done !== undefined) this.clear(handle, open, [done], ctx)
   }
 }

@@ -194,21 +194,21 @@ export function windowsTouch(a: TimeWindow, b: TimeWindow): boolean {
 }
 
 /** What adding a record's window to a key's sessions does. */
-export interface SessionMerge {
+export interface SessionMerge<W extends TimeWindow = TimeWindow> {
   /** The session the record belongs to now. */
   readonly window: TimeWindow
-  /** The existing sessions it swallowed (empty: a new session, or the record fell inside one). */
-  readonly merged: readonly TimeWindow[]
+  /** The existing sessions it swallowed, in start order (empty: a new session). */
+  readonly merged: readonly W[]
 }
 
 /**
  * Adds `added` to a key's `sessions` (pairwise apart, as this function keeps them): every session
  * that overlaps or touches `added` is merged with it into one window covering them all.
  */
-export function mergeSession(sessions: Iterable<TimeWindow>, added: TimeWindow): SessionMerge {
+export function mergeSession<W extends TimeWindow>(sessions: Iterable<W>, added: TimeWindow): SessionMerge<W> {
   let start = added.start
   let end = added.end
-  const merged: TimeWindow[] = []
+  const merged: W[] = []
   // One pass finds them all: the merged window is `added` plus the sessions touching it, and a
   // session touching that union but not `added` would touch another session, which they never do.
   for (const s of sessions) {
