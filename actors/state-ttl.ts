@@ -11,6 +11,7 @@
 import type { Serde } from '../persistence/serde.ts'
 import type { Clock } from './clock.ts'
 import type { Key } from './key-groups.ts'
+import { JobDefinitionError } from './errors.ts'
 import { deepFreeze } from './state-checks.ts'
 import type {
   AggregatingState,
@@ -108,17 +109,15 @@ class Cleaner {
   ) {}
 
   run(now: number): void {
-    const budget = this.ttl.incrementalCleanup
     const groups = this.t.groups
-    let checked = 0
-    // Every group is visited at most once per call, so an empty state costs one pass, not a hang.
-    for (let visited = 0; checked < budget && visited <= groups.length; ) {
+    // Moving on to the next key group counts as a check too, so an access costs at most
+    // `incrementalCleanup` steps however many key groups are empty.
+    for (let steps = this.ttl.incrementalCleanup; steps > 0; steps--) {
       if (this.iterator === undefined || this.iterating !== groups[this.group]) {
         const g = groups[this.group]
         if (g === undefined || g.size === 0) {
           this.group = (this.group + 1) % groups.length
           this.iterator = undefined
-          visited++
           continue
         }
         this.iterating = g
@@ -128,10 +127,8 @@ class Cleaner {
       if (next.done === true) {
         this.iterator = undefined
         this.group = (this.group + 1) % groups.length
-        visited++
         continue
       }
-      checked++
       const [key, stored] = next.value
       const live = liveOf(this.t.descriptor.kind, stored, this.ttl.ttlMs, now)
       if (live === undefined) this.t.removeAt(this.group, key)
@@ -160,6 +157,10 @@ abstract class TtlHandle {
   /** The time of this access; runs the incremental cleanup first. */
   protected access(): number {
     const now = this.clock.now()
+    // A NaN time would never expire anything and would be written into snapshots.
+    if (!Number.isFinite(now)) {
+      throw new JobDefinitionError(`state ${this.t.descriptor.name}: the clock returned ${String(now)}; a Clock's now() must return milliseconds as a finite number`)
+    }
     this.cleaner?.run(now)
     return now
   }

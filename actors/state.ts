@@ -55,9 +55,10 @@ export interface StateTtlOptions {
   /** How expired values are removed besides on read and from snapshots. */
   cleanup?: {
     /**
-     * Entries of the state (keys; a key's whole list or map counts as one) checked and, if
-     * expired, removed at each access to the state, walking all of it over time. 0 turns it off:
-     * an expired value of a key never read again then stays in memory (but out of snapshots).
+     * How many entries of the state (keys: a key's whole list or map counts as one) are checked
+     * and, if expired, removed at each access to the state, by a cursor that walks all of it over
+     * time (stepping past an empty key group counts as one). 0 turns it off: an expired value of
+     * a key never read again then stays in memory, but is still left out of snapshots.
      * @default 5
      */
     incremental?: number

@@ -548,7 +548,7 @@ function model(records: readonly GeneratedRecord[], timeOf: (r: GeneratedRecord)
   })
 }
 
-function ttlJob(name: string, gen: GeneratorOptions, clock: FakeClock, shift: number, out: Out[]) {
+function ttlJob(name: string, gen: GeneratorOptions, clock: FakeClock, shift: number, out: Out[], parallelism = 2) {
   const last = valueState<number>('last', { ttl: { ttlMs: TTL_MS } })
   const recent = listState<number>('recent', { ttl: { ttlMs: TTL_MS } })
   const j = job(name, { maxParallelism: 16 })
@@ -556,7 +556,7 @@ function ttlJob(name: string, gen: GeneratorOptions, clock: FakeClock, shift: nu
     .keyBy((r) => r.key)
     .process(
       'ttl',
-      { state: { last, recent }, parallelism: 2 },
+      { state: { last, recent }, parallelism },
       (r, ctx) => {
         clock.time = r.seq + shift
         const l = ctx.state(last)
@@ -592,10 +592,10 @@ t.test('ttl job - expired values are never returned; a restore keeps the times; 
   for (const r of records(0, GEN.records)) if (GEN.records - 1 - r.seq < TTL_MS) liveAtEnd.set(r.key, [...(liveAtEnd.get(r.key) ?? []), r.value])
   t.same(new Map([...saved].sort()), new Map([...liveAtEnd].sort()), 'readSnapshotState returns the live values, without their times')
 
-  // Same time line: the state restored at 3999 goes on as if the job had never stopped.
+  // Same time line, rescaled from 2 to 3 instances: the state restored at 3999 goes on as if the job had never stopped.
   const more = { ...GEN, records: GEN.records + 1000 }
   const second: Out[] = []
-  await runJob(ttlJob('ttl', more, clock, 0, second), quiet(store, clock, { checkpoints: { intervalMs: 60_000 }, restore: 'latest' }))
+  await runJob(ttlJob('ttl', more, clock, 0, second, 3), quiet(store, clock, { checkpoints: { intervalMs: 60_000 }, restore: 'latest' }))
   t.same(second.sort(bySeq), model(records(0, more.records), (r) => r.seq).slice(GEN.records), 'exact across the restore')
 
   // A restore 1000 ms later than the snapshot: everything restored has expired.
@@ -610,4 +610,50 @@ t.test('ttl job - RunOptions.clock must be a clock', async (t) => {
   const err = await failure(runJob(ttlJob('bad-clock', GEN, new FakeClock(), 0, []), { clock: 5 as never, logLevel: 'silent' }))
   t.ok(err instanceof InvalidOptionError)
   t.match(err.message, /clock/)
+})
+
+t.test('ttl - a clock that returns NaN fails the access with a clear error, and stamps nothing', async (t) => {
+  const clock = new FakeClock(NaN)
+  const v = valueState<number>('v', { ttl: { ttlMs: 100 } })
+  const b = backendOf([v], clock)
+  at(b, 'k1')
+  t.throws(() => handle(b, v).update(1), { name: 'JobDefinitionError', message: /state v: the clock returned NaN; a Clock's now\(\) must return milliseconds as a finite number/ })
+  t.equal(b.keyCount(), 0)
+})
+
+t.test('ttl job - a job restored from a snapshot taken before TTL was declared: values live ttlMs from the restore', async (t) => {
+  const store = tempEmbeddedStore(t, 'weir-ttl-')
+  const clock = new FakeClock(0)
+  const build = (name: string, records: number, ttl: boolean, out: { seq: number; total: number | null }[]) => {
+    const total = valueState<number>('total', ttl ? { ttl: { ttlMs: 100 } } : {})
+    const j = job(name, { maxParallelism: 16 })
+    j.source('in', generatorSource({ ...GEN, records }))
+      .keyBy((r) => r.key)
+      .process('sum', { state: { total } }, (r, ctx) => {
+        clock.time = r.seq < 1000 ? r.seq : 10_000 + r.seq
+        const s = ctx.state(total)
+        ctx.emit({ seq: r.seq, total: s.value() ?? null })
+        s.update((s.value() ?? 0) + r.value)
+      })
+      .sink('out', arraySink(out))
+    return j
+  }
+  await runJob(build('enable', 1000, false, []), quiet(store, clock, { checkpoints: { intervalMs: 60_000 } }))
+  const before = await readSnapshotState(store, 'enable', 'sum', 'total')
+  clock.time = 10_000 + 999 // the restore happens at 10999; the next records come at 11000 and later
+  const out: { seq: number; total: number | null }[] = []
+  await runJob(build('enable', 1200, true, out), quiet(store, clock, { checkpoints: { intervalMs: 60_000 }, restore: 'latest' }))
+  const sums = new Map(before as Map<string, number>)
+  const times = new Map<string, number>([...sums.keys()].map((k) => [k, 10_999]))
+  const expected = records(1000, 1200).map((r) => {
+    const now = 10_000 + r.seq
+    const live = times.has(r.key) && now - times.get(r.key)! < 100
+    const o = { seq: r.seq, total: live ? sums.get(r.key)! : null }
+    sums.set(r.key, (live ? sums.get(r.key)! : 0) + r.value)
+    times.set(r.key, now)
+    return o
+  })
+  t.same(out.sort((a, b) => a.seq - b.seq), expected)
+  t.ok(expected.some((o) => o.total !== null && o.seq < 1100), 'restored totals are read in the first 100 ms')
+  t.ok(expected.some((o) => o.total === null), 'and expire after')
 })
