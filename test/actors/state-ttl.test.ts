@@ -1,6 +1,11 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import {
   aggregatingState,
+  EmbeddedStore,
   arraySink,
   generatedRecord,
   generatorSource,
@@ -656,4 +661,103 @@ t.test('ttl job - a job restored from a snapshot taken before TTL was declared: 
   t.same(out.sort((a, b) => a.seq - b.seq), expected)
   t.ok(expected.some((o) => o.total !== null && o.seq < 1100), 'restored totals are read in the first 100 ms')
   t.ok(expected.some((o) => o.total === null), 'and expire after')
+})
+
+// Crash recovery: a child process runs a job with TTL state on a clock set from each record's seq
+// and SIGKILLs itself part-way; a second child restores the latest checkpoint and finishes. The
+// final snapshot must hold exactly the live state computed from the generator's sequence.
+
+const INDEX_URL = new URL('../../index.ts', import.meta.url).href
+const REPO = new URL('../../', import.meta.url)
+const CRASH_GEN = { records: 20_000, keys: 50, seed: 11, ratePerSecond: 20_000 }
+const CRASH_TTL = 100
+
+function crashScript(killAt: number | undefined): string {
+  return `
+    import { job, generatorSource, valueState, listState, reducingState, runJob, EmbeddedStore } from ${JSON.stringify(INDEX_URL)}
+    const store = new EmbeddedStore({ dir: process.env.WEIR_TEST_DIR })
+    const clock = { time: 0, now() { return this.time } }
+    const ttl = { ttlMs: ${CRASH_TTL} }
+    const last = valueState('last', { ttl })
+    const recent = listState('recent', { ttl })
+    const sum = reducingState('sum', (a, b) => a + b, { ttl })
+    const j = job('ttl-crash', { maxParallelism: 16 })
+    j.source('in', generatorSource(${JSON.stringify(CRASH_GEN)}))
+      .keyBy((r) => r.key)
+      .process('ttl', { state: { last, recent, sum } }, (r, ctx) => {
+        clock.time = r.seq
+        if (r.seq === ${killAt ?? -1}) process.kill(process.pid, 'SIGKILL')
+        ctx.state(last).update(r.value)
+        ctx.state(recent).add(r.seq)
+        ctx.state(sum).add(r.value)
+      })
+      .sink('out', { kind: 'discard', open: () => ({ write() {} }) })
+    const result = await runJob(j, { store, clock, logLevel: 'silent', progressIntervalMs: 0, restart: { type: 'none' }, checkpoints: { intervalMs: 20 }, restore: 'latest' })
+    await store.close()
+    console.log(JSON.stringify({ status: result.status }))
+  `
+}
+
+function runScript(script: string, dir: string): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
+  delete env.NODE_OPTIONS
+  delete env.NODE_V8_COVERAGE
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.once('exit', (code, signal) => {
+      clearTimeout(guard)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}
+
+t.test('ttl crash recovery - SIGKILL part-way, restore from latest, exact live state at the end', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weir-ttl-crash-'))
+  const store = new EmbeddedStore({ dir })
+  t.teardown(async () => {
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  // Killed near the end, so the final state depends on what the restore kept (a sum restored
+  // with the wrong times would start over).
+  const killed = await runScript(crashScript(19_950), dir)
+  t.equal(killed.signal, 'SIGKILL', 'the first run was killed', { stderr: killed.stderr })
+  await store.open()
+  const latest = await store.latestCompleted('ttl-crash')
+  t.ok(latest !== undefined, `a checkpoint completed before the kill (${latest?.id})`)
+  const finished = await runScript(crashScript(undefined), dir)
+  t.equal(finished.code, 0, 'the second run finishes', { stderr: finished.stderr })
+  t.match(finished.stdout, /"status":"finished"/)
+
+  // The live state at the end (time 19999): per key, what was written in the last 100 ms; a sum
+  // starts over after a gap of 100 ms or more.
+  const end = CRASH_GEN.records - 1
+  const lastOf = new Map<string, { seq: number; value: number }>()
+  const sums = new Map<string, number>()
+  const recents = new Map<string, number[]>()
+  for (let seq = 0; seq < CRASH_GEN.records; seq++) {
+    const r = generatedRecord(CRASH_GEN, seq)
+    const prev = lastOf.get(r.key)
+    const alive = prev !== undefined && seq - prev.seq < CRASH_TTL
+    sums.set(r.key, (alive ? sums.get(r.key)! : 0) + r.value)
+    lastOf.set(r.key, { seq, value: r.value })
+    if (end - seq < CRASH_TTL) recents.set(r.key, [...(recents.get(r.key) ?? []), seq])
+  }
+  const liveKeys = [...lastOf].filter(([, l]) => end - l.seq < CRASH_TTL).map(([k]) => k)
+  const want = {
+    last: new Map(liveKeys.map((k) => [k, lastOf.get(k)!.value])),
+    sum: new Map(liveKeys.map((k) => [k, sums.get(k)!])),
+    recent: recents,
+  }
+  t.ok(liveKeys.length > 10 && liveKeys.length < CRASH_GEN.keys, `some keys live at the end, some expired (${liveKeys.length})`)
+  for (const name of ['last', 'sum', 'recent'] as const) {
+    const got = await readSnapshotState(store, 'ttl-crash', 'ttl', name)
+    const sortedEntries = (m: Map<Key, unknown>) => [...m].sort(([a], [b]) => String(a).localeCompare(String(b)))
+    t.same(sortedEntries(got), sortedEntries(want[name] as Map<Key, unknown>), `${name}: exactly the live state`)
+  }
 })
