@@ -761,3 +761,18 @@ t.test('ttl crash recovery - SIGKILL part-way, restore from latest, exact live s
     t.same(sortedEntries(got), sortedEntries(want[name] as Map<Key, unknown>), `${name}: exactly the live state`)
   }
 })
+
+t.test('ttl - a restore with another ttlMs keeps the stored times and judges them by the new TTL', async (t) => {
+  const clock = new FakeClock(0)
+  const v1 = valueState<number>('v', { ttl: { ttlMs: 1000 } })
+  const b1 = backendOf([v1], clock)
+  at(b1, 'k1')
+  handle(b1, v1).update(1)
+  clock.time = 100
+  at(b1, 'k2')
+  handle(b1, v1).update(2)
+  const snapshot = snapshotNow(b1)
+  const shorter = valueState<number>('v', { ttl: { ttlMs: 150 } })
+  const r = restoreInto(backendOf([shorter], new FakeClock(200)), snapshot)
+  t.same([...r.entries('v')], [['k2', { value: 2, ts: 100 }]], 'k1 (written at 0) expired under the new 150 ms')
+})
