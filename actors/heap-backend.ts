@@ -589,6 +589,8 @@ function fromWire(d: StateDescriptor, entries: readonly unknown[]): Group {
 
 /** `fromWire` when the state or the chunk has TTL (see `ttlFromWire`): expired values are dropped. */
 function ttlGroupFromWire(t: StateTable, chunkTtlMs: number | undefined, entries: readonly unknown[], now: number): Group {
+  // A NaN time would be stored as the values' last access and never expire.
+  if (!Number.isFinite(now)) throw new Error(`state "${t.descriptor.name}" has TTL and the clock returned ${String(now)}; a Clock's now() must return milliseconds as a finite number`)
   const g: Group = new Map()
   for (let i = 0; i < entries.length; i += 2) {
     const v = ttlFromWire(t.descriptor, t.ttl, chunkTtlMs, entries[i + 1], now)

@@ -194,7 +194,8 @@ abstract class TtlHandle {
 class TtlValueHandle extends TtlHandle implements ValueState<unknown> {
   value(): unknown {
     const s = this.readStamped(this.access())
-    return s === undefined ? (this.t.descriptor as ValueStateDescriptor<unknown>).default : this.freeze(s.value)
+    // The default is frozen too in strict mode, as the backend's strict value handle does.
+    return this.freeze(s === undefined ? (this.t.descriptor as ValueStateDescriptor<unknown>).default : s.value)
   }
   update(value: unknown): void {
     const now = this.access()

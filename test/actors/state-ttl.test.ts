@@ -624,6 +624,11 @@ t.test('ttl - a clock that returns NaN fails the access with a clear error, and 
   at(b, 'k1')
   t.throws(() => handle(b, v).update(1), { name: 'JobDefinitionError', message: /state v: the clock returned NaN; a Clock's now\(\) must return milliseconds as a finite number/ })
   t.equal(b.keyCount(), 0)
+  const plain = valueState<number>('v')
+  const p = backendOf([plain], new FakeClock(0))
+  at(p, 'k1')
+  handle(p, plain).update(1)
+  t.throws(() => restoreInto(backendOf([v], new FakeClock(NaN)), snapshotNow(p)), /state "v" has TTL and the clock returned NaN/, 'nor stamps restored values with NaN')
 })
 
 t.test('ttl job - a job restored from a snapshot taken before TTL was declared: values live ttlMs from the restore', async (t) => {
