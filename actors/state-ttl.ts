@@ -100,7 +100,8 @@ function liveOf(kind: StateDescriptor['kind'], stored: unknown, ttlMs: number, n
  */
 class Cleaner {
   private group = 0
-  private iterator: IterableIterator<[Key, unknown]> | undefined
+  // Keys, not entries: no [key, value] array per step.
+  private iterator: IterableIterator<Key> | undefined
   private iterating: Map<Key, unknown> | undefined
 
   constructor(
@@ -121,7 +122,7 @@ class Cleaner {
           continue
         }
         this.iterating = g
-        this.iterator = g.entries()
+        this.iterator = g.keys()
       }
       const next = this.iterator.next()
       if (next.done === true) {
@@ -129,7 +130,8 @@ class Cleaner {
         this.group = (this.group + 1) % groups.length
         continue
       }
-      const [key, stored] = next.value
+      const key = next.value
+      const stored = this.iterating!.get(key)
       const live = liveOf(this.t.descriptor.kind, stored, this.ttl.ttlMs, now)
       if (live === undefined) this.t.removeAt(this.group, key)
       else if (live !== stored) this.t.writeAt(this.group, key, live)
