@@ -9,6 +9,7 @@ import type { LocalChannel, RecordBatch } from './channel.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
 import { WeirError } from '../persistence/errors.ts'
 import { asyncResultError, JobDefinitionError, UserCodeError } from './errors.ts'
+import { systemClock, type Clock } from './clock.ts'
 import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
 import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
@@ -243,9 +244,9 @@ export class ProcessInstance extends ConsumingInstance {
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
 
-  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false) {
+  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false, clock: Clock = systemClock) {
     super(spec, index, inputs, outputs, host, mode)
-    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState })
+    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState, clock })
     this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
     this.fns = spec.fns
   }

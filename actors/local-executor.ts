@@ -26,6 +26,7 @@ import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
 import type { Watchdog } from './watchdog.ts'
+import type { Clock } from './clock.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -55,6 +56,8 @@ export interface ExecutorOptions {
   tuning: ExecutorTuning
   /** Freeze what state handles return (`RunOptions.strictState`). */
   strictState?: boolean
+  /** Processing time for keyed instances (state TTL). @default systemClock */
+  clock?: Clock | undefined
   /** Told when each slice starts and ends; asks what a stuck slice is doing. */
   watchdog?: Watchdog | undefined
 }
@@ -166,7 +169,7 @@ export class LocalExecutor implements InstanceHost {
         } else {
           const inst =
             op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
+              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, this.options.clock)
               : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
           this.consumers.push(inst)
           this.instances.push(inst)

@@ -1,5 +1,5 @@
 /**
- * The window operator (docs/architecture.md section 14): `keyed.window(assigner)` followed by
+ * The window operator (docs/architecture.md section 15): `keyed.window(assigner)` followed by
  * `reduce`, `aggregate` or `process` adds an ordinary keyed `process` operator whose function
  * and `onTimer` are generated here. Every window's contents are keyed state of that operator and
  * its firing and clean-up are timers, so checkpoints, restores and rescaling need nothing of
