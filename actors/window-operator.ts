@@ -24,7 +24,7 @@ import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from
 import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream } from './job.ts'
 import type { Key } from './key-groups.ts'
 import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
-import { isWindowAssigner, mergeSession, windowStart, type TimeWindow, type WindowAssigner } from './windows.ts'
+import { isWindowAssigner, mergeSession, windowStart, type SlidingWindows, type TimeWindow, type TumblingWindows, type WindowAssigner } from './windows.ts'
 
 // ---- The timers and side-output contract of issue 7 (helper `time`); replaced by its types when it lands.
 interface TimerService {
@@ -236,30 +236,41 @@ function find(open: readonly OpenWindow[], end: number): number {
 /** The per-record and per-timer logic of one window operator (shared by its instances: it keeps no state of its own). Internal; exported for its tests. */
 export class WindowLogic {
   private readonly windowsState = valueState<readonly OpenWindow[]>('windows')
+  private readonly latestEndState = valueState<number>('window-end')
+  private readonly latestValueState = valueState<unknown>('window-value')
   private readonly elementsState = listState<readonly [number, unknown]>('window-elements')
   readonly states: Record<string, StateDescriptor>
   private readonly eventTime: boolean
   private readonly lateness: number
   private readonly keeps: boolean
+  /** Tumbling windows keep a key's latest window in `window-end` and `window-value`, apart from the others. */
+  private readonly tumbling: TumblingWindows | undefined
   /** The handles of the last context seen: one context per instance, and its handles never change. */
   private lastCtx: unknown
-  private windowsHandle: ValueState<readonly OpenWindow[]> | undefined
-  /** Windows due to fire once the record in hand is in (late records within the allowed lateness). */
-  private readonly due: OpenWindow[] = []
+  private windowsHandle!: ValueState<readonly OpenWindow[]>
+  private latestEnd!: ValueState<number | undefined>
+  private latestValue!: ValueState<unknown>
+  /** Ends of the windows due to fire once the record in hand is in (late records within the allowed lateness). */
+  private readonly due: number[] = []
 
   constructor(private readonly spec: WindowSpec) {
     this.eventTime = spec.assigner.domain === 'event-time'
     this.lateness = spec.lateness
     this.keeps = spec.contents.kind !== 'process'
-    this.states = this.keeps ? { windows: this.windowsState } : { windows: this.windowsState, elements: this.elementsState }
+    this.tumbling = spec.assigner.kind === 'tumbling' ? spec.assigner : undefined
+    const states: Record<string, StateDescriptor> = { windows: this.windowsState }
+    if (this.tumbling !== undefined) states.latestEnd = this.latestEndState
+    if (this.tumbling !== undefined && this.keeps) states.latestValue = this.latestValueState
+    if (!this.keeps) states.elements = this.elementsState
+    this.states = states
   }
 
-  private windows(ctx: TimedContext<Key, unknown>): ValueState<readonly OpenWindow[]> {
-    if (ctx !== this.lastCtx) {
-      this.windowsHandle = ctx.state(this.windowsState)
-      this.lastCtx = ctx
-    }
-    return this.windowsHandle!
+  private bind(ctx: ProcessContext<Key, unknown>): void {
+    if (ctx === this.lastCtx) return
+    this.windowsHandle = ctx.state(this.windowsState)
+    if (this.tumbling !== undefined) this.latestEnd = ctx.state(this.latestEndState)
+    if (this.tumbling !== undefined && this.keeps) this.latestValue = ctx.state(this.latestValueState)
+    this.lastCtx = ctx
   }
 
   element(record: unknown, ctx: TimedContext<Key, unknown>): void {
@@ -287,47 +298,106 @@ export class WindowLogic {
         this.spec.operator,
       )
     }
-    const handle = this.windows(ctx)
-    const open = handle.value() ?? NONE
+    this.bind(ctx)
     const a = this.spec.assigner
-    let next: OpenWindow[] | undefined
-    if (a.kind === 'session') next = this.addToSession(record, timestamp, a.gapMs, open, watermark, ctx)
+    let taken: boolean
+    if (a.kind === 'tumbling') taken = this.addTumbling(record, windowStart(timestamp, a.sizeMs, a.offsetMs), a.sizeMs, watermark, ctx)
     else {
-      let taken = false
-      const last = a.kind === 'tumbling' ? windowStart(timestamp, a.sizeMs, a.offsetMs) : windowStart(timestamp, a.slideMs, a.offsetMs)
-      const first = a.kind === 'tumbling' ? last : timestamp - a.sizeMs + 1
-      const slide = a.kind === 'tumbling' ? a.sizeMs : a.slideMs
-      for (let start = last; start >= first; start -= slide) {
-        const end = start + a.sizeMs
-        if (this.eventTime && end - 1 + this.lateness <= watermark) continue
-        taken = true
-        const i = find(next ?? open, end)
-        if (i < 0) {
-          next ??= open.slice()
-          next.push(this.keeps ? { start, end, value: this.first(record, ctx) } : { start, end })
-          this.registerTimers(end, watermark, ctx)
-        } else if (this.keeps) {
-          next ??= open.slice()
-          next[i] = { start, end, value: this.fold(next[i]!.value, record, ctx) }
-        }
-        if (this.eventTime && end - 1 <= watermark) this.due.push({ start, end })
-      }
-      if (!taken) next = undefined
-      else next ??= open as OpenWindow[]
+      const open = this.windowsHandle.value() ?? NONE
+      const next = a.kind === 'session' ? this.addToSession(record, timestamp, a.gapMs, open, watermark, ctx) : this.addSliding(record, timestamp, a, open, watermark, ctx)
+      taken = next !== undefined
+      if (next !== undefined && next !== open) this.windowsHandle.update(next)
     }
-    if (next === undefined) {
+    if (!taken) {
       this.due.length = 0
       // Late for every window it belongs to (Flink's isSkippedElement && isElementLate); a record
       // in the gap between sliding windows belongs to none and is not late.
       if (this.eventTime && timestamp + this.lateness <= watermark && this.spec.lateTag !== undefined) ctx.output(this.spec.lateTag, record)
       return
     }
-    if (next !== open) handle.update(next)
     if (!this.keeps) ctx.state(this.elementsState).add([timestamp, record])
     if (this.due.length > 0) {
-      for (const w of this.due) this.fire(w.start, w.end, next[find(next, w.end)]!.value, ctx)
+      for (const end of this.due) {
+        const w = this.lookup(end)
+        if (w !== undefined) this.fire(w.start, w.end, w.value, ctx)
+      }
       this.due.length = 0
     }
+  }
+
+  /**
+   * Adds `record` to the tumbling window `[start, start + size)` unless it is late; true if it
+   * did. The key's latest window lives in two value states of primitives (its end, its value),
+   * so the usual record (in the latest window, a numeric value) allocates nothing and reads no
+   * object; older windows still open (kept for lateness, or records out of order across a
+   * window's end) are in `windows`.
+   */
+  private addTumbling(record: unknown, start: number, size: number, watermark: number, ctx: TimedContext<Key, unknown>): boolean {
+    const end = start + size
+    if (this.eventTime && end - 1 + this.lateness <= watermark) return false
+    const latest = this.latestEnd.value()
+    if (latest === end) {
+      if (this.keeps) this.latestValue.update(this.fold(this.latestValue.value(), record, ctx))
+    } else {
+      const open = this.windowsHandle.value() ?? NONE
+      const i = find(open, end)
+      if (i >= 0) {
+        if (this.keeps) {
+          const next = open.slice()
+          next[i] = { start, end, value: this.fold(open[i]!.value, record, ctx) }
+          this.windowsHandle.update(next)
+        }
+      } else {
+        const value = this.keeps ? this.first(record, ctx) : undefined
+        this.registerTimers(end, watermark, ctx)
+        if (latest === undefined || end > latest) {
+          if (latest !== undefined) this.windowsHandle.update([...open, this.keeps ? { start: latest - size, end: latest, value: this.latestValue.value() } : { start: latest - size, end: latest }])
+          this.latestEnd.update(end)
+          if (this.keeps) this.latestValue.update(value)
+        } else this.windowsHandle.update([...open, this.keeps ? { start, end, value } : { start, end }])
+      }
+    }
+    if (this.eventTime && end - 1 <= watermark) this.due.push(end)
+    return true
+  }
+
+  /** Adds `record` to its sliding windows that are not late; returns the key's new windows, or undefined if it went into none. */
+  private addSliding(record: unknown, timestamp: number, a: SlidingWindows, open: readonly OpenWindow[], watermark: number, ctx: TimedContext<Key, unknown>): readonly OpenWindow[] | undefined {
+    let taken = false
+    let next: OpenWindow[] | undefined
+    for (let start = windowStart(timestamp, a.slideMs, a.offsetMs); start > timestamp - a.sizeMs; start -= a.slideMs) {
+      const end = start + a.sizeMs
+      if (this.eventTime && end - 1 + this.lateness <= watermark) continue
+      taken = true
+      const i = find(next ?? open, end)
+      if (i < 0) {
+        next ??= open.slice()
+        next.push(this.keeps ? { start, end, value: this.first(record, ctx) } : { start, end })
+        this.registerTimers(end, watermark, ctx)
+      } else if (this.keeps) {
+        next ??= open.slice()
+        next[i] = { start, end, value: this.fold(next[i]!.value, record, ctx) }
+      }
+      if (this.eventTime && end - 1 <= watermark) this.due.push(end)
+    }
+    return taken ? (next ?? open) : undefined
+  }
+
+  /** The key's open window ending at `end`, if any. */
+  private lookup(end: number): OpenWindow | undefined {
+    if (this.tumbling !== undefined && this.latestEnd.value() === end) {
+      return { start: end - this.tumbling.sizeMs, end, value: this.keeps ? this.latestValue.value() : undefined }
+    }
+    const open = this.windowsHandle.value() ?? NONE
+    return open[find(open, end)]
+  }
+
+  /** Every open window of the key. */
+  private all(): OpenWindow[] {
+    const open = [...(this.windowsHandle.value() ?? NONE)]
+    const latest = this.tumbling === undefined ? undefined : this.latestEnd.value()
+    if (latest !== undefined) open.push({ start: latest - this.tumbling!.sizeMs, end: latest, value: this.keeps ? this.latestValue.value() : undefined })
+    return open
   }
 
   /**
@@ -358,7 +428,7 @@ export class WindowLogic {
       }
     }
     next.push(this.keeps ? { start, end, value } : { start, end })
-    if (this.eventTime && end - 1 <= watermark) this.due.push({ start, end })
+    if (this.eventTime && end - 1 <= watermark) this.due.push(end)
     return next
   }
 
@@ -438,46 +508,53 @@ export class WindowLogic {
     ctx.emit(result === undefined ? { key: ctx.key, window, value } : this.checked(result(ctx.key, window, value), ctx))
   }
 
-  /** Writes the key's windows without those in `cleared`, and drops the records no open window holds any more (`process`). */
-  private clear(handle: ValueState<readonly OpenWindow[]>, open: readonly OpenWindow[], cleared: readonly OpenWindow[], ctx: TimedContext<Key, unknown>): void {
-    const left = open.filter((w) => !cleared.includes(w))
-    if (left.length === 0) handle.clear()
-    else handle.update(left)
+  /** Removes the key's window ending at `end`, and drops the records no open window holds any more (`process`). */
+  private clear(end: number, ctx: ProcessContext<Key, unknown>): void {
+    if (this.tumbling !== undefined && this.latestEnd.value() === end) {
+      this.latestEnd.clear()
+      if (this.keeps) this.latestValue.clear()
+    } else {
+      const open = this.windowsHandle.value() ?? NONE
+      const i = find(open, end)
+      if (i < 0) return
+      if (open.length === 1) this.windowsHandle.clear()
+      else this.windowsHandle.update(open.filter((_, j) => j !== i))
+    }
     if (this.keeps) return
     const elements: ListState<readonly [number, unknown]> = ctx.state(this.elementsState)
+    const left = this.all()
     if (left.length === 0) {
       elements.clear()
       return
     }
     // Keep the records some open window still holds (sliding windows share them).
-    const all = elements.get()
-    const kept = all.filter(([t]) => left.some((w) => t >= w.start && t < w.end))
-    if (kept.length !== all.length) elements.update(kept)
+    const records = elements.get()
+    const kept = records.filter(([t]) => left.some((w) => t >= w.start && t < w.end))
+    if (kept.length !== records.length) elements.update(kept)
   }
 
   timer(time: number, ctx: TimerContext<Key, unknown>): void {
-    const handle = this.windows(ctx)
-    const open = handle.value()
-    if (open === undefined || open.length === 0) return
+    this.bind(ctx)
     if (!this.eventTime) {
       if (ctx.timeDomain === 'processing-time') {
-        const w = open[find(open, time + 1)]
+        const w = this.lookup(time + 1)
         if (w !== undefined) {
           this.fire(w.start, w.end, w.value, ctx)
-          this.clear(handle, open, [w], ctx)
+          this.clear(w.end, ctx)
         }
       } else if (time === END_OF_INPUT) {
         // The input ended: fire what is still open, in time order.
-        for (const w of [...open].sort((x, y) => x.end - y.end)) this.fire(w.start, w.end, w.value, ctx)
-        this.clear(handle, open, open, ctx)
+        for (const w of this.all().sort((x, y) => x.end - y.end)) {
+          this.fire(w.start, w.end, w.value, ctx)
+          this.clear(w.end, ctx)
+        }
       }
       return
     }
     if (ctx.timeDomain !== 'event-time') return
     // One timer per key and time: it may be one window's firing and another's clean-up.
-    const due = open[find(open, time + 1)]
+    const due = this.lookup(time + 1)
     if (due !== undefined) this.fire(due.start, due.end, due.value, ctx)
-    const done = open[find(open, time + 1 - this.lateness)]
-    if (done !== undefined) this.clear(handle, open, [done], ctx)
+    this.clear(time + 1 - this.lateness, ctx)
   }
 }
