@@ -1,0 +1,216 @@
+/**
+ * Messages between actors (docs/architecture.md section 14): `ctx.send` to keyed operators by key,
+ * cycles included, with exact state through checkpoints, failures and rescaling.
+ */
+import t from 'tap'
+import {
+  arraySink,
+  generatedRecord,
+  generatorSource,
+  job,
+  JobDefinitionError,
+  JobFailedError,
+  readSnapshotState,
+  runJob,
+  UserCodeError,
+  valueState,
+  type RunOptions,
+  type SnapshotStore,
+} from '../../index.ts'
+import { sendEdges, messageCycles } from '../../actors/messages.ts'
+import { tempEmbeddedStore } from '../support/stores.ts'
+import { failure } from '../support/expect.ts'
+import { assertCycleState, expectedCycleState, messageCycleJob } from '../support/message-cycle.ts'
+
+function quiet(store: SnapshotStore, extra: Partial<RunOptions> = {}): RunOptions {
+  return { store, logLevel: 'silent', progressIntervalMs: 0, restart: { type: 'none' }, ...extra }
+}
+
+const count = valueState<number>('count', { default: 0 })
+
+t.test('graph - send edges on a cycle are recorded, the others aligned', async (t) => {
+  const j = job('edges')
+  j.source('in', generatorSource({ records: 1, keys: 1 }))
+    .keyBy((r) => r.key)
+    .process('a', { sendsTo: ['b', 'c'] }, () => {})
+  j.actor('b', { sendsTo: ['a'], onMessage: () => {} })
+  j.actor('c', { sendsTo: ['c'], onMessage: () => {} })
+  j.actor('d', { onMessage: () => {} })
+  j.actor('e', { sendsTo: ['d'], onMessage: () => {} })
+  // e is reached by nobody, so the graph check refuses it; the analysis is pure and still answers.
+  const g = { operators: (j as unknown as { operators: never[] }).operators, edges: (j as unknown as { edges: never[] }).edges }
+  t.same(
+    sendEdges(g).map((e) => `${e.from}->${e.to}:${e.recorded ? 'recorded' : 'aligned'}`),
+    ['a->b:recorded', 'a->c:aligned', 'b->a:recorded', 'c->c:recorded', 'e->d:aligned'],
+  )
+  t.same(messageCycles(g).map((c) => c.sort()), [['a', 'b'], ['c']])
+})
+
+t.test('ping-pong - chains of messages between two keyed operators end with exact state', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const gen = { records: 3_000, keys: 30, seed: 4 }
+  const result = await runJob(messageCycleJob({ name: 'ping-pong', ...gen }), quiet(store, { checkpoints: { intervalMs: 20 } }))
+  t.equal(result.status, 'finished')
+  t.ok(result.checkpointsCompleted >= 1)
+  await assertCycleState(t, { store }, 'ping-pong', expectedCycleState(gen))
+})
+
+t.test('ping-pong - without checkpoints, and with batches of one message', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const gen = { records: 500, keys: 7, seed: 2 }
+  const result = await runJob(messageCycleJob({ name: 'ping-pong-small', ...gen, parallelism: 1 }), quiet(store, { checkpoints: { intervalMs: 5 }, tuning: { batchSize: 1, channelCapacity: 1 } }))
+  t.equal(result.status, 'finished')
+  await assertCycleState(t, { store }, 'ping-pong-small', expectedCycleState(gen))
+})
+
+t.test('self-send - a countdown per key that an operator sends to itself', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const out: string[] = []
+  const j = job('countdown')
+  j.source('in', generatorSource({ records: 200, keys: 5, seed: 1 }))
+    .keyBy((r) => r.key)
+    .process(
+      'down',
+      {
+        state: { count },
+        sendsTo: ['down'],
+        onMessage: (left, ctx) => {
+          const c = ctx.state(count)
+          c.update(c.value() + 1)
+          if ((left as number) > 0) ctx.send('down', ctx.key, (left as number) - 1)
+          else ctx.emit(`${ctx.key} done`)
+        },
+        parallelism: 2,
+      },
+      (r, ctx) => ctx.send('down', ctx.key, r.seq % 4),
+    )
+    .sink('out', arraySink(out))
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 10 } }))
+  t.equal(result.status, 'finished')
+  const want = new Map<string, number>()
+  for (let seq = 0; seq < 200; seq++) {
+    const key = generatedRecord({ keys: 5, seed: 1 }, seq).key
+    want.set(key, (want.get(key) ?? 0) + (seq % 4) + 1)
+  }
+  const got = await readSnapshotState(store, 'countdown', 'down', 'count')
+  t.same([...got].sort(), [...want].sort(), 'every key counted every message of every countdown once')
+  t.equal(out.length, 200, 'one emit per countdown, from onMessage')
+})
+
+t.test('actor - an operator reached only by messages keeps state and emits', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const stock = valueState<number>('stock', { default: 1000 })
+  const out: { sku: string; left: number }[] = []
+  const j = job('shop')
+  j.source('orders', generatorSource({ records: 1_000, keys: 50, seed: 9 }))
+    .keyBy((o) => o.key)
+    .process('order', { sendsTo: ['inventory'] }, (o, ctx) => ctx.send('inventory', `sku${o.value % 7}`, 1))
+  j.actor<number, string, { sku: string; left: number }>('inventory', {
+    state: { stock },
+    parallelism: 3,
+    onMessage: (quantity, ctx) => {
+      const s = ctx.state(stock)
+      s.update(s.value() - quantity)
+      ctx.emit({ sku: ctx.key, left: s.value() })
+    },
+  }).sink('out', arraySink(out))
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 10 } }))
+  t.equal(result.status, 'finished')
+  const gen = { records: 1_000, keys: 50, seed: 9 }
+  const ordered = new Map<string, number>()
+  for (let seq = 0; seq < gen.records; seq++) {
+    const sku = `sku${generatedRecord(gen, seq).value % 7}`
+    ordered.set(sku, (ordered.get(sku) ?? 0) + 1)
+  }
+  const got = await readSnapshotState(store, 'shop', 'inventory', 'stock')
+  t.same([...got].sort(), [...ordered].map(([k, n]) => [k, 1000 - n]).sort())
+  t.equal(out.length, gen.records, 'one emitted record per message')
+  for (const [sku, n] of ordered) t.equal(Math.min(...out.filter((o) => o.sku === sku).map((o) => o.left)), 1000 - n)
+})
+
+t.test('failure and restore - in-flight messages are neither lost nor applied twice, also at another parallelism', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const gen = { records: 60_000, keys: 40, seed: 6 }
+  let handled = 0
+  const failing = messageCycleJob({
+    name: 'cycle-restore',
+    ...gen,
+    parallelism: 2,
+    before: () => {
+      if (++handled === 200_000) throw new Error('injected failure')
+    },
+  })
+  const err = await failure(runJob(failing, quiet(store, { checkpoints: { intervalMs: 30, retained: 100 } })))
+  t.type(err, JobFailedError, 'the first run fails part-way')
+  t.type(err.cause, UserCodeError)
+  const snapshots = (await store.listSnapshots('cycle-restore')).filter((s) => s.status === 'completed')
+  t.ok(snapshots.length >= 2, `checkpoints completed before the failure (${snapshots.length})`)
+  let recorded = 0
+  for (const s of snapshots) {
+    for (const c of await store.readChunks('cycle-restore', s.id, { kind: 'channel' })) if (c.data.byteLength > 0) recorded++
+  }
+  t.ok(recorded > 0, `some snapshots held messages in flight on the cycle (${recorded} chunks)`)
+  const rescaled = messageCycleJob({ name: 'cycle-restore', ...gen, parallelism: 3 })
+  const result = await runJob(rescaled, quiet(store, { checkpoints: { intervalMs: 30 }, restore: 'latest' }))
+  t.equal(result.status, 'finished')
+  await assertCycleState(t, { store }, 'cycle-restore', expectedCycleState(gen))
+})
+
+t.test('definition errors - found when the job graph is taken', async (t) => {
+  const base = (sendsTo: unknown, extra?: (j: ReturnType<typeof job>) => void) => {
+    const j = job('bad')
+    j.source('in', generatorSource({ records: 1, keys: 1 }))
+      .keyBy((r) => r.key)
+      .process('a', { sendsTo: sendsTo as string[] }, () => {})
+      .sink('out', arraySink([]))
+    extra?.(j)
+    return () => j.graph()
+  }
+  t.throws(base(['nope']), { name: 'JobDefinitionError', message: /sendsTo names "nope", which is not an operator of the job/ })
+  t.throws(base(['out']), { name: 'JobDefinitionError', message: /sendsTo names out, a sink; messages go to keyed operators/ })
+  t.throws(base(['a']), { name: 'JobDefinitionError', message: /sendsTo names a, which has no onMessage/ })
+  t.throws(() => base('b'), { name: 'JobDefinitionError', message: /sendsTo must be an array of operator names/ })
+  t.throws(() => base(['b'], (j) => j.actor('b', { onMessage: async () => {} })), { name: 'JobDefinitionError', message: /onMessage is an async function/ })
+  t.throws(() => base(undefined, (j) => j.actor('b', {} as never)), { name: 'JobDefinitionError', message: /an actor needs onMessage/ })
+  t.throws(base(undefined, (j) => j.actor('lonely', { onMessage: () => {} })), { name: 'JobDefinitionError', message: /actor lonely has no input and no operator sends to it/ })
+  t.throws(() => base(undefined, (j) => j.actor('b', { onMessage: () => {}, parallel: 2 } as never)), { name: 'JobDefinitionError', message: /unknown option parallel/ })
+  t.doesNotThrow(base(['b'], (j) => j.actor('b', { onMessage: () => {} })))
+})
+
+t.test('run-time errors - send to an undeclared target, a bad key, a throwing or async onMessage', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const run = (fn: (ctx: { send(o: string, k: unknown, m: unknown): void }) => void, onMessage: (m: unknown) => unknown = () => {}) => {
+    const j = job('send-errors')
+    j.source('in', generatorSource({ records: 10, keys: 2 }))
+      .keyBy((r) => r.key)
+      .process('a', { sendsTo: ['b'] }, (_r, ctx) => fn(ctx as never))
+    j.actor('b', { onMessage: onMessage as () => void })
+    return failure(runJob(j, quiet(store)))
+  }
+  const undeclared = await run((ctx) => ctx.send('c', 'k', 1))
+  t.type(undeclared, JobDefinitionError)
+  t.match(String(undeclared), /ctx.send\("c", \.\.\.\): declare the target in process\('a', \{ sendsTo: \[\.\.\.\] \}\) \(it declares b\)/)
+  const badKey = await run((ctx) => ctx.send('b', { id: 1 }, 1))
+  t.type(badKey.cause, UserCodeError)
+  t.match(String(badKey), /keys are strings, finite numbers or bigints/)
+  const nanKey = await run((ctx) => ctx.send('b', NaN, 1))
+  t.match(String(nanKey), /the key is NaN/)
+  const throwing = await run((ctx) => ctx.send('b', 'k1', 1), () => {
+    throw 'plain string'
+  })
+  t.type(throwing.cause, UserCodeError)
+  t.match(String(throwing), /operator b\[0\] key "k1": user code threw/)
+  const promised = await run((ctx) => ctx.send('b', 'k1', 1), () => Promise.resolve())
+  t.match(String(promised), /returned a promise/)
+})
+
+t.test('no messages - a job without sendsTo has no message channels and no channel chunks', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const j = job('plain')
+  j.source('in', generatorSource({ records: 100, keys: 3 }))
+    .keyBy((r) => r.key)
+    .process('count', { state: { count } }, (_r, ctx) => ctx.state(count).update(ctx.state(count).value() + 1))
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 10 } }))
+  t.equal(result.status, 'finished')
+  t.same(await store.readChunks('plain', result.lastCheckpoint!.id, { kind: 'channel' }), [])
+})
