@@ -6,6 +6,8 @@ export type {
   JobOptions,
   OperatorOptions,
   ProcessOptions,
+  ActorOptions,
+  MessageHandler,
   ProcessContext,
   ProcessFunction,
   JobGraph,

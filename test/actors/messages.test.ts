@@ -55,7 +55,7 @@ t.test('ping-pong - chains of messages between two keyed operators end with exac
   await assertCycleState(t, { store }, 'ping-pong', expectedCycleState(gen))
 })
 
-t.test('ping-pong - without checkpoints, and with batches of one message', async (t) => {
+t.test('ping-pong - batches of one message, channels of one batch, a checkpoint every 5 ms', async (t) => {
   const store = tempEmbeddedStore(t)
   const gen = { records: 500, keys: 7, seed: 2 }
   const result = await runJob(messageCycleJob({ name: 'ping-pong-small', ...gen, parallelism: 1 }), quiet(store, { checkpoints: { intervalMs: 5 }, tuning: { batchSize: 1, channelCapacity: 1 } }))
@@ -154,6 +154,86 @@ t.test('failure and restore - in-flight messages are neither lost nor applied tw
   const result = await runJob(rescaled, quiet(store, { checkpoints: { intervalMs: 30 }, restore: 'latest' }))
   t.equal(result.status, 'finished')
   await assertCycleState(t, { store }, 'cycle-restore', expectedCycleState(gen))
+})
+
+t.test('cycle through a graph edge - a sends records to b, b sends messages back to a; exact state, all ends', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const gen = { records: 5_000, keys: 20, seed: 3 }
+  const seen = valueState<number>('seen', { default: 0 })
+  const j = job('graph-cycle', { maxParallelism: 32 })
+  j.source('in', generatorSource(gen))
+    .keyBy((r) => r.key)
+    .process<{ key: string; left: number }>(
+      'a',
+      {
+        state: { seen },
+        parallelism: 2,
+        // A message from b goes round again through the graph edge a -> b while it has hops left.
+        onMessage: (left, ctx) => {
+          ctx.state(seen).update(ctx.state(seen).value() + 1)
+          if ((left as number) > 0) ctx.emit({ key: String(ctx.key), left: (left as number) - 1 })
+        },
+      },
+      (r, ctx) => {
+        ctx.state(seen).update(ctx.state(seen).value() + 1)
+        ctx.emit({ key: r.key, left: r.seq % 3 })
+      },
+    )
+    .keyBy((r) => r.key)
+    .process('b', { state: { seen }, sendsTo: ['a'], parallelism: 3 }, (r, ctx) => {
+      ctx.state(seen).update(ctx.state(seen).value() + 1)
+      ctx.send('a', ctx.key, r.left)
+    })
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 5, maxConcurrent: 3 } }))
+  t.equal(result.status, 'finished')
+  // Per record with left = seq % 3: a sees the record and left + 1 messages, b sees left + 1 records.
+  const wantA = new Map<string, number>()
+  const wantB = new Map<string, number>()
+  for (let seq = 0; seq < gen.records; seq++) {
+    const key = generatedRecord(gen, seq).key
+    wantA.set(key, (wantA.get(key) ?? 0) + 1 + (seq % 3) + 1)
+    wantB.set(key, (wantB.get(key) ?? 0) + (seq % 3) + 1)
+  }
+  t.same([...(await readSnapshotState(store, 'graph-cycle', 'a', 'seen'))].sort(), [...wantA].sort())
+  t.same([...(await readSnapshotState(store, 'graph-cycle', 'b', 'seen'))].sort(), [...wantB].sort())
+})
+
+t.test('checkpoint modes - several checkpoints in flight, and at-least-once, still give exact state without failures', async (t) => {
+  const gen = { records: 20_000, keys: 30, seed: 8 }
+  for (const [name, checkpoints] of [
+    ['concurrent', { intervalMs: 2, maxConcurrent: 4 }],
+    ['at-least-once', { intervalMs: 5, mode: 'at-least-once' as const }],
+  ] as const) {
+    const store = tempEmbeddedStore(t)
+    const result = await runJob(messageCycleJob({ name, ...gen }), quiet(store, { checkpoints }))
+    t.equal(result.status, 'finished', name)
+    t.ok(result.checkpointsCompleted > 1, `${name}: ${result.checkpointsCompleted} checkpoints`)
+    await assertCycleState(t, { store }, name, expectedCycleState(gen))
+  }
+})
+
+t.test('restore - a snapshot taken before the job sent messages restores into a job that does', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const seen = valueState<number>('seen', { default: 0 })
+  const bump = (ctx: { state(d: typeof seen): { value(): number; update(v: number): void } }) => ctx.state(seen).update(ctx.state(seen).value() + 1)
+  const before = job('evolve')
+  before.source('in', generatorSource({ records: 1_000, keys: 10 }))
+    .keyBy((r) => r.key)
+    .process('ping', { state: { seen } }, (_r, ctx) => bump(ctx))
+  t.equal((await runJob(before, quiet(store, { checkpoints: { intervalMs: 10 } }))).status, 'finished')
+  const after = job('evolve')
+  after.source('in', generatorSource({ records: 2_000, keys: 10 }))
+    .keyBy((r) => r.key)
+    .process('ping', { state: { seen }, sendsTo: ['pong'] }, (r, ctx) => {
+      bump(ctx)
+      ctx.send('pong', r.key, 1)
+    })
+  after.actor('pong', { state: { seen }, sendsTo: ['pong'], onMessage: (_m, ctx) => bump(ctx) })
+  const result = await runJob(after, quiet(store, { checkpoints: { intervalMs: 10 }, restore: 'latest' }))
+  t.equal(result.status, 'finished')
+  const total = (m: Map<unknown, unknown>) => [...m.values()].reduce((a: number, b) => a + (b as number), 0)
+  t.equal(total(await readSnapshotState(store, 'evolve', 'ping', 'seen')), 2_000, 'ping counted the records of both runs')
+  t.equal(total(await readSnapshotState(store, 'evolve', 'pong', 'seen')), 1_000, 'pong counted the messages of the second run')
 })
 
 t.test('definition errors - found when the job graph is taken', async (t) => {
