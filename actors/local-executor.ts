@@ -186,7 +186,7 @@ export class LocalExecutor implements InstanceHost {
           const targets = messages.outputs.get(op.uid)?.[i]
           const inst = new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, {
             sender: targets === undefined ? undefined : new MessageSender(op.uid, targets),
-            recorder: recorded.length === 0 ? undefined : new MessageRecorder(recorded.length),
+            recorder: recorded.length === 0 ? undefined : new MessageRecorder(recorded.length, op.uid),
           })
           if (recorded.length > 0) this.cyclic.push(inst)
           this.consumers.push(inst)

@@ -10,6 +10,8 @@
  */
 import { cborSerde } from '../persistence/serde.ts'
 import type { RecordBatch } from './channel.ts'
+import { UnserializableMessageError } from './errors.ts'
+import { unserializableIn } from './state-checks.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
 
 /** Format of a `channel` chunk: CBOR of an array of recorded batches, each CBOR of `[keys, groups, messages]`. */
@@ -64,7 +66,11 @@ export class MessageRecorder {
   /** Recordings not yet complete, oldest first. */
   private readonly open: Recording[] = []
 
-  constructor(readonly channels: number) {
+  constructor(
+    readonly channels: number,
+    /** The receiving operator, for errors. */
+    private readonly operator = '',
+  ) {
     this.lastBarrier = new Array<number>(channels).fill(0)
     this.ended = new Array<boolean>(channels).fill(false)
   }
@@ -80,9 +86,19 @@ export class MessageRecorder {
     let encoded: Uint8Array | undefined
     for (const r of this.open) {
       if (!r.isOpen(channel)) continue
-      encoded ??= codec.encode([batch.keys, batch.groups, batch.records])
+      encoded ??= this.encode(batch)
       r.batches.push(encoded)
     }
+  }
+
+  private encode(batch: RecordBatch): Uint8Array {
+    // CBOR would write a class instance as a plain object and drop functions: refuse what would
+    // not come back as it was, rather than restore something else.
+    for (let i = 0; i < batch.records.length; i++) {
+      const problem = unserializableIn(batch.records[i])
+      if (problem !== undefined) throw new UnserializableMessageError(this.operator, batch.keys?.[i], problem)
+    }
+    return codec.encode([batch.keys, batch.groups, batch.records])
   }
 
   /** Barrier `id` arrived on `channel`: recordings up to `id` stop recording it. */

@@ -13,6 +13,7 @@ import {
   readSnapshotState,
   runJob,
   UserCodeError,
+  UnserializableMessageError,
   valueState,
   type RunOptions,
   type SnapshotStore,
@@ -282,6 +283,23 @@ t.test('run-time errors - send to an undeclared target, a bad key, a throwing or
   t.match(String(throwing), /operator b\[0\] key "k1": user code threw/)
   const promised = await run((ctx) => ctx.send('b', 'k1', 1), () => Promise.resolve())
   t.match(String(promised), /returned a promise/)
+})
+
+t.test('unserializable message - a class instance found in flight by a checkpoint fails the job, naming it', async (t) => {
+  const store = tempEmbeddedStore(t)
+  class Tick {
+    constructor(readonly left: number) {}
+  }
+  const j = job('class-message')
+  j.source('in', generatorSource({ records: 50, keys: 5 }))
+    .keyBy((r) => r.key)
+    .process('down', { sendsTo: ['down'], onMessage: (m, ctx) => {
+      const left = (m as Tick).left
+      if (left > 0) ctx.send('down', ctx.key, new Tick(left - 1))
+    } }, (_r, ctx) => ctx.send('down', ctx.key, new Tick(5_000)))
+  const err = await failure(runJob(j, quiet(store, { checkpoints: { intervalMs: 2 } })))
+  t.type(err, UnserializableMessageError)
+  t.match(err.message, /operator down, message to key "k\d+": the message holds an instance of class Tick/)
 })
 
 t.test('no messages - a job without sendsTo has no message channels and no channel chunks', async (t) => {
