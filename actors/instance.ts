@@ -364,7 +364,10 @@ export class ProcessInstance extends ConsumingInstance {
   override snapshot(id: number): void {
     if (id <= this.lastSnapshot) return
     // Before the host takes the snapshot: it writes the recording that starts here.
-    if (this.recorder !== undefined) this.lastRecording = this.recorder.onSnapshot(id)
+    if (this.recorder !== undefined) {
+      this.lastRecording = this.recorder.onSnapshot(id)
+      if (this.replay !== undefined) this.recorder.recordPending(this.lastRecording, this.replay)
+    }
     const live = !this.finished
     super.snapshot(id)
     if (live) this.sender?.broadcast({ type: 'barrier', id })

@@ -101,6 +101,11 @@ export class MessageRecorder {
     return codec.encode([batch.keys, batch.groups, batch.records])
   }
 
+  /** Restored messages not processed yet at snapshot time are still in flight: they belong in its recording. */
+  recordPending(recording: Recording, batches: readonly RecordBatch[]): void {
+    for (const b of batches) recording.batches.push(this.encode(b))
+  }
+
   /** Barrier `id` arrived on `channel`: recordings up to `id` stop recording it. */
   onBarrier(channel: number, id: number): void {
     if (id > this.lastBarrier[channel]!) this.lastBarrier[channel] = id
