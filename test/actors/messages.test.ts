@@ -19,6 +19,8 @@ import {
   type SnapshotStore,
 } from '../../index.ts'
 import { sendEdges, messageCycles } from '../../actors/messages.ts'
+import { decodeChannelChunk, MessageRecorder, type Recording } from '../../actors/message-recording.ts'
+import type { RecordBatch } from '../../actors/channel.ts'
 import { tempEmbeddedStore } from '../support/stores.ts'
 import { failure } from '../support/expect.ts'
 import { assertCycleState, expectedCycleState, messageCycleJob } from '../support/message-cycle.ts'
@@ -45,6 +47,60 @@ t.test('graph - send edges on a cycle are recorded, the others aligned', async (
     ['a->b:recorded', 'a->c:aligned', 'b->a:recorded', 'c->c:recorded', 'e->d:aligned'],
   )
   t.same(messageCycles(g).map((c) => c.sort()), [['a', 'b'], ['c']])
+})
+
+t.test('recorder - records what arrives between the snapshot and the barrier, sets aside what comes after an early barrier', async (t) => {
+  const batch = (...keys: string[]): RecordBatch => ({ type: 'records', records: keys.map((k) => ({ k })), keys, groups: keys.map((_, i) => i) })
+  const decoded = (r: Recording) => decodeChannelChunk(r.encode(), { start: 0, end: 127 }).flatMap((b) => b.keys)
+  const rec = new MessageRecorder(2, 'op')
+  rec.onRecords(0, batch('before'))
+  const one = rec.onSnapshot(1)
+  t.notOk(one.complete, 'both channels record until their barrier 1')
+  rec.onRecords(0, batch('a1'))
+  rec.onRecords(1, batch('b1'))
+  rec.onBarrier(0, 1)
+  rec.onRecords(0, batch('a-after'))
+  t.notOk(one.complete)
+  rec.onRecords(1, batch('b2'))
+  rec.onBarrier(1, 1)
+  t.ok(one.complete, 'complete once barrier 1 arrived on every channel')
+  t.same(decoded(one), ['a1', 'b1', 'b2'], 'exactly the batches between the snapshot and each channel\'s barrier')
+  // Barrier 2 arrives on channel 0 before this instance takes snapshot 2: channel 0 waits.
+  rec.onBarrier(0, 2)
+  t.ok(rec.isHeld(0), 'set aside after an early barrier')
+  t.notOk(rec.isHeld(1))
+  const two = rec.onSnapshot(2)
+  t.notOk(rec.isHeld(0), 'released by the snapshot')
+  rec.onRecords(0, batch('a-released'))
+  rec.onRecords(1, batch('b3'))
+  rec.onEnd(1)
+  t.ok(two.complete, 'an ended channel counts as its barrier')
+  t.same(decoded(two), ['b3'], 'the released channel is not recorded: its barrier came first')
+  t.same(new MessageRecorder(1).onSnapshot(1).encode().byteLength, 0, 'nothing in flight: an empty chunk')
+})
+
+t.test('recorder - several checkpoints record at once; restored messages pending at a snapshot are recorded', async (t) => {
+  const batch = (...keys: string[]): RecordBatch => ({ type: 'records', records: keys, keys, groups: keys.map((k) => Number(k.slice(1))) })
+  const decoded = (r: Recording, end = 127) => decodeChannelChunk(r.encode(), { start: 0, end }).flatMap((b) => b.keys)
+  const rec = new MessageRecorder(1)
+  const one = rec.onSnapshot(1)
+  rec.onRecords(0, batch('k1'))
+  const two = rec.onSnapshot(2)
+  rec.onRecords(0, batch('k2', 'k90'))
+  rec.onBarrier(0, 1)
+  rec.onRecords(0, batch('k3'))
+  rec.onBarrier(0, 2)
+  t.same(decoded(one), ['k1', 'k2', 'k90'])
+  t.same(decoded(two), ['k2', 'k90', 'k3'])
+  t.same(decoded(two, 63), ['k2', 'k3'], 'a restore keeps the messages of its own key groups only')
+  const three = rec.onSnapshot(3)
+  rec.recordPending(three, [batch('k7')])
+  rec.onBarrier(0, 3)
+  t.same(decoded(three), ['k7'])
+  class Opaque {}
+  const four = rec.onSnapshot(4)
+  t.throws(() => rec.onRecords(0, { type: 'records', records: [new Opaque()], keys: ['x'], groups: [1] }), UnserializableMessageError)
+  t.notOk(four.complete)
 })
 
 t.test('ping-pong - chains of messages between two keyed operators end with exact state', async (t) => {
