@@ -152,6 +152,10 @@ t.test('self-send - a countdown per key that an operator sends to itself', async
   const got = await readSnapshotState(store, 'countdown', 'down', 'count')
   t.same([...got].sort(), [...want].sort(), 'every key counted every message of every countdown once')
   t.equal(out.length, 200, 'one emit per countdown, from onMessage')
+  // Without checkpoints the cycle ends the same way.
+  out.length = 0
+  t.equal((await runJob(j, quiet(store, { checkpoints: false }))).status, 'finished')
+  t.equal(out.length, 200, 'without checkpoints too')
 })
 
 t.test('actor - an operator reached only by messages keeps state and emits', async (t) => {
