@@ -212,6 +212,8 @@ export class LocalExecutor implements InstanceHost {
     const job = this.options.graph.name
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
+    // The `channel` chunks of each operator, read once: every instance takes its key groups' messages.
+    const recordedMessages = new Map<string, StateChunk[]>()
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
@@ -226,7 +228,9 @@ export class LocalExecutor implements InstanceHost {
           }
           // Messages that were in flight on cyclic channels, whichever old instance recorded them
           // (section 14): this instance keeps those of its key groups and processes them first.
-          for (const chunk of await read({ operatorUid: uid, kind: 'channel' })) {
+          let channelChunks = recordedMessages.get(uid)
+          if (channelChunks === undefined) recordedMessages.set(uid, (channelChunks = await read({ operatorUid: uid, kind: 'channel' })))
+          for (const chunk of channelChunks) {
             if (chunk.format > CHANNEL_CHUNK_FORMAT) throw new Error(`channel chunk format ${chunk.format} is newer than this Weir reads`)
             const batches = decodeChannelChunk(chunk.data, inst.backend.range)
             if (batches.length > 0 && inst.spec.kind === 'process' && inst.spec.onMessage === undefined) {
