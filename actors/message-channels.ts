@@ -6,8 +6,7 @@
  * of `b`); `ctx.send('b', key, message)` computes the key's group and instance, as a hash edge
  * does, and batches the message on that channel.
  */
-import type { BarrierItem, EndItem, LocalChannel } from './channel.ts'
-import { LocalChannel as Channel } from './channel.ts'
+import { LocalChannel, type BarrierItem, type EndItem } from './channel.ts'
 import { describeValue, JobDefinitionError } from './errors.ts'
 import type { JobGraph, ProcessSpec } from './job.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
@@ -150,7 +149,7 @@ export function buildMessageChannels(graph: JobGraph, capacity: number, batchSiz
     const to = spec(edge.to)
     for (let s = 0; s < from.parallelism; s++) {
       const channels = Array.from({ length: to.parallelism }, (_, r) => {
-        const channel = new Channel(capacity)
+        const channel = new LocalChannel(capacity)
         perInstance(edge.recorded ? out.recorded : out.aligned, to.uid, () => [])[r]!.push(channel)
         out.links.push({ from: from.uid, fromIndex: s, to: to.uid, channel })
         return channel
