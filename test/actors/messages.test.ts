@@ -7,7 +7,9 @@ import {
   arraySink,
   generatedRecord,
   generatorSource,
+  IncompatibleSnapshotError,
   job,
+  keyGroupOf,
   JobDefinitionError,
   JobFailedError,
   readSnapshotState,
@@ -15,6 +17,7 @@ import {
   UserCodeError,
   UnserializableMessageError,
   valueState,
+  type ProcessContext,
   type RunOptions,
   type SnapshotStore,
 } from '../../index.ts'
@@ -295,6 +298,38 @@ t.test('restore - a snapshot taken before the job sent messages restores into a 
   const total = (m: Map<unknown, unknown>) => [...m.values()].reduce((a: number, b) => a + (b as number), 0)
   t.equal(total(await readSnapshotState(store, 'evolve', 'ping', 'seen')), 2_000, 'ping counted the records of both runs')
   t.equal(total(await readSnapshotState(store, 'evolve', 'pong', 'seen')), 1_000, 'pong counted the messages of the second run')
+})
+
+t.test('restore - messages in flight to an operator are replayed into it, or refuse the restore if it lost its onMessage', async (t) => {
+  const store = tempEmbeddedStore(t)
+  await store.open()
+  // A snapshot whose channel chunk holds two messages in flight to operator a (key k1 twice).
+  const lease = await store.acquireLease('lost')
+  const id = await store.nextSnapshotId('lost')
+  const layout = { maxParallelism: 8, operators: [{ uid: 'in', parallelism: 1 }, { uid: 'a', parallelism: 1 }] }
+  await store.beginSnapshot({ job: 'lost', id, kind: 'checkpoint', attempt: 1, layout, triggeredAt: Date.now() })
+  const recorder = new MessageRecorder(1)
+  const recording = recorder.onSnapshot(1)
+  recorder.onRecords(0, { type: 'records', records: [5, 7], keys: ['k1', 'k1'], groups: [keyGroupOf('k1', 8), keyGroupOf('k1', 8)] })
+  await store.writeChunks('lost', id, [{ operatorUid: 'a', kind: 'channel', index: 0, format: 1, data: recording.encode() }])
+  await store.completeSnapshot('lost', id, { completedAt: Date.now(), durationMs: 1 })
+  await lease.release()
+  const withHandler = (onMessage: boolean) => {
+    const j = job('lost', { maxParallelism: 8 })
+    j.source('in', generatorSource({ records: 10, keys: 2 }))
+      .keyBy((r) => r.key)
+      .process('a', { state: { count }, ...(onMessage ? { onMessage: (m: unknown, ctx: ProcessContext<string, unknown>) => ctx.state(count).update(ctx.state(count).value() + (m as number)) } : {}) }, (_r, ctx) => {
+        ctx.state(count).update(ctx.state(count).value() + 1)
+      })
+    return j
+  }
+  const refused = await failure(runJob(withHandler(false), quiet(store, { restore: id })))
+  t.type(refused, IncompatibleSnapshotError)
+  t.match(refused.message, /operator a: cannot restore a\[0\]: the snapshot holds messages in flight to it, but it has no onMessage any more/)
+  const result = await runJob(withHandler(true), quiet(store, { restore: id, checkpoints: { intervalMs: 10 } }))
+  t.equal(result.status, 'finished')
+  const got = await readSnapshotState(store, 'lost', 'a', 'count')
+  t.equal(got.get('k1'), 12 + [...Array(10).keys()].filter((seq) => generatedRecord({ keys: 2 }, seq).key === 'k1').length, 'the messages were handled once, with the records')
 })
 
 t.test('definition errors - found when the job graph is taken', async (t) => {
