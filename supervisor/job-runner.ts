@@ -8,6 +8,7 @@ import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
 import type { Clock } from '../actors/clock.ts'
+import { receivesRecorded } from '../actors/messages.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
@@ -180,7 +181,9 @@ class JobRunner {
       operators: this.graph.operators.map((o) => ({
         uid: o.uid,
         parallelism: o.parallelism,
-        ...(o.kind === 'process' ? { chunks: ['keyed' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+        ...(o.kind === 'process'
+          ? { chunks: receivesRecorded(this.graph, o.uid) ? ['keyed' as const, 'channel' as const] : ['keyed' as const] }
+          : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
       })),
     }
   }
