@@ -17,7 +17,17 @@ export type {
   EdgeSpec,
   Partitioning,
   Transform,
+  SourceOptions,
+  TimerService,
+  TimerContext,
 } from './actors/job.ts'
+export { outputTag } from './actors/side-outputs.ts'
+export type { OutputTag } from './actors/side-outputs.ts'
+export { boundedOutOfOrderness } from './actors/watermarks.ts'
+export type { WatermarkStrategy, BoundedOutOfOrdernessOptions } from './actors/watermarks.ts'
+export { systemClock } from './actors/clock.ts'
+export type { Clock } from './actors/clock.ts'
+export type { TimeDomain } from './actors/timers.ts'
 export { valueState, listState, mapState, reducingState, aggregatingState } from './actors/state.ts'
 export type {
   ValueState,

@@ -26,6 +26,8 @@ import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
 import type { Watchdog } from './watchdog.ts'
+import { systemClock, type Clock } from './clock.ts'
+import { TIMERS_CHUNK_FORMAT, type TimersSnapshot } from './timers.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -57,6 +59,8 @@ export interface ExecutorOptions {
   strictState?: boolean
   /** Told when each slice starts and ends; asks what a stuck slice is doing. */
   watchdog?: Watchdog | undefined
+  /** Processing time of timers and idleness (`RunOptions.clock`). @default systemClock */
+  clock?: Clock | undefined
 }
 
 /** Measurements of one attempt. */
@@ -74,6 +78,7 @@ interface Upload {
   id: number
   keyed: KeyedSnapshot | undefined
   operatorState: unknown
+  timers: TimersSnapshot | undefined
 }
 
 const operatorCodec = cborSerde<unknown>()
@@ -133,6 +138,12 @@ export class LocalExecutor implements InstanceHost {
 
   private async build(): Promise<void> {
     const { graph, tuning, mode } = this.options
+    const clock = this.options.clock ?? systemClock
+    // Operators downstream of a source with watermarks carry event times on their edges.
+    const timed = new Set<string>()
+    for (const op of graph.operators) {
+      if (op.kind === 'source' ? op.watermarks !== undefined : graph.edges.some((e) => e.to === op.uid && timed.has(e.from))) timed.add(op.uid)
+    }
     // channels[to][toIndex] = list of input channels of that instance
     const inputs = new Map<string, InputChannel[][]>()
     const outputs = new Map<string, EdgeOutput[][]>()
@@ -151,7 +162,7 @@ export class LocalExecutor implements InstanceHost {
           inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
           return c
         })
-        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s))
+        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s, timed.has(from.uid)))
       }
     }
     for (const op of graph.operators) {
@@ -160,13 +171,13 @@ export class LocalExecutor implements InstanceHost {
         const ins = inputs.get(op.uid)![i]!
         const ctx = connectorContext(graph.name, op, i)
         if (op.kind === 'source') {
-          const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx))
+          const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx), clock)
           this.sources.push(inst)
           this.instances.push(inst)
         } else {
           const inst =
             op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
+              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, clock)
               : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
           this.consumers.push(inst)
           this.instances.push(inst)
@@ -196,6 +207,13 @@ export class LocalExecutor implements InstanceHost {
           for (const chunk of await read({ operatorUid: uid, kind: 'keyed', indexes })) {
             if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
             if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
+          }
+          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 14).
+          if (inst.timers !== undefined) {
+            for (const chunk of await read({ operatorUid: uid, kind: 'timers', indexes })) {
+              if (chunk.format > TIMERS_CHUNK_FORMAT) throw new Error(`timers chunk format ${chunk.format} is newer than this Weir reads`)
+              if (chunk.data.byteLength > 0) inst.timers.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
+            }
           }
         } else if (inst instanceof SourceInstance) {
           const [chunk] = await read({ operatorUid: uid, kind: 'operator', indexes: [inst.index] })
@@ -287,6 +305,13 @@ export class LocalExecutor implements InstanceHost {
         if (took > this.metrics.maxEncodeSliceMs) this.metrics.maxEncodeSliceMs = took
         if (!up.keyed.complete) return true
       }
+      if (up.timers !== undefined && !up.timers.complete) {
+        const began = performance.now()
+        up.instance.timers!.encodeSome(budgetMs)
+        const took = performance.now() - began
+        if (took > this.metrics.maxEncodeSliceMs) this.metrics.maxEncodeSliceMs = took
+        if (!up.timers.complete) return true
+      }
       this.uploads.shift()
       this.write(up)
     }
@@ -306,6 +331,17 @@ export class LocalExecutor implements InstanceHost {
       }
       for (let i = 0; i < written.length; i++) {
         if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'keyed', index: range.start + i, format: KEYED_CHUNK_FORMAT, data: EMPTY_CHUNK })
+      }
+    }
+    if (up.timers !== undefined) {
+      const range = up.instance.timers!.range
+      const written = new Uint8Array(range.end - range.start + 1)
+      for (const g of up.timers.groups) {
+        chunks.push({ operatorUid: uid, kind: 'timers', index: g.keyGroup, format: TIMERS_CHUNK_FORMAT, data: g.data })
+        written[g.keyGroup - range.start] = 1
+      }
+      for (let i = 0; i < written.length; i++) {
+        if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'timers', index: range.start + i, format: TIMERS_CHUNK_FORMAT, data: EMPTY_CHUNK })
       }
     }
     if (up.instance instanceof SourceInstance) {
@@ -351,8 +387,8 @@ export class LocalExecutor implements InstanceHost {
     this.inFlight.delete(id)
   }
 
-  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void {
-    this.uploads.push({ instance, id: checkpointId, keyed, operatorState })
+  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown, timers?: TimersSnapshot): void {
+    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, timers })
   }
 
   instanceFinished(instance: Instance): void {

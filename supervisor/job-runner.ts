@@ -7,6 +7,7 @@ import { createActor } from 'xstate'
 import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
+import type { Clock } from '../actors/clock.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
@@ -58,6 +59,11 @@ export interface RunOptions {
    * @default 10000
    */
   watchdogMs?: number
+  /**
+   * Processing time, for processing-time timers and source idleness: tests inject a fake clock.
+   * @default systemClock
+   */
+  clock?: Clock
 }
 
 /** How a job ended. */
@@ -101,7 +107,7 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const logger = (options.logger ?? createLogger({ level: resolved.logLevel })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs }
+  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs, clock: resolved.clock }
   const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
@@ -142,7 +148,7 @@ class JobRunner {
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
     private readonly progressIntervalMs: number,
-    private readonly userCode: { strictState: boolean; watchdogMs: number },
+    private readonly userCode: { strictState: boolean; watchdogMs: number; clock: Clock },
   ) {
     let last: string | undefined
     this.machine.subscribe((s) => {
@@ -173,7 +179,7 @@ class JobRunner {
       operators: this.graph.operators.map((o) => ({
         uid: o.uid,
         parallelism: o.parallelism,
-        ...(o.kind === 'process' ? { chunks: ['keyed' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+        ...(o.kind === 'process' ? { chunks: o.onTimer === undefined ? ['keyed' as const] : ['keyed' as const, 'timers' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
       })),
     }
   }
@@ -374,6 +380,7 @@ class JobRunner {
         tuning: this.tuning,
         strictState: this.userCode.strictState,
         watchdog: this.watchdog,
+        clock: this.userCode.clock,
       })
       this.executor = executor
       if (from !== undefined) {

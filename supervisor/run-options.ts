@@ -3,6 +3,7 @@
  * checked, so a mistake fails at once with an error naming the option (never deep inside an
  * attempt, where it would be retried). Errors of options are terminal.
  */
+import { systemClock, type Clock } from '../actors/clock.ts'
 import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -20,10 +21,11 @@ export interface ResolvedRunOptions {
   tuning: ExecutorTuning
   strictState: boolean
   watchdogMs: number
+  clock: Clock
 }
 
 /** Keys of `RunOptions`; `store` and `logger` are objects of their own and checked by them. */
-export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs']
+export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs', 'clock']
 
 const TUNING_KEYS = Object.keys(DEFAULT_TUNING)
 
@@ -54,6 +56,7 @@ export function resolveRunOptions(options: unknown): ResolvedRunOptions {
     // The project's own tests turn strict state on for every job through the environment.
     strictState: checkBoolean('strictState', o['strictState'] ?? process.env['WEIR_STRICT_STATE'] === '1'),
     watchdogMs: checkDuration('watchdogMs', o['watchdogMs'] ?? 10_000),
+    clock: resolveClock(o['clock']),
   }
 }
 
@@ -68,4 +71,15 @@ export function resolveTuning(tuning: unknown): ExecutorTuning {
     channelCapacity: checkInteger('tuning.channelCapacity', t['channelCapacity'], 1, MAX_BATCH),
     sliceMs: checkDuration('tuning.sliceMs', t['sliceMs'], { min: 1, max: 60_000 }),
   }
+}
+
+/** Checks `clock`: an object whose `now()` returns a finite number of ms. */
+export function resolveClock(clock: unknown): Clock {
+  if (clock === undefined) return systemClock
+  if (typeof clock !== 'object' || clock === null || typeof (clock as { now?: unknown }).now !== 'function') {
+    throw new InvalidOptionError('clock', 'an object with now(): number (e.g. systemClock)', clock)
+  }
+  const now = (clock as Clock).now()
+  if (typeof now !== 'number' || !Number.isFinite(now)) throw new InvalidOptionError('clock', 'a clock whose now() returns a finite number of ms', now)
+  return clock as Clock
 }
