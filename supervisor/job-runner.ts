@@ -61,8 +61,8 @@ export interface RunOptions {
    */
   watchdogMs?: number
   /**
-   * Processing time: what state TTL (and processing-time timers) read as now. Tests pass a clock
-   * they move by hand.
+   * Processing time, for processing-time timers, state TTL and source idleness: tests pass a
+   * clock they move by hand.
    * @default systemClock (`Date.now`)
    */
   clock?: Clock
@@ -182,7 +182,7 @@ class JobRunner {
         uid: o.uid,
         parallelism: o.parallelism,
         ...(o.kind === 'process'
-          ? { chunks: receivesRecorded(this.graph, o.uid) ? ['keyed' as const, 'channel' as const] : ['keyed' as const] }
+          ? { chunks: ['keyed' as const, ...(o.onTimer === undefined ? [] : ['timers' as const]), ...(receivesRecorded(this.graph, o.uid) ? ['channel' as const] : [])] }
           : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
       })),
     }
