@@ -1,5 +1,5 @@
 /**
- * The window operator (docs/architecture.md section 15): `keyed.window(assigner)` followed by
+ * The window operator (docs/architecture.md section 16): `keyed.window(assigner)` followed by
  * `reduce`, `aggregate` or `process` adds an ordinary keyed `process` operator whose function
  * and `onTimer` are generated here. Every window's contents are keyed state of that operator and
  * its firing and clean-up are timers, so checkpoints, restores and rescaling need nothing of
@@ -21,34 +21,12 @@
  * windows still open when the input ends (its watermark is +Infinity).
  */
 import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
-import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream } from './job.ts'
+import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream, TimerContext } from './job.ts'
 import type { Key } from './key-groups.ts'
+import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
 import { isWindowAssigner, mergeSession, windowStart, type SlidingWindows, type TimeWindow, type TumblingWindows, type WindowAssigner } from './windows.ts'
 
-// ---- The timers and side-output contract of issue 7 (helper `time`); replaced by its types when it lands.
-interface TimerService {
-  currentProcessingTime(): number
-  currentWatermark(): number
-  registerEventTimeTimer(time: number): void
-  registerProcessingTimeTimer(time: number): void
-  deleteEventTimeTimer(time: number): void
-  deleteProcessingTimeTimer(time: number): void
-}
-/** A side output of an operator, made by `outputTag(id)`. */
-export interface OutputTag<T> {
-  readonly id: string
-  readonly __type?: T
-}
-interface TimedContext<K extends Key, OUT> extends ProcessContext<K, OUT> {
-  readonly timestamp: number | undefined
-  readonly timers: TimerService
-  output<X>(tag: OutputTag<X>, record: X): void
-}
-interface TimerContext<K extends Key, OUT> extends TimedContext<K, OUT> {
-  readonly timeDomain: 'event-time' | 'processing-time'
-}
-// ----
 
 /** The record a window operator emits per firing unless `result` says otherwise. */
 export interface WindowResult<K extends Key, R> {
@@ -137,7 +115,7 @@ export class WindowedStream<T, K extends Key> {
    * perMinute.sideOutput(late).sink('late', fileSink({ path: 'late.ndjson' }))
    */
   lateOutput(tag: OutputTag<T>): WindowedStream<T, K> {
-    if (typeof tag !== 'object' || tag === null || typeof tag.id !== 'string') throw new JobDefinitionError('lateOutput needs an output tag, e.g. outputTag<Reading>("late")', this.keyed.job.name)
+    if (!isOutputTag(tag)) throw new JobDefinitionError('lateOutput needs an output tag, e.g. outputTag<Reading>("late")', this.keyed.job.name)
     if (this.assigner.domain !== 'event-time') throw new JobDefinitionError('lateOutput applies to event-time windows only; processing-time windows have no late records', this.keyed.job.name)
     return new WindowedStream(this.keyed, this.assigner, this.lateness, tag)
   }
@@ -211,7 +189,7 @@ export class WindowedStream<T, K extends Key> {
       state: logic.states,
       onTimer: (time, ctx) => logic.timer(time, ctx),
     }
-    return this.keyed.process(name, processOptions, (record, ctx) => logic.element(record, ctx as unknown as TimedContext<Key, unknown>)) as Stream<OUT>
+    return this.keyed.process(name, processOptions, (record, ctx) => logic.element(record, ctx)) as Stream<OUT>
   }
 }
 
@@ -273,7 +251,7 @@ export class WindowLogic {
     this.lastCtx = ctx
   }
 
-  element(record: unknown, ctx: TimedContext<Key, unknown>): void {
+  element(record: unknown, ctx: ProcessContext<Key, unknown>): void {
     let timestamp: number
     let watermark: number
     if (this.eventTime) {
@@ -332,7 +310,7 @@ export class WindowLogic {
    * object; older windows still open (kept for lateness, or records out of order across a
    * window's end) are in `windows`.
    */
-  private addTumbling(record: unknown, start: number, size: number, watermark: number, ctx: TimedContext<Key, unknown>): boolean {
+  private addTumbling(record: unknown, start: number, size: number, watermark: number, ctx: ProcessContext<Key, unknown>): boolean {
     const end = start + size
     if (this.eventTime && end - 1 + this.lateness <= watermark) return false
     const latest = this.latestEnd.value()
@@ -362,7 +340,7 @@ export class WindowLogic {
   }
 
   /** Adds `record` to its sliding windows that are not late; returns the key's new windows, or undefined if it went into none. */
-  private addSliding(record: unknown, timestamp: number, a: SlidingWindows, open: readonly OpenWindow[], watermark: number, ctx: TimedContext<Key, unknown>): readonly OpenWindow[] | undefined {
+  private addSliding(record: unknown, timestamp: number, a: SlidingWindows, open: readonly OpenWindow[], watermark: number, ctx: ProcessContext<Key, unknown>): readonly OpenWindow[] | undefined {
     let taken = false
     let next: OpenWindow[] | undefined
     for (let start = windowStart(timestamp, a.slideMs, a.offsetMs); start > timestamp - a.sizeMs; start -= a.slideMs) {
@@ -404,7 +382,7 @@ export class WindowLogic {
    * Adds `record` to the key's session that holds `[timestamp, timestamp + gap)`, merging the
    * sessions it joins; returns the key's new windows, or undefined if the record is late.
    */
-  private addToSession(record: unknown, timestamp: number, gap: number, open: readonly OpenWindow[], watermark: number, ctx: TimedContext<Key, unknown>): OpenWindow[] | undefined {
+  private addToSession(record: unknown, timestamp: number, gap: number, open: readonly OpenWindow[], watermark: number, ctx: ProcessContext<Key, unknown>): OpenWindow[] | undefined {
     const { window, merged } = mergeSession(open, { start: timestamp, end: timestamp + gap })
     const { start, end } = window
     // Late only if it joins no open session (an open one is not late, and the merge covers it).
@@ -432,7 +410,7 @@ export class WindowLogic {
     return next
   }
 
-  private registerTimers(end: number, watermark: number, ctx: TimedContext<Key, unknown>): void {
+  private registerTimers(end: number, watermark: number, ctx: ProcessContext<Key, unknown>): void {
     const timers = ctx.timers
     if (this.eventTime) {
       // A window whose end - 1 the watermark already passed fires with the record in hand (late
@@ -450,7 +428,7 @@ export class WindowLogic {
    * the merged session ending at `mergedEnd`) needs the same time: one timer per key and time
    * serves every window due then.
    */
-  private deleteTimers(end: number, others: readonly OpenWindow[], mergedEnd: number, ctx: TimedContext<Key, unknown>): void {
+  private deleteTimers(end: number, others: readonly OpenWindow[], mergedEnd: number, ctx: ProcessContext<Key, unknown>): void {
     const ends = (e: number) => e === mergedEnd || find(others, e) >= 0
     const needed = (time: number) => ends(time + 1) || (this.lateness > 0 && ends(time + 1 - this.lateness))
     const timers = ctx.timers
@@ -461,7 +439,7 @@ export class WindowLogic {
   }
 
   /** The value of a window that `record` opens. */
-  private first(record: unknown, ctx: TimedContext<Key, unknown>): unknown {
+  private first(record: unknown, ctx: ProcessContext<Key, unknown>): unknown {
     const c = this.spec.contents
     if (c.kind === 'reduce') return record
     if (c.kind === 'aggregate') return this.checked(c.aggregator.add(this.checked(c.aggregator.createAccumulator(), ctx), record), ctx)
@@ -469,7 +447,7 @@ export class WindowLogic {
   }
 
   /** Folds `record` into a window's value. */
-  private fold(value: unknown, record: unknown, ctx: TimedContext<Key, unknown>): unknown {
+  private fold(value: unknown, record: unknown, ctx: ProcessContext<Key, unknown>): unknown {
     const c = this.spec.contents
     if (c.kind === 'reduce') return this.checked(c.reduce(value, record), ctx)
     if (c.kind === 'aggregate') return this.checked(c.aggregator.add(value, record), ctx)
@@ -477,7 +455,7 @@ export class WindowLogic {
   }
 
   /** Combines the values of two merging sessions, the earlier first. */
-  private combine(a: unknown, b: unknown, ctx: TimedContext<Key, unknown>): unknown {
+  private combine(a: unknown, b: unknown, ctx: ProcessContext<Key, unknown>): unknown {
     const c = this.spec.contents
     if (c.kind === 'reduce') return this.checked(c.reduce(a, b), ctx)
     if (c.kind === 'aggregate') return this.checked(c.aggregator.merge!(a, b), ctx)
@@ -485,7 +463,7 @@ export class WindowLogic {
   }
 
   /** Fails with `AsyncUserCodeError` if user code returned a promise. */
-  private checked<V>(value: V, ctx: TimedContext<Key, unknown>): V {
+  private checked<V>(value: V, ctx: ProcessContext<Key, unknown>): V {
     if (typeof value === 'object' && value !== null) {
       const error = asyncResultError(value, this.spec.operator, ctx.instance, ctx.key)
       if (error !== undefined) throw error
@@ -493,7 +471,7 @@ export class WindowLogic {
     return value
   }
 
-  private fire(start: number, end: number, stored: unknown, ctx: TimedContext<Key, unknown>): void {
+  private fire(start: number, end: number, stored: unknown, ctx: ProcessContext<Key, unknown>): void {
     const c = this.spec.contents
     const window: TimeWindow = { start, end }
     let value: unknown

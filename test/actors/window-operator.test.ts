@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { Key } from '../../actors/key-groups.ts'
-import type { OutputTag, WindowAggregator, WindowContents } from '../../actors/window-operator.ts'
+import type { WindowAggregator, WindowContents } from '../../actors/window-operator.ts'
 import {
   eventTimeSessionWindows,
   processingTimeSessionWindows,
@@ -15,10 +15,10 @@ import {
   type TimeWindow,
 } from '../../actors/windows.ts'
 import { WindowHarness } from '../support/window-harness.ts'
-import { generatorSource, job } from '../../index.ts'
+import { generatorSource, job, outputTag } from '../../index.ts'
 
 const sum: WindowContents = { kind: 'reduce', reduce: (a, b) => (a as number) + (b as number) }
-const late: OutputTag<unknown> = { id: 'late' }
+const late = outputTag<unknown>('late')
 
 interface Out {
   key: Key

@@ -9,7 +9,8 @@
 import { HeapKeyedBackend } from '../../actors/heap-backend.ts'
 import { keyGroupOf, type Key } from '../../actors/key-groups.ts'
 import type { StateDescriptor } from '../../actors/state.ts'
-import { WindowLogic, type OutputTag, type WindowContents } from '../../actors/window-operator.ts'
+import type { OutputTag } from '../../actors/side-outputs.ts'
+import { WindowLogic, type WindowContents } from '../../actors/window-operator.ts'
 import type { TimeWindow, WindowAssigner } from '../../actors/windows.ts'
 
 const MAX_P = 8
