@@ -5,13 +5,12 @@
  * its firing and clean-up are timers, so checkpoints, restores and rescaling need nothing of
  * their own.
  *
- * State of a window operator, per key:
+ * State of a window operator, per key (docs/architecture.md section 16):
  * * `windows`: value state, the key's open windows `{ start, end, value }` (`value`: the reduced
- *   value or accumulator of `reduce` and `aggregate`). A key has few open windows (one or two
- *   tumbling windows, `size / slide` sliding ones), so one small array read and written per
- *   record costs less than a map per key; it is replaced, never changed in place, which is what
- *   copy-on-write snapshots need. A key's windows differ in their end: tumbling and sliding
- *   windows have one size, and sessions are apart.
+ *   value or accumulator of `reduce` and `aggregate`), replaced, never changed in place, which is
+ *   what copy-on-write snapshots need;
+ * * `window-end`, `window-value` (tumbling only): the key's latest window, apart from `windows`,
+ *   so the usual record reads and writes primitives;
  * * `window-elements` (`process`): list state of `[timestamp, record]`, each record once however
  *   many windows hold it, a window's records being those with `start <= timestamp < end`.
  *
@@ -26,7 +25,6 @@ import type { Key } from './key-groups.ts'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
 import { isWindowAssigner, mergeSession, windowStart, type SlidingWindows, type TimeWindow, type TumblingWindows, type WindowAssigner } from './windows.ts'
-
 
 /** The record a window operator emits per firing unless `result` says otherwise. */
 export interface WindowResult<K extends Key, R> {
