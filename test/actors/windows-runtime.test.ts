@@ -228,3 +228,43 @@ t.test('processing-time windows - fire by the clock; the ones open at the end of
   t.equal(out.reduce((s, r) => s + r.value, 0), 55, 'every record is in a fired window')
   t.ok(out.every((r) => r.window.end - r.window.start === 1_000))
 })
+
+t.test('user code in windows - a throw (of anything) fails the job with UserCodeError naming the operator and key; a promise with AsyncUserCodeError', async (t) => {
+  const evs = [{ key: 'a', time: 1, value: 1 }, { key: 'a', time: 2, value: 2 }]
+  const store = fixture(t)
+  const throwing = job('throws')
+  throwing
+    .source('in', listSource(evs), { watermarks: byTime(0) })
+    .keyBy((e) => e.key)
+    .window(tumblingEventTimeWindows(10))
+    .reduce('w', () => {
+      throw 'not an error'
+    })
+    .sink('out', arraySink([]))
+  await t.rejects(runJob(throwing, quiet(store)), { name: 'JobFailedError', cause: { name: 'UserCodeError', operator: 'w', key: 'a', message: /operator w\[0\] key "a": user code threw: .*not an error/ } })
+  const asyncJob = job('async-window')
+  asyncJob
+    .source('in', listSource(evs), { watermarks: byTime(0) })
+    .keyBy((e) => e.key)
+    .window(tumblingEventTimeWindows(10))
+    .aggregate('w', { createAccumulator: () => 0, add: (a: number) => a, getResult: () => Promise.resolve(1) })
+    .sink('out', arraySink([]))
+  await t.rejects(runJob(asyncJob, quiet(store)), { name: 'AsyncUserCodeError', operator: 'w', key: 'a' }, 'terminal: not retried, not wrapped')
+})
+
+t.test('a snapshot taken before the job had windows - restores, and the new window operator starts empty', async (t) => {
+  const store = fixture(t)
+  const first = events({ records: 2_000, keys: 5, stepMs: 10, disorderMs: 0 })
+  const define = (withWindows: boolean, out: WindowResult<string, number>[]) => {
+    const j = job('grows')
+    const keyed = j.source('in', listSource(first), { watermarks: byTime(0) }).keyBy((e) => e.key)
+    keyed.process('pass', {}, () => {})
+    if (withWindows) keyed.window(tumblingEventTimeWindows(1_000)).aggregate('sums', sumOf).sink('out', arraySink(out))
+    return j
+  }
+  await runJob(define(false, []), quiet(store, { checkpoints: { intervalMs: 20 } }))
+  const out: WindowResult<string, number>[] = []
+  const result = await runJob(define(true, out), quiet(store, { restore: 'latest' }))
+  t.equal(result.status, 'finished')
+  t.same(out, [], 'the source resumed at its end: no records, no windows, no error')
+})
