@@ -264,3 +264,43 @@ t.test('definition - mistakes fail at once with JobDefinitionError, saying what 
   ]
   for (const [what, define, message] of cases) t.throws(define, { name: 'JobDefinitionError', message }, what)
 })
+
+t.test('tumbling - records out of order across a window end go to the right one of the open windows', async (t) => {
+  const h = new WindowHarness({ assigner: tumblingEventTimeWindows(10), contents: sum })
+  for (const [v, ts] of [
+    [1, 12],
+    [2, 5],
+    [4, 15],
+    [8, 3],
+    [16, 25],
+    [32, 9],
+  ] as const) h.element('a', v, ts)
+  t.same(h.pendingTimers('event-time'), [9, 19, 29])
+  h.advanceWatermark(9)
+  t.same(h.out.map(fmt), ['a[0,10)=42'])
+  h.advanceWatermark(19)
+  t.same(h.out.map(fmt), ['a[0,10)=42', 'a[10,20)=5'])
+  h.end()
+  t.same(h.out.map(fmt), ['a[0,10)=42', 'a[10,20)=5', 'a[20,30)=16'])
+  t.equal(h.backend.keyCount(), 0)
+})
+
+t.test('session windows with allowed lateness - a late record bridging a fired session and a new one fires the merged session at once', async (t) => {
+  const h = new WindowHarness({ assigner: eventTimeSessionWindows(10), contents: sum, lateness: 100, lateTag: late })
+  h.element('a', 1, 0) // [0, 10)
+  h.advanceWatermark(22)
+  t.same(h.out.map(fmt), ['a[0,10)=1'])
+  h.element('a', 2, 25) // [25, 35): not due yet
+  h.element('a', 4, 12) // [12, 22) touches neither [0, 10) nor [25, 35); its end - 1 is behind the watermark
+  t.same(h.out.map(fmt), ['a[0,10)=1', 'a[12,22)=4'], 'a new session already past its end fires at once')
+  h.element('a', 8, 9) // [9, 19) bridges [0, 10) and [12, 22): [0, 22), due
+  t.same(h.out.map(fmt), ['a[0,10)=1', 'a[12,22)=4', 'a[0,22)=13'])
+  h.advanceWatermark(34)
+  t.same(h.out.map(fmt).slice(3), ['a[25,35)=2'])
+  h.advanceWatermark(121) // clean-up of [0, 22) at 21 + 100
+  h.element('a', 100, 5)
+  t.same(h.side.get('late'), [100], 'past the lateness: late')
+  h.end()
+  t.equal(h.backend.keyCount(), 0)
+  t.same(h.pendingTimers('event-time'), [])
+})
