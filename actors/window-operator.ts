@@ -172,6 +172,9 @@ export class WindowedStream<T, K extends Key> {
 
   private build<OUT>(name: string, contents: WindowContents, options: WindowOptions<K, never, OUT>): Stream<OUT> {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('window options must be an object', this.keyed.job.name, name)
+    for (const k of Object.keys(options)) {
+      if (k !== 'parallelism' && k !== 'result') throw new JobDefinitionError(`unknown window option ${k} (known: parallelism, result)`, this.keyed.job.name, name)
+    }
     const { result, ...rest } = options as WindowOptions<Key, unknown, unknown>
     if (result !== undefined) this.checkFunction(result, 'result must be a function (key, window, value) => record', name)
     const logic = new WindowLogic({

@@ -260,6 +260,7 @@ t.test('definition - mistakes fail at once with JobDefinitionError, saying what 
     ['merge that is not a function', () => keyed().window(tumbling).aggregate('w', { ...add, merge: 1 } as never), /merge must be a function/],
     ['process without a function', () => keyed().window(tumbling).process('w', 'f' as never), /process needs a window function \(key, window, records\) => value/],
     ['result that is not a function', () => keyed().window(tumbling).reduce('w', (a) => a, { result: 1 as never }), /result must be a function \(key, window, value\) => record/],
+    ['an unknown option', () => keyed().window(tumbling).reduce('w', (a) => a, { state: {} } as never), /unknown window option state \(known: parallelism, result\)/],
     ['options that are not an object', () => keyed().window(tumbling).reduce('w', (a) => a, null as never), /window options must be an object/],
   ]
   for (const [what, define, message] of cases) t.throws(define, { name: 'JobDefinitionError', message }, what)
