@@ -14,6 +14,7 @@ export type {
   SourceSpec,
   ProcessSpec,
   SinkSpec,
+  OperatorProcessSpec,
   EdgeSpec,
   Partitioning,
   Transform,
@@ -37,6 +38,10 @@ export type {
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
 } from './actors/state.ts'
+export { operatorListState, splitEvenly, redistribute } from './actors/operator-state.ts'
+export type { Distribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
+export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'
+export type { ReadOnlyBroadcastState, KeyedBroadcastContext, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/broadcast-state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'

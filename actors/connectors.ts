@@ -31,6 +31,18 @@ export interface SourceReader<T> {
 /** A replayable source of records; the runtime creates one reader per instance. */
 export interface Source<T> {
   readonly kind: string
+  /**
+   * True if the source's work is a set of splits that any instance can read (docs/architecture.md
+   * section 13a). Then `offset()` must return an array, one element per split the instance holds
+   * (the split's state: which split, and where to resume in it), and on a restore the runtime
+   * concatenates the arrays of all old instances, splits them evenly over the new ones (as
+   * operator list state with `split` distribution) and hands each instance its share, possibly
+   * empty, to `restore()`; a reader that was restored reads only the splits it was given. So the
+   * source can restore with another parallelism. Other sources keep their parallelism across a
+   * restore (changing it is refused with an `IncompatibleSnapshotError`).
+   * @default false
+   */
+  readonly rescalable?: boolean
   open(ctx: ConnectorContext): SourceReader<T> | Promise<SourceReader<T>>
 }
 

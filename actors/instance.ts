@@ -15,6 +15,8 @@ import type { Key, KeyGroupRange } from './key-groups.ts'
 import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
 import type { StateDescriptor } from './state.ts'
+import { BroadcastStates } from './broadcast-state.ts'
+import { encodeOperatorChunk, sourceChunk } from './operator-state.ts'
 
 /** What an instance reports to the runtime that hosts it. */
 export interface InstanceHost {
@@ -134,8 +136,9 @@ export class SourceInstance extends Instance {
     this.barriers.push(id)
   }
 
+  /** The offset, encoded now as an operator chunk (docs/architecture.md section 13a). */
   protected override operatorState(): unknown {
-    return this.reader.offset()
+    return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
 
   step(budget: number): number {
@@ -158,7 +161,7 @@ export class SourceInstance extends Instance {
 }
 
 /** Shared input handling of operators with input channels. */
-abstract class ConsumingInstance extends Instance {
+export abstract class ConsumingInstance extends Instance {
   private readonly aligner: BarrierAligner
   private nextChannel = 0
 
@@ -213,6 +216,8 @@ abstract class ConsumingInstance extends Instance {
 
 class Context implements ProcessContext<Key, unknown> {
   key: Key = ''
+  /** Set on a keyed operator connected to a broadcast stream (actors/broadcast-state.ts). */
+  broadcast: BroadcastStates | undefined
   private lastDescriptor: StateDescriptor | undefined
   private lastHandle: unknown
 
@@ -235,6 +240,12 @@ class Context implements ProcessContext<Key, unknown> {
     }
     return this.lastHandle as never
   }
+
+  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 13b). */
+  broadcastState(descriptor: unknown): unknown {
+    if (this.broadcast === undefined) throw new JobDefinitionError('ctx.broadcastState: this operator is not connected to a broadcast stream (keyed.connect(stream.broadcast(state)))', undefined, this.operator)
+    return this.broadcast.readOnly(descriptor)
+  }
 }
 
 /** A keyed operator instance: user functions over the key groups of its range. */
@@ -242,19 +253,28 @@ export class ProcessInstance extends ConsumingInstance {
   private readonly keyed: HeapKeyedBackend
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
+  /** The broadcast states, if input 1 is a broadcast stream. */
+  readonly broadcast: BroadcastStates | undefined
 
   constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false) {
     super(spec, index, inputs, outputs, host, mode)
     this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState })
     this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
     this.fns = spec.fns
+    if (spec.broadcast !== undefined) this.ctx.broadcast = this.broadcast = new BroadcastStates(spec.broadcast, spec.uid, index, this.emitAll, strictState)
   }
 
   override get backend(): HeapKeyedBackend {
     return this.keyed
   }
 
+  /** The broadcast states, encoded now as an operator chunk. */
+  protected override operatorState(): unknown {
+    return this.broadcast === undefined ? undefined : encodeOperatorChunk({ broadcast: this.broadcast.snapshot() })
+  }
+
   protected process(batch: RecordBatch, input: number): void {
+    if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records)
     const fn = this.fns[input]!
     const { records, keys, groups } = batch
     const backend = this.keyed

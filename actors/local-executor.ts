@@ -6,7 +6,6 @@
 import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
 import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
-import { cborSerde } from '../persistence/serde.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
 import { LocalChannel } from './channel.ts'
@@ -25,6 +24,8 @@ import type { JobGraph } from './job.ts'
 import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
+import { OperatorProcessInstance } from './operator-process-instance.ts'
+import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk } from './operator-state.ts'
 import type { Watchdog } from './watchdog.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
@@ -76,14 +77,13 @@ interface Upload {
   operatorState: unknown
 }
 
-const operatorCodec = cborSerde<unknown>()
 /**
  * The data of an empty key group, or of a source without an offset. Written anyway, so the
  * snapshot's manifest lists every key group and instance and a missing chunk is always noticed.
  */
 const EMPTY_CHUNK = new Uint8Array(0)
-/** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
-export const OPERATOR_CHUNK_FORMAT = 1
+/** Format of an operator-state chunk: see actors/operator-state.ts. */
+export { OPERATOR_CHUNK_FORMAT }
 /**
  * Channel items (batches) an instance takes per turn: few, so a turn stays short with large
  * state and the slice deadline is checked often.
@@ -167,7 +167,9 @@ export class LocalExecutor implements InstanceHost {
           const inst =
             op.kind === 'process'
               ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
-              : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
+              : op.kind === 'operator-process'
+                ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
+                : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
           this.consumers.push(inst)
           this.instances.push(inst)
         }
@@ -185,10 +187,26 @@ export class LocalExecutor implements InstanceHost {
     const job = this.options.graph.name
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
+    // The operator chunks of every old instance of an operator, decoded once: on a rescale an
+    // instance's operator state comes from all of them (docs/architecture.md section 13a).
+    const operatorChunks = new Map<string, Promise<(OperatorChunk | undefined)[]>>()
+    const oldChunks = (uid: string) => {
+      let p = operatorChunks.get(uid)
+      if (p === undefined) {
+        p = store.readChunks(job, id, { operatorUid: uid, kind: 'operator' }).then((chunks) => {
+          const out: (OperatorChunk | undefined)[] = []
+          for (const c of chunks) out[c.index] = decodeOperatorChunk(c.format, c.data)
+          return Array.from(out)
+        })
+        operatorChunks.set(uid, p)
+      }
+      return p
+    }
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
       const read = (filter: ChunkFilter) => store.readChunks(job, id, filter)
+      const parallelism = inst.spec.parallelism
       try {
         if (inst instanceof ProcessInstance) {
           const { start, end } = inst.backend.range
@@ -197,9 +215,13 @@ export class LocalExecutor implements InstanceHost {
             if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
             if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
           }
+          inst.broadcast?.restore(await oldChunks(uid), inst.index)
         } else if (inst instanceof SourceInstance) {
-          const [chunk] = await read({ operatorUid: uid, kind: 'operator', indexes: [inst.index] })
-          if (chunk !== undefined && chunk.data.byteLength > 0) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
+          const rescalable = inst.spec.kind === 'source' && inst.spec.source.rescalable === true
+          const restored = sourceRestoreOffset(await oldChunks(uid), inst.index, parallelism, rescalable)
+          if (restored !== undefined) await inst.reader.restore?.(restored.offset)
+        } else if (inst instanceof OperatorProcessInstance) {
+          inst.lists.restore(await oldChunks(uid), inst.index, parallelism)
         }
       } catch (err) {
         if (err instanceof MisplacedKeyError) {
@@ -308,8 +330,9 @@ export class LocalExecutor implements InstanceHost {
         if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'keyed', index: range.start + i, format: KEYED_CHUNK_FORMAT, data: EMPTY_CHUNK })
       }
     }
-    if (up.instance instanceof SourceInstance) {
-      const data = up.operatorState === undefined ? EMPTY_CHUNK : operatorCodec.encode(up.operatorState)
+    if (writesOperatorChunk(up.instance.spec)) {
+      // Encoded by the instance when it took the snapshot (actors/operator-state.ts).
+      const data = up.operatorState instanceof Uint8Array ? up.operatorState : EMPTY_CHUNK
       chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data })
     }
     const written = store === undefined || chunks.length === 0 ? Promise.resolve(0) : store.writeChunks(graph.name, up.id, chunks)
