@@ -33,7 +33,7 @@ export interface Source<T> {
   readonly kind: string
   /**
    * True if the source's work is a set of splits that any instance can read (docs/architecture.md
-   * section 13a). Then `offset()` must return an array, one element per split the instance holds
+   * section 14). Then `offset()` must return an array, one element per split the instance holds
    * (the split's state: which split, and where to resume in it), and on a restore the runtime
    * concatenates the arrays of all old instances, splits them evenly over the new ones (as
    * operator list state with `split` distribution) and hands each instance its share, possibly

@@ -136,7 +136,7 @@ export class SourceInstance extends Instance {
     this.barriers.push(id)
   }
 
-  /** The offset, encoded now as an operator chunk (docs/architecture.md section 13a). */
+  /** The offset, encoded now as an operator chunk (docs/architecture.md section 14). */
   protected override operatorState(): unknown {
     return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
@@ -241,7 +241,7 @@ class Context implements ProcessContext<Key, unknown> {
     return this.lastHandle as never
   }
 
-  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 13b). */
+  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 14). */
   broadcastState(descriptor: unknown): unknown {
     if (this.broadcast === undefined) throw new JobDefinitionError('ctx.broadcastState: this operator is not connected to a broadcast stream (keyed.connect(stream.broadcast(state)))', undefined, this.operator)
     return this.broadcast.readOnly(descriptor)

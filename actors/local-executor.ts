@@ -188,7 +188,7 @@ export class LocalExecutor implements InstanceHost {
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
     // The operator chunks of every old instance of an operator, decoded once: on a rescale an
-    // instance's operator state comes from all of them (docs/architecture.md section 13a).
+    // instance's operator state comes from all of them (docs/architecture.md section 14).
     const operatorChunks = new Map<string, Promise<(OperatorChunk | undefined)[]>>()
     const oldChunks = (uid: string) => {
       let p = operatorChunks.get(uid)
