@@ -278,3 +278,25 @@ t.test('SIGKILL - broadcast state restored at the same parallelism, then with 2 
   t.equal(states.length, 3)
   for (let i = 0; i < 3; i++) t.equal(states[i]!.length, gen.keys, `instance ${i} holds every rule`)
 })
+
+t.test('broadcast - processBroadcast that throws a non-Error or returns a promise fails the job clearly', async (t) => {
+  const ts = embeddedTestStore()
+  t.teardown(() => ts.cleanup())
+  await ts.store.open()
+  const bc = mapState<string, number>('bc')
+  const run = (processBroadcast: () => unknown) => {
+    const j = job('bc-bad')
+    const b = j.source('rules', generatorSource({ records: 3, keys: 1 })).broadcast(bc)
+    j.source('in', generatorSource({ records: 10, keys: 3 }))
+      .keyBy((r) => r.key)
+      .connect(b)
+      .process('p', { parallelism: 2 }, { processElement: () => {}, processBroadcast: processBroadcast as () => void })
+    return runJob(j, quiet(ts.store))
+  }
+  const thrown = await failure(run(() => {
+    throw { code: 42 }
+  }))
+  t.match(thrown.message, /operator p\[\d\]/)
+  t.match(thrown.message, /code/)
+  t.match((await failure(run(() => Promise.resolve()))).message, /promise/i)
+})

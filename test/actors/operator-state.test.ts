@@ -253,3 +253,39 @@ t.test('non-keyed process - an undeclared state, a throw and an async result fai
   t.match(thrown.message, /operator p\[0\]/)
   t.match((await failure(run(() => Promise.resolve()))).message, /promise/i)
 })
+
+t.test('compatibility - a snapshot whose source offset is a format 1 chunk (written before operator state) restores', async (t) => {
+  const ts = embeddedTestStore()
+  t.teardown(() => ts.cleanup())
+  await ts.store.open()
+  const name = 'format-1'
+  const gen = { records: 1_000, keys: 5, seed: 2 }
+  const total = valueState<number>('total', { default: 0 })
+  const counting = job(name, { maxParallelism: 4 })
+  counting
+    .source('in', generatorSource(gen))
+    .keyBy((r) => r.key)
+    .process('count', { state: { total } }, (_r, ctx) => ctx.state(total).update(ctx.state(total).value() + 1))
+  // A snapshot as the previous release wrote it: the source's offset as plain CBOR, format 1.
+  const lease = await ts.store.acquireLease(name)
+  await ts.store.beginSnapshot({
+    job: name,
+    id: 1,
+    kind: 'checkpoint',
+    attempt: 1,
+    triggeredAt: Date.now(),
+    layout: { maxParallelism: 4, operators: [{ uid: 'in', parallelism: 1, chunks: ['operator'] }, { uid: 'count', parallelism: 1, chunks: ['keyed'] }] },
+  })
+  await ts.store.writeChunks(name, 1, [
+    { operatorUid: 'in', kind: 'operator', index: 0, format: 1, data: cborSerde().encode(600) },
+    ...[0, 1, 2, 3].map((g) => ({ operatorUid: 'count', kind: 'keyed' as const, index: g, format: 1, data: new Uint8Array(0) })),
+  ])
+  await ts.store.completeSnapshot(name, 1, { completedAt: Date.now(), durationMs: 1 })
+  await lease.release()
+  const result = await runJob(counting, quiet(ts.store, { checkpoints: { intervalMs: 50 }, restore: 'latest' }))
+  t.equal(result.status, 'finished')
+  const got = [...(await readSnapshotState(ts.store, name, 'count', 'total')).values()].reduce((a: number, b) => a + (b as number), 0)
+  t.equal(got, gen.records - 600, 'the source resumed at the offset of the old chunk')
+  const chunks = await ts.store.readChunks(name, result.lastCheckpoint!.id, { operatorUid: 'in', kind: 'operator' })
+  t.equal(chunks[0]!.format, OPERATOR_CHUNK_FORMAT, 'new snapshots are written in the current format')
+})
