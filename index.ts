@@ -38,8 +38,8 @@ export type {
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
 } from './actors/state.ts'
-export { operatorListState, splitEvenly, redistribute } from './actors/operator-state.ts'
-export type { Distribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
+export { operatorListState } from './actors/operator-state.ts'
+export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
 export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'
 export type { ReadOnlyBroadcastState, KeyedBroadcastContext, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/broadcast-state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'

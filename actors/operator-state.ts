@@ -21,7 +21,7 @@ import { deepFreeze, unserializableIn } from './state-checks.ts'
 import type { ListState } from './state.ts'
 
 /** How an operator list state is handed out on restore: see {@link operatorListState}. */
-export type Distribution = 'split' | 'union'
+export type OperatorStateDistribution = 'split' | 'union'
 
 /** Options of {@link operatorListState}. */
 export interface OperatorListStateOptions<T> {
@@ -31,7 +31,7 @@ export interface OperatorListStateOptions<T> {
    * concatenation.
    * @default 'split'
    */
-  distribution?: Distribution
+  distribution?: OperatorStateDistribution
   /** How each element is written into snapshots. @default CBOR (cbor-x) */
   serde?: Serde<T>
 }
@@ -40,7 +40,7 @@ export interface OperatorListStateOptions<T> {
 export interface OperatorListStateDescriptor<T> {
   readonly kind: 'operator-list'
   readonly name: string
-  readonly distribution: Distribution
+  readonly distribution: OperatorStateDistribution
   readonly serde: Serde<unknown> | undefined
   /** Type marker only. */
   readonly __type?: T
@@ -144,7 +144,7 @@ export function splitEvenly<T>(items: readonly T[], parts: number): T[][] {
  * The lists the `parallelism` new instances get from the lists of the old instances (`old[i]` of
  * old instance `i`). `split` at the same parallelism keeps each instance's own list.
  */
-export function redistribute<T>(old: readonly (readonly T[])[], distribution: Distribution, parallelism: number): T[][] {
+export function redistribute<T>(old: readonly (readonly T[])[], distribution: OperatorStateDistribution, parallelism: number): T[][] {
   if (distribution === 'split' && old.length === parallelism) return old.map((l) => [...l])
   const all = old.flat() as T[]
   if (distribution === 'union') return Array.from({ length: parallelism }, () => [...all])
@@ -157,7 +157,7 @@ export function redistribute<T>(old: readonly (readonly T[])[], distribution: Di
 /** One operator list in a chunk: its elements as written (CBOR values, or bytes of its serde). */
 export interface OperatorListWire {
   name: string
-  distribution: Distribution
+  distribution: OperatorStateDistribution
   items: unknown[]
 }
 

@@ -23,6 +23,7 @@ import {
   type Source,
 } from '../../index.ts'
 import { decodeOperatorChunk } from '../../actors/operator-state.ts'
+import { BroadcastStates } from '../../actors/broadcast-state.ts'
 import { failure } from '../support/expect.ts'
 import { embeddedTestStore } from '../support/stores.ts'
 import { broadcastExpected, broadcastJob, count, sum } from '../support/broadcast.ts'
@@ -299,4 +300,30 @@ t.test('broadcast - processBroadcast that throws a non-Error or returns a promis
   t.match(thrown.message, /operator p\[\d\]/)
   t.match(thrown.message, /code/)
   t.match((await failure(run(() => Promise.resolve()))).message, /promise/i)
+})
+
+t.test('broadcast states - snapshot and restore: every new instance takes one old copy, at any parallelism, serde applied', async (t) => {
+  const json = { encode: (v: unknown) => new TextEncoder().encode(JSON.stringify(v)), decode: (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)) as { n: number } }
+  const plain = mapState<string, number>('plain')
+  const coded = mapState<string, { n: number }>('coded', { serde: json })
+  const spec = { states: [plain, coded] as never[], fn: (r: unknown, ctx: { broadcastState: (d: unknown) => MapState<string, unknown> }) => ctx.broadcastState(r === 'p' ? plain : coded).put(String(r), r === 'p' ? 1 : { n: 2 }) }
+  const make = (i: number) => new BroadcastStates(spec as never, 'op', i, () => {})
+  const a = make(0)
+  a.process(['p', 'c'])
+  const chunk = { broadcast: a.snapshot() }
+  t.ok(chunk.broadcast[1]!.entries[1] instanceof Uint8Array, 'a state with a serde is written with it')
+  for (const [oldP, newP] of [[1, 3], [3, 2], [2, 2]] as const) {
+    const old = Array.from({ length: oldP }, () => chunk)
+    for (let i = 0; i < newP; i++) {
+      const b = make(i)
+      b.restore(old, i)
+      t.same([...b.readOnly(plain).entries()], [['p', 1]], `${oldP} -> ${newP}, instance ${i}: plain state`)
+      t.same(b.readOnly(coded).get('c'), { n: 2 }, `${oldP} -> ${newP}, instance ${i}: state with a serde`)
+    }
+  }
+  const empty = make(0)
+  empty.restore([], 0)
+  empty.restore([undefined, {}], 1)
+  t.equal(empty.readOnly(plain).size(), 0, 'no broadcast state in the snapshot: empty, no error')
+  t.throws(() => make(0).restore([{ broadcast: [{ name: 'gone', entries: [] }] }], 0), /holds broadcast state "gone"/)
 })

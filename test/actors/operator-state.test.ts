@@ -13,16 +13,14 @@ import {
   listState,
   operatorListState,
   readSnapshotState,
-  redistribute,
   runJob,
-  splitEvenly,
   startJob,
   valueState,
   type GeneratorOptions,
   type RunOptions,
   type SnapshotStore,
 } from '../../index.ts'
-import { decodeOperatorChunk, encodeOperatorChunk, OPERATOR_CHUNK_FORMAT, sourceRestoreOffset, type OperatorChunk } from '../../actors/operator-state.ts'
+import { decodeOperatorChunk, encodeOperatorChunk, OPERATOR_CHUNK_FORMAT, redistribute, sourceRestoreOffset, splitEvenly, type OperatorChunk } from '../../actors/operator-state.ts'
 import { cborSerde } from '../../persistence/serde.ts'
 import type { ConnectorContext, SourceReader } from '../../actors/connectors.ts'
 import { failure } from '../support/expect.ts'
