@@ -2,6 +2,9 @@
  * The contracts of sources and sinks: the edges of a job where records enter and leave.
  */
 
+import type { OperatorListStateDescriptor } from './operator-state.ts'
+import type { ListState } from './state.ts'
+
 /** What a source or sink instance knows about itself. */
 export interface ConnectorContext {
   job: string
@@ -9,6 +12,12 @@ export interface ConnectorContext {
   /** This instance's index, `0 <= instance < parallelism`. */
   instance: number
   parallelism: number
+  /**
+   * Sinks that declare `operatorState`: the list of one of those states, this instance's share
+   * (docs/architecture.md section 14). The handle may be kept; it holds the restored list from the
+   * first `write()` on (`open()` runs before the restore).
+   */
+  operatorState?<T>(descriptor: OperatorListStateDescriptor<T>): ListState<T>
 }
 
 /** What `poll` reports: more records are ready, none are ready yet, or the input is exhausted. */
@@ -59,5 +68,11 @@ export interface SinkWriter<T> {
 /** Where records leave the job; the runtime creates one writer per instance. */
 export interface Sink<T> {
   readonly kind: string
+  /**
+   * Operator list states the writers keep (through `ctx.operatorState(d)`), snapshotted with every
+   * checkpoint and handed out again on a restore, with another parallelism too.
+   * @default none
+   */
+  readonly operatorState?: readonly OperatorListStateDescriptor<unknown>[]
   open(ctx: ConnectorContext): SinkWriter<T> | Promise<SinkWriter<T>>
 }

@@ -16,7 +16,7 @@ import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
 import type { StateDescriptor } from './state.ts'
 import { BroadcastStates } from './broadcast-state.ts'
-import { encodeOperatorChunk, sourceChunk } from './operator-state.ts'
+import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from './operator-state.ts'
 
 /** What an instance reports to the runtime that hosts it. */
 export interface InstanceHost {
@@ -303,8 +303,21 @@ export class ProcessInstance extends ConsumingInstance {
 
 /** A sink instance: hands batches to its writer. */
 export class SinkInstance extends ConsumingInstance {
-  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], host: InstanceHost, mode: CheckpointMode, readonly writer: SinkWriter<unknown>) {
+  constructor(
+    spec: OperatorSpec,
+    index: number,
+    inputs: readonly InputChannel[],
+    host: InstanceHost,
+    mode: CheckpointMode,
+    readonly writer: SinkWriter<unknown>,
+    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 14). */
+    readonly lists?: OperatorListStates,
+  ) {
     super(spec, index, inputs, [], host, mode)
+  }
+
+  protected override operatorState(): unknown {
+    return this.lists === undefined ? undefined : encodeOperatorChunk({ lists: this.lists.snapshot() })
   }
 
   protected process(batch: RecordBatch): void {

@@ -7,7 +7,7 @@ import { JobDefinitionError } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
 import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
 import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
-import { checkOperatorStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
+import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
 
 /** What user code sees while it processes a record of a keyed stream. */
 export interface ProcessContext<K extends Key, OUT> {
@@ -253,6 +253,7 @@ export class JobBuilder {
   /** @internal */
   addSink(name: string, sink: Sink<unknown>, options: OperatorOptions, branches: Branch[]): void {
     if (typeof sink?.open !== 'function') throw new JobDefinitionError('sink needs an object with open(), e.g. stdoutSink()', this.name, name)
+    checkSinkStates(sink.operatorState, this.name, name)
     const uid = this.checkName(name)
     const parallelism = this.parallelismOf(name, options)
     this.add({ kind: 'sink', uid, parallelism, sink })

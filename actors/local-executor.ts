@@ -20,12 +20,14 @@ import {
   SinkInstance,
   SourceInstance,
 } from './instance.ts'
-import type { JobGraph } from './job.ts'
+import type { JobGraph, SinkSpec } from './job.ts'
 import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
 import { OperatorProcessInstance } from './operator-process-instance.ts'
-import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk } from './operator-state.ts'
+import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from './operator-state.ts'
+import type { ConnectorContext } from './connectors.ts'
+import type { ListState } from './state.ts'
 import type { Watchdog } from './watchdog.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
@@ -169,12 +171,21 @@ export class LocalExecutor implements InstanceHost {
               ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
               : op.kind === 'operator-process'
                 ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
-                : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
+                : await this.openSink(op, i, ins, ctx)
           this.consumers.push(inst)
           this.instances.push(inst)
         }
       }
     }
+  }
+
+  /** Opens a sink instance's writer, with handles to its operator lists if it declares any. */
+  private async openSink(op: SinkSpec, i: number, ins: InputChannel[], ctx: ConnectorContext): Promise<SinkInstance> {
+    const declared = op.sink.operatorState ?? []
+    if (declared.length === 0) return new SinkInstance(op, i, ins, this, this.options.mode, await op.sink.open(ctx))
+    const lists = new OperatorListStates(declared, op.uid, this.options.strictState === true)
+    const operatorState = <T>(d: OperatorListStateDescriptor<T>): ListState<T> => lists.handle(d as OperatorListStateDescriptor<unknown>) as ListState<T>
+    return new SinkInstance(op, i, ins, this, this.options.mode, await op.sink.open({ ...ctx, operatorState }), lists)
   }
 
   /**
@@ -220,8 +231,8 @@ export class LocalExecutor implements InstanceHost {
           const rescalable = inst.spec.kind === 'source' && inst.spec.source.rescalable === true
           const restored = sourceRestoreOffset(await oldChunks(uid), inst.index, parallelism, rescalable)
           if (restored !== undefined) await inst.reader.restore?.(restored.offset)
-        } else if (inst instanceof OperatorProcessInstance) {
-          inst.lists.restore(await oldChunks(uid), inst.index, parallelism)
+        } else if (inst instanceof OperatorProcessInstance || (inst instanceof SinkInstance && inst.lists !== undefined)) {
+          inst.lists!.restore(await oldChunks(uid), inst.index, parallelism)
         }
       } catch (err) {
         if (err instanceof MisplacedKeyError) {

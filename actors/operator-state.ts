@@ -243,12 +243,21 @@ export function sourceRestoreOffset(old: readonly (OperatorChunk | undefined)[],
 /** True if `op` can restore with another parallelism than its snapshot was taken with. */
 export function canRescale(op: OperatorSpec): boolean {
   if (op.kind === 'source') return op.source.rescalable === true
+  if (op.kind === 'sink') return (op.sink.operatorState?.length ?? 0) > 0
   return op.kind === 'process' || op.kind === 'operator-process'
 }
 
 /** True if every instance of `op` writes an operator chunk into every snapshot. */
 export function writesOperatorChunk(op: OperatorSpec): boolean {
+  if (op.kind === 'sink') return (op.sink.operatorState?.length ?? 0) > 0
   return op.kind === 'source' || op.kind === 'operator-process' || (op.kind === 'process' && op.broadcast !== undefined)
+}
+
+/** Checks `Sink.operatorState`: an array of operator list state descriptors with distinct names. */
+export function checkSinkStates(states: unknown, job: string, operator: string): void {
+  if (states === undefined) return
+  if (!Array.isArray(states)) throw new JobDefinitionError('sink operatorState must be an array of operatorListState(...) descriptors', job, operator)
+  checkOperatorStates(Object.fromEntries(states.map((d: unknown, i) => [String(i), d])), job, operator)
 }
 
 // ---------------------------------------------------------------------------------------------

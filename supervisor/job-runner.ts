@@ -318,7 +318,7 @@ class JobRunner {
         const why =
           now.kind === 'source'
             ? `source ${op.uid} (${now.source.kind}) cannot be rescaled: its readers' positions cannot be handed to other instances (a source that can declares rescalable: true, e.g. generatorSource with splits)`
-            : 'only keyed operators, non-keyed process operators and rescalable sources can be rescaled'
+            : 'only keyed operators, non-keyed process operators, rescalable sources and sinks with operator state can be rescaled'
         throw new IncompatibleSnapshotError(`parallelism of ${op.uid} changed from ${op.parallelism} to ${now.parallelism}; ${why}. Set its parallelism back to ${op.parallelism}`, job, s.id, op.uid)
       }
     }

@@ -18,6 +18,7 @@ import {
   valueState,
   type GeneratorOptions,
   type RunOptions,
+  type Sink,
   type SnapshotStore,
 } from '../../index.ts'
 import { decodeOperatorChunk, encodeOperatorChunk, OPERATOR_CHUNK_FORMAT, redistribute, sourceRestoreOffset, splitEvenly, type OperatorChunk } from '../../actors/operator-state.ts'
@@ -286,4 +287,45 @@ t.test('compatibility - a snapshot whose source offset is a format 1 chunk (writ
   t.equal(got, gen.records - 600, 'the source resumed at the offset of the old chunk')
   const chunks = await ts.store.readChunks(name, result.lastCheckpoint!.id, { operatorUid: 'in', kind: 'operator' })
   t.equal(chunks[0]!.format, OPERATOR_CHUNK_FORMAT, 'new snapshots are written in the current format')
+})
+
+t.test("sink operator state - a writer's lists survive a restore at sink parallelism 2 -> 3, exactly", async (t) => {
+  const ts = embeddedTestStore()
+  t.teardown(() => ts.cleanup())
+  await ts.store.open()
+  const name = 'sink-state'
+  const gen = { records: 20_000, keys: 10, seed: 5, splits: 4, ratePerSecond: 20_000 }
+  const written = operatorListState<number>('written')
+  const firstWrites: number[][] = []
+  const recordingSink: Sink<{ seq: number }> = {
+    kind: 'recording',
+    operatorState: [written as never],
+    open(ctx) {
+      const list = ctx.operatorState!(written)
+      let first = true
+      return {
+        write(records) {
+          if (first) firstWrites[ctx.instance] = [...list.get()]
+          first = false
+          for (const r of records) list.add(r.seq)
+        },
+      }
+    },
+  }
+  const sinkJob = (parallelism: number) => {
+    const j = job(name)
+    j.source('in', generatorSource(gen), { parallelism: 2 }).sink('out', recordingSink, { parallelism })
+    return j
+  }
+  const checkpoints = { intervalMs: 20 }
+  const first = startJob(sinkJob(2), quiet(ts.store, { checkpoints }))
+  await cancelAfterCheckpoint(t, first, ts.store, name, 200)
+  firstWrites.length = 0
+  const result = await runJob(sinkJob(3), quiet(ts.store, { checkpoints, restore: 'latest' }))
+  t.equal(result.status, 'finished')
+  t.ok(firstWrites.some((l) => l !== undefined && l.length > 0), 'the writers saw their restored share before their first write')
+  const lists = await operatorLists(ts.store, name, 'out', 'written')
+  t.equal(lists.length, 3)
+  t.same((lists.flat() as number[]).sort((a, b) => a - b), Array.from({ length: gen.records }, (_, i) => i), 'the lists hold every record exactly once')
+  t.throws(() => job('bad-sink').source('in', generatorSource(gen)).sink('x', { ...recordingSink, operatorState: [valueState('v')] as never }), /not an operator state descriptor/)
 })
