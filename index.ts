@@ -29,6 +29,9 @@ export type {
   Aggregator,
   StateDescriptor,
   StateOptions,
+  StateTtlOptions,
+  StateTtl,
+  StateTtlUpdate,
   StateHandle,
   StateKind,
   DescriptorBase,
@@ -51,6 +54,8 @@ export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_M
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
 export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, MisplacedKeyError } from './actors/errors.ts'
 export type { BadLineReason } from './actors/errors.ts'
+export { systemClock } from './actors/clock.ts'
+export type { Clock } from './actors/clock.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'
 

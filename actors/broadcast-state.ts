@@ -1,5 +1,5 @@
 /**
- * Broadcast state, as in Flink (docs/architecture.md section 14): a low-volume stream (rules,
+ * Broadcast state, as in Flink (docs/architecture.md section 15): a low-volume stream (rules,
  * model parameters) is broadcast to every instance of a keyed operator, which keeps it in map
  * states replicated on each instance. Only the broadcast side writes them (every instance runs
  * the same function on the same records, so the copies stay equal); the keyed side reads them.
@@ -66,6 +66,8 @@ export function checkBroadcastStates(descriptors: readonly unknown[], job: strin
     const kind = (d as { kind?: unknown })?.kind
     if (kind !== 'map') throw new JobDefinitionError(`broadcast state must be map state (mapState(...)), got ${typeof kind === 'string' ? `${kind} state` : describeValue(d)}`, job)
     const m = d as MapStateDescriptor<unknown, unknown>
+    // As in Flink: a copy that expired on one instance and not yet on another would differ.
+    if (m.ttl !== undefined) throw new JobDefinitionError(`broadcast state ${m.name} cannot have a ttl: every instance must keep the same copy; remove entries in processBroadcast instead`, job)
     if (out.some((o) => o.name === m.name)) throw new JobDefinitionError(`two broadcast states are named ${m.name}`, job)
     out.push(m)
   }

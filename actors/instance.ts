@@ -9,6 +9,7 @@ import type { LocalChannel, RecordBatch } from './channel.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
 import { WeirError } from '../persistence/errors.ts'
 import { asyncResultError, JobDefinitionError, UserCodeError } from './errors.ts'
+import { systemClock, type Clock } from './clock.ts'
 import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
 import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
@@ -136,7 +137,7 @@ export class SourceInstance extends Instance {
     this.barriers.push(id)
   }
 
-  /** The offset, encoded now as an operator chunk (docs/architecture.md section 14). */
+  /** The offset, encoded now as an operator chunk (docs/architecture.md section 15). */
   protected override operatorState(): unknown {
     return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
@@ -241,7 +242,7 @@ class Context implements ProcessContext<Key, unknown> {
     return this.lastHandle as never
   }
 
-  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 14). */
+  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 15). */
   broadcastState(descriptor: unknown): unknown {
     if (this.broadcast === undefined) throw new JobDefinitionError('ctx.broadcastState: this operator is not connected to a broadcast stream (keyed.connect(stream.broadcast(state)))', undefined, this.operator)
     return this.broadcast.readOnly(descriptor)
@@ -256,9 +257,9 @@ export class ProcessInstance extends ConsumingInstance {
   /** The broadcast states, if input 1 is a broadcast stream. */
   readonly broadcast: BroadcastStates | undefined
 
-  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false) {
+  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false, clock: Clock = systemClock) {
     super(spec, index, inputs, outputs, host, mode)
-    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState })
+    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState, clock })
     this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
     this.fns = spec.fns
     if (spec.broadcast !== undefined) this.ctx.broadcast = this.broadcast = new BroadcastStates(spec.broadcast, spec.uid, index, this.emitAll, strictState)
@@ -310,7 +311,7 @@ export class SinkInstance extends ConsumingInstance {
     host: InstanceHost,
     mode: CheckpointMode,
     readonly writer: SinkWriter<unknown>,
-    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 14). */
+    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 15). */
     readonly lists?: OperatorListStates,
   ) {
     super(spec, index, inputs, [], host, mode)

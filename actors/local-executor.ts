@@ -29,6 +29,7 @@ import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceR
 import type { ConnectorContext } from './connectors.ts'
 import type { ListState } from './state.ts'
 import type { Watchdog } from './watchdog.ts'
+import type { Clock } from './clock.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -58,6 +59,8 @@ export interface ExecutorOptions {
   tuning: ExecutorTuning
   /** Freeze what state handles return (`RunOptions.strictState`). */
   strictState?: boolean
+  /** Processing time for keyed instances (state TTL). @default systemClock */
+  clock?: Clock | undefined
   /** Told when each slice starts and ends; asks what a stuck slice is doing. */
   watchdog?: Watchdog | undefined
 }
@@ -168,7 +171,7 @@ export class LocalExecutor implements InstanceHost {
         } else {
           const inst =
             op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true)
+              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, this.options.clock)
               : op.kind === 'operator-process'
                 ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
                 : await this.openSink(op, i, ins, ctx)
@@ -199,7 +202,7 @@ export class LocalExecutor implements InstanceHost {
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
     // The operator chunks of every old instance of an operator, decoded once: on a rescale an
-    // instance's operator state comes from all of them (docs/architecture.md section 14).
+    // instance's operator state comes from all of them (docs/architecture.md section 15).
     const operatorChunks = new Map<string, Promise<(OperatorChunk | undefined)[]>>()
     const oldChunks = (uid: string) => {
       let p = operatorChunks.get(uid)

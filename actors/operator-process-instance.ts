@@ -1,6 +1,6 @@
 /**
  * The instance of a non-keyed `process` operator: a user function per record with operator list
- * state (docs/architecture.md section 14).
+ * state (docs/architecture.md section 15).
  */
 import type { CheckpointMode } from './alignment.ts'
 import type { RecordBatch } from './channel.ts'

@@ -8,6 +8,7 @@ import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
 import { canRescale, writesOperatorChunk } from '../actors/operator-state.ts'
+import type { Clock } from '../actors/clock.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
@@ -59,6 +60,12 @@ export interface RunOptions {
    * @default 10000
    */
   watchdogMs?: number
+  /**
+   * Processing time: what state TTL (and processing-time timers) read as now. Tests pass a clock
+   * they move by hand.
+   * @default systemClock (`Date.now`)
+   */
+  clock?: Clock
 }
 
 /** How a job ended. */
@@ -102,7 +109,7 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const logger = (options.logger ?? createLogger({ level: resolved.logLevel })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs }
+  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs, clock: resolved.clock }
   const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
@@ -143,7 +150,7 @@ class JobRunner {
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
     private readonly progressIntervalMs: number,
-    private readonly userCode: { strictState: boolean; watchdogMs: number },
+    private readonly userCode: { strictState: boolean; watchdogMs: number; clock: Clock },
   ) {
     let last: string | undefined
     this.machine.subscribe((s) => {
@@ -378,6 +385,7 @@ class JobRunner {
         logger: this.log,
         tuning: this.tuning,
         strictState: this.userCode.strictState,
+        clock: this.userCode.clock,
         watchdog: this.watchdog,
       })
       this.executor = executor

@@ -4,6 +4,7 @@
  * attempt, where it would be retried). Errors of options are terminal.
  */
 import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
+import { systemClock, type Clock } from '../actors/clock.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
@@ -20,10 +21,11 @@ export interface ResolvedRunOptions {
   tuning: ExecutorTuning
   strictState: boolean
   watchdogMs: number
+  clock: Clock
 }
 
 /** Keys of `RunOptions`; `store` and `logger` are objects of their own and checked by them. */
-export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs']
+export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs', 'clock']
 
 const TUNING_KEYS = Object.keys(DEFAULT_TUNING)
 
@@ -54,7 +56,14 @@ export function resolveRunOptions(options: unknown): ResolvedRunOptions {
     // The project's own tests turn strict state on for every job through the environment.
     strictState: checkBoolean('strictState', o['strictState'] ?? process.env['WEIR_STRICT_STATE'] === '1'),
     watchdogMs: checkDuration('watchdogMs', o['watchdogMs'] ?? 10_000),
+    clock: checkClock(o['clock'] ?? systemClock),
   }
+}
+
+/** Checks a clock: an object with a `now()` method. */
+function checkClock(clock: unknown): Clock {
+  if (typeof (clock as Partial<Clock> | null)?.now !== 'function') throw new InvalidOptionError('clock', 'an object with a now() method returning milliseconds', clock)
+  return clock as Clock
 }
 
 /** Checks executor tuning: whole records and batches, a time slice in milliseconds. */

@@ -147,6 +147,7 @@ t.test('broadcast - definition mistakes fail at once', async (t) => {
   t.throws(() => s.broadcast(), /at least one map state/)
   t.throws(() => s.broadcast(valueState('v') as never), /broadcast state must be map state \(mapState\(\.\.\.\)\), got value state/)
   t.throws(() => s.broadcast(mapState('a'), mapState('a')), /two broadcast states are named a/)
+  t.throws(() => s.broadcast(mapState('t', { ttl: { ttlMs: 1000 } })), /broadcast state t cannot have a ttl/)
   const b = s.broadcast(mapState('rules'))
   const keyed = s.keyBy((r) => r.key)
   t.throws(() => keyed.connect(b).process('p', {}, { processElement: () => {} } as never), /processBroadcast must be a function/)
