@@ -6,6 +6,8 @@ export type {
   JobOptions,
   OperatorOptions,
   ProcessOptions,
+  ActorOptions,
+  MessageHandler,
   ProcessContext,
   ProcessFunction,
   JobGraph,
@@ -52,7 +54,7 @@ export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
 export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
 export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
-export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, MisplacedKeyError } from './actors/errors.ts'
+export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, UnserializableMessageError, MisplacedKeyError } from './actors/errors.ts'
 export type { BadLineReason } from './actors/errors.ts'
 export { systemClock } from './actors/clock.ts'
 export type { Clock } from './actors/clock.ts'

@@ -1,5 +1,5 @@
 /**
- * Broadcast state, as in Flink (docs/architecture.md section 15): a low-volume stream (rules,
+ * Broadcast state, as in Flink (docs/architecture.md section 16): a low-volume stream (rules,
  * model parameters) is broadcast to every instance of a keyed operator, which keeps it in map
  * states replicated on each instance. Only the broadcast side writes them (every instance runs
  * the same function on the same records, so the copies stay equal); the keyed side reads them.

@@ -14,7 +14,7 @@ export interface ConnectorContext {
   parallelism: number
   /**
    * Sinks that declare `operatorState`: the list of one of those states, this instance's share
-   * (docs/architecture.md section 15). The handle may be kept; it holds the restored list from the
+   * (docs/architecture.md section 16). The handle may be kept; it holds the restored list from the
    * first `write()` on (`open()` runs before the restore).
    */
   operatorState?<T>(descriptor: OperatorListStateDescriptor<T>): ListState<T>
@@ -42,7 +42,7 @@ export interface Source<T> {
   readonly kind: string
   /**
    * True if the source's work is a set of splits that any instance can read (docs/architecture.md
-   * section 15). Then `offset()` must return an array, one element per split the instance holds
+   * section 16). Then `offset()` must return an array, one element per split the instance holds
    * (the split's state: which split, and where to resume in it), and on a restore the runtime
    * concatenates the arrays of all old instances, splits them evenly over the new ones (as
    * operator list state with `split` distribution) and hands each instance its share, possibly

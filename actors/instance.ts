@@ -15,6 +15,8 @@ import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
 import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
+import type { MessageRecorder, Recording } from './message-recording.ts'
+import { undeclaredTarget, type MessageSender } from './message-channels.ts'
 import type { StateDescriptor } from './state.ts'
 import { BroadcastStates } from './broadcast-state.ts'
 import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from './operator-state.ts'
@@ -137,7 +139,7 @@ export class SourceInstance extends Instance {
     this.barriers.push(id)
   }
 
-  /** The offset, encoded now as an operator chunk (docs/architecture.md section 15). */
+  /** The offset, encoded now as an operator chunk (docs/architecture.md section 16). */
   protected override operatorState(): unknown {
     return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
@@ -165,23 +167,59 @@ export class SourceInstance extends Instance {
 export abstract class ConsumingInstance extends Instance {
   private readonly aligner: BarrierAligner
   private nextChannel = 0
+  /**
+   * Input channels that close a message cycle (docs/architecture.md section 15), the last
+   * `recorder.channels` of `inputs`: never aligned, recorded between snapshot and barrier.
+   */
+  protected readonly recorder: MessageRecorder | undefined
+  /** Messages restored from the snapshot's `channel` chunks, processed before any input. */
+  protected replay: RecordBatch[] | undefined
+  /** The input index `process` handles messages as. */
+  protected messageInput = -1
 
-  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode) {
+  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, recorder?: MessageRecorder) {
     super(spec, index, inputs, outputs, host)
-    this.aligner = new BarrierAligner(inputs.length, mode)
+    this.recorder = recorder
+    this.aligner = new BarrierAligner(inputs.length - (recorder?.channels ?? 0), mode)
   }
 
   protected abstract process(batch: RecordBatch, input: number): void
 
+  /** True while the instance takes its snapshots when a checkpoint is triggered, like a source: it waits for messages only. */
+  get snapshotsOnTrigger(): boolean {
+    return this.recorder !== undefined && !this.finished && this.aligner.allEnded
+  }
+
+  /** False while restored messages wait to be processed. */
+  get idle(): boolean {
+    return this.replay === undefined
+  }
+
+  /** The executor saw the instance's message cycle go quiet: its recorded channels end (section 15). */
+  endMessages(): void {
+    if (this.recorder === undefined || this.finished) return
+    for (let c = 0; c < this.recorder.channels; c++) this.recorder.onEnd(c)
+    if (this.aligner.allEnded) this.finish()
+  }
+
   step(budget: number): number {
     if (this.finished) return 0
     let work = 0
+    if (this.replay !== undefined) work += this.replayMessages()
     const n = this.inputs.length
+    const aligned = this.aligner.channels
     // One item per channel in turn, so no input starves another.
     for (let round = 0; work < budget && this.hasCredit(); round++) {
       let took = false
       for (let k = 0; k < n && !this.finished; k++) {
         const c = (this.nextChannel + k) % n
+        if (c >= aligned) {
+          if (this.takeRecorded(c, c - aligned)) {
+            took = true
+            work++
+          }
+          continue
+        }
         if (this.aligner.isHeld(c)) continue
         const { channel, input } = this.inputs[c]!
         const item = channel.shift()
@@ -195,7 +233,7 @@ export abstract class ConsumingInstance extends Instance {
         else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
         else {
           this.aligned(this.aligner.onEnd(c), undefined)
-          if (this.aligner.allEnded) {
+          if (this.aligner.allEnded && (this.recorder === undefined || this.recorder.allEnded)) {
             for (const o of this.outputs) o.flush()
             this.finish()
           }
@@ -206,6 +244,32 @@ export abstract class ConsumingInstance extends Instance {
     }
     for (const o of this.outputs) o.flush()
     return work
+  }
+
+  /** One item of recorded channel `r` (input `c`), unless it is set aside for a snapshot not taken yet. */
+  private takeRecorded(c: number, r: number): boolean {
+    const recorder = this.recorder!
+    if (recorder.isHeld(r)) return false
+    const { channel, input } = this.inputs[c]!
+    const item = channel.shift()
+    if (item === undefined) return false
+    if (item.type === 'records') {
+      recorder.onRecords(r, item)
+      this.recordsIn += item.records.length
+      this.process(item, input)
+    } else if (item.type === 'barrier') recorder.onBarrier(r, item.id)
+    else recorder.onEnd(r)
+    return true
+  }
+
+  private replayMessages(): number {
+    const batches = this.replay!
+    this.replay = undefined
+    for (const b of batches) {
+      this.recordsIn += b.records.length
+      this.process(b, this.messageInput)
+    }
+    return batches.length
   }
 
   private aligned(step: AlignmentStep, barrier: number | undefined): void {
@@ -227,7 +291,13 @@ class Context implements ProcessContext<Key, unknown> {
     private readonly operator: string,
     private readonly backend: HeapKeyedBackend,
     readonly emit: (record: unknown) => void,
+    private readonly messages: MessageSender | undefined,
   ) {}
+
+  send(operator: string, key: Key, message: unknown): void {
+    if (this.messages === undefined) throw undeclaredTarget(this.operator, operator, [])
+    this.messages.send(operator, key, message)
+  }
 
   state<D extends StateDescriptor>(descriptor: D): never {
     if (descriptor !== this.lastDescriptor) {
@@ -242,11 +312,23 @@ class Context implements ProcessContext<Key, unknown> {
     return this.lastHandle as never
   }
 
-  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 15). */
+  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 16). */
   broadcastState(descriptor: unknown): unknown {
     if (this.broadcast === undefined) throw new JobDefinitionError('ctx.broadcastState: this operator is not connected to a broadcast stream (keyed.connect(stream.broadcast(state)))', undefined, this.operator)
     return this.broadcast.readOnly(descriptor)
   }
+}
+
+/**
+ * How a keyed instance takes part in messages (docs/architecture.md section 15). Its message
+ * input channels come last in `inputs`, the recorded ones at the very end, with input index
+ * `spec.fns.length` (the `onMessage` handler).
+ */
+export interface InstanceMessages {
+  /** Its message outputs, behind `ctx.send`. */
+  sender: MessageSender | undefined
+  /** Its recorded (cyclic) input channels, if any. */
+  recorder: MessageRecorder | undefined
 }
 
 /** A keyed operator instance: user functions over the key groups of its range. */
@@ -256,12 +338,17 @@ export class ProcessInstance extends ConsumingInstance {
   private readonly fns: ProcessSpec['fns']
   /** The broadcast states, if input 1 is a broadcast stream. */
   readonly broadcast: BroadcastStates | undefined
+  private readonly sender: MessageSender | undefined
+  /** The recording of the newest snapshot, for the host to write with it. */
+  private lastRecording: Recording | undefined
 
-  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false, clock: Clock = systemClock) {
-    super(spec, index, inputs, outputs, host, mode)
+  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false, clock: Clock = systemClock, messages?: InstanceMessages) {
+    super(spec, index, inputs, outputs, host, mode, messages?.recorder)
     this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState, clock })
-    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll)
-    this.fns = spec.fns
+    this.sender = messages?.sender
+    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, this.sender)
+    this.fns = spec.onMessage === undefined ? spec.fns : [...spec.fns, spec.onMessage]
+    this.messageInput = spec.fns.length
     if (spec.broadcast !== undefined) this.ctx.broadcast = this.broadcast = new BroadcastStates(spec.broadcast, spec.uid, index, this.emitAll, strictState)
   }
 
@@ -272,6 +359,44 @@ export class ProcessInstance extends ConsumingInstance {
   /** The broadcast states, encoded now as an operator chunk. */
   protected override operatorState(): unknown {
     return this.broadcast === undefined ? undefined : encodeOperatorChunk({ broadcast: this.broadcast.snapshot() })
+  }
+
+  /** The messages recorded for snapshot `id` (section 15), complete once every recorded channel delivered its barrier. */
+  recordingOf(id: number): Recording | undefined {
+    return this.lastRecording?.checkpointId === id ? this.lastRecording : undefined
+  }
+
+  /** Restored in-flight messages of this instance's key groups, processed before any input. */
+  restoreMessages(batches: RecordBatch[]): void {
+    if (batches.length > 0) this.replay = [...(this.replay ?? []), ...batches]
+  }
+
+  override hasCredit(): boolean {
+    return super.hasCredit() && (this.sender === undefined || this.sender.hasCredit())
+  }
+
+  override step(budget: number): number {
+    const work = super.step(budget)
+    this.sender?.flush()
+    return work
+  }
+
+  override snapshot(id: number): void {
+    if (id <= this.lastSnapshot) return
+    // Before the host takes the snapshot: it writes the recording that starts here.
+    if (this.recorder !== undefined) {
+      this.lastRecording = this.recorder.onSnapshot(id)
+      if (this.replay !== undefined) this.recorder.recordPending(this.lastRecording, this.replay)
+    }
+    const live = !this.finished
+    super.snapshot(id)
+    if (live) this.sender?.broadcast({ type: 'barrier', id })
+  }
+
+  protected override finish(): void {
+    if (this.finished) return
+    this.sender?.broadcast({ type: 'end' })
+    super.finish()
   }
 
   protected process(batch: RecordBatch, input: number): void {
@@ -311,7 +436,7 @@ export class SinkInstance extends ConsumingInstance {
     host: InstanceHost,
     mode: CheckpointMode,
     readonly writer: SinkWriter<unknown>,
-    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 15). */
+    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 16). */
     readonly lists?: OperatorListStates,
   ) {
     super(spec, index, inputs, [], host, mode)

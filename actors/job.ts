@@ -5,6 +5,7 @@
 import type { Source, Sink } from './connectors.ts'
 import { JobDefinitionError } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
+import { checkMessages, checkSendsTo } from './messages.ts'
 import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
 import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
 import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
@@ -19,7 +20,22 @@ export interface ProcessContext<K extends Key, OUT> {
   state<D extends StateDescriptor>(descriptor: D): StateHandle<D>
   /** Sends a record downstream. */
   emit(record: OUT): void
+  /**
+   * Sends `message` to key `key` of the keyed operator `operator`, whose `onMessage` handles it
+   * with that key's state. The target must be listed in this operator's `sendsTo`. Messages are
+   * plain data (they are written into snapshots while in flight) and arrive in the order sent
+   * between one pair of instances; cycles are allowed (docs/architecture.md section 15).
+   * @example
+   * ctx.send('inventory', order.sku, { reserve: order.quantity })
+   */
+  send(operator: string, key: Key, message: unknown): void
 }
+
+/**
+ * Handles a message sent with `ctx.send` to this operator: called with `ctx` bound to the
+ * message's key and its state, like a record. Synchronous, as a {@link ProcessFunction}.
+ */
+export type MessageHandler<M, K extends Key, OUT> = (message: M, ctx: ProcessContext<K, OUT>) => void
 
 /**
  * The function of a keyed operator, called once per record. It must be synchronous: it may not
@@ -67,6 +83,10 @@ export interface ProcessSpec extends OperatorBase {
   states: readonly StateDescriptor[]
   /** One function per input. */
   fns: readonly ((record: unknown, ctx: ProcessContext<Key, unknown>) => void)[]
+  /** Handles messages sent to this operator with `ctx.send`. */
+  onMessage?: MessageHandler<unknown, Key, unknown>
+  /** The operators this one sends messages to. */
+  sendsTo?: readonly string[]
   /** The broadcast input (input 1), if the keyed stream was connected to a broadcast stream. */
   broadcast?: BroadcastSpec
 }
@@ -114,9 +134,32 @@ export interface OperatorOptions {
 }
 
 /** What a keyed `process` declares. */
-export interface ProcessOptions extends OperatorOptions {
+export interface ProcessOptions<K extends Key = Key, OUT = unknown> extends OperatorOptions {
   /** The keyed states the function uses, by any names. */
   state?: Record<string, StateDescriptor>
+  /** Handles messages that keyed operators send to this one with `ctx.send` (docs/architecture.md section 15). */
+  onMessage?: MessageHandler<unknown, K, OUT>
+  /**
+   * The keyed operators this one sends messages to with `ctx.send`, by name. Each must have an
+   * `onMessage`; `ctx.send` to an operator not listed fails the job.
+   */
+  sendsTo?: readonly string[]
+}
+
+/** What a keyed operator reached only by messages declares (see {@link JobBuilder.actor}). */
+export interface ActorOptions<M, K extends Key, OUT> extends OperatorOptions {
+  /** The keyed states the handler uses, by any names. */
+  state?: Record<string, StateDescriptor>
+  /** Handles each message, with `ctx` bound to its key. */
+  onMessage: MessageHandler<M, K, OUT>
+  /** The keyed operators this one sends messages to with `ctx.send`. */
+  sendsTo?: readonly string[]
+}
+
+/** What `process` and `actor` pass on about messages. */
+interface MessageOptions {
+  onMessage: unknown
+  sendsTo: unknown
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -176,9 +219,34 @@ export class JobBuilder {
     return new Stream<T>(this, [{ from: name, transforms: [] }])
   }
 
+  /**
+   * Adds an actor: a keyed operator without inputs, reached only by messages that other keyed
+   * operators send it with `ctx.send` (they list it in their `sendsTo`). Its `onMessage` runs
+   * once per message with `ctx` bound to the message's key and state; it may `emit` (the stream
+   * returned) and `send` in turn, to itself too.
+   * @example
+   * const stock = valueState<number>('stock', { default: 100 })
+   * const j = job('shop')
+   * j.source('orders', ordersSource)
+   *   .keyBy((o) => o.id)
+   *   .process('orders', { sendsTo: ['inventory'] }, (o, ctx) => ctx.send('inventory', o.sku, o.quantity))
+   * j.actor<number>('inventory', { state: { stock }, onMessage: (quantity, ctx) => {
+   *   const s = ctx.state(stock)
+   *   s.update(s.value() - quantity)
+   * } })
+   */
+  actor<M = unknown, K extends Key = Key, OUT = never>(name: string, options: ActorOptions<M, K, OUT>): Stream<OUT> {
+    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('actor needs options with onMessage, e.g. { onMessage: (message, ctx) => ... }', this.name, name)
+    const { state, onMessage, sendsTo, ...rest } = options
+    if (typeof onMessage !== 'function') throw new JobDefinitionError('an actor needs onMessage: (message, ctx) => void; it has no other input', this.name, name)
+    this.addProcess(name, state, [], rest, [], { onMessage, sendsTo })
+    return new Stream<OUT>(this, [{ from: name, transforms: [] }])
+  }
+
   /** The job as data, checked. */
   graph(): JobGraph {
     if (!this.operators.some((o) => o.kind === 'source')) throw new JobDefinitionError('a job needs at least one source', this.name)
+    checkMessages(this.name, this.operators)
     return { name: this.name, maxParallelism: this.maxParallelism, operators: [...this.operators], edges: [...this.edges] }
   }
 
@@ -188,7 +256,7 @@ export class JobBuilder {
   }
 
   /** @internal */
-  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[]): void {
+  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[], messages?: MessageOptions): void {
     const uid = this.checkName(name)
     const declared: StateDescriptor[] = []
     if (states !== undefined) {
@@ -204,7 +272,15 @@ export class JobBuilder {
       rejectAsync(fn, 'the process function', this.name, name)
     }
     const parallelism = this.parallelismOf(name, options)
-    this.add({ kind: 'process', uid, parallelism, states: declared, fns })
+    const spec: ProcessSpec = { kind: 'process', uid, parallelism, states: declared, fns }
+    if (messages?.onMessage !== undefined) {
+      if (typeof messages.onMessage !== 'function') throw new JobDefinitionError('onMessage must be a function (message, ctx) => void', this.name, name)
+      rejectAsync(messages.onMessage, 'onMessage', this.name, name)
+      spec.onMessage = messages.onMessage as MessageHandler<unknown, Key, unknown>
+    }
+    const sendsTo = checkSendsTo(messages?.sendsTo, this.name, name)
+    if (sendsTo !== undefined) spec.sendsTo = sendsTo
+    this.add(spec)
     inputs.forEach((input, i) =>
       input.branches.forEach((b) =>
         this.edges.push({ from: b.from, to: uid, input: i as 0 | 1, partitioning: 'hash', keySelector: input.keySelector, transforms: b.transforms }),
@@ -227,6 +303,10 @@ export class JobBuilder {
       rejectAsync(fns[f], `the ${f} function`, this.name, name)
     }
     const { state, ...rest } = options ?? {}
+    // Messages would arrive on the input after the keyed one, which is the broadcast input here.
+    for (const k of ['onMessage', 'sendsTo'] as const) {
+      if (rest[k] !== undefined) throw new JobDefinitionError(`${k} is not supported yet on a process connected to a broadcast stream`, this.name, name)
+    }
     for (const d of Object.values((state ?? {}) as Record<string, { name?: unknown }>)) {
       if (broadcast.states.some((b) => b.name === d?.name)) throw new JobDefinitionError(`state ${String(d?.name)} is declared both as keyed state and as broadcast state; give them different names`, this.name, name)
     }
@@ -284,7 +364,7 @@ export class JobBuilder {
   private parallelismOf(name: string, options: OperatorOptions): number {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('options must be an object', this.name, name)
     for (const k of Object.keys(options)) {
-      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism, and state for process)`, this.name, name)
+      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism, and state, onMessage, sendsTo for process)`, this.name, name)
     }
     return this.positiveInt(`${name}.parallelism`, options.parallelism ?? this.parallelism, this.maxParallelism)
   }
@@ -399,11 +479,11 @@ export class KeyedStream<T, K extends Key> {
    */
   process<OUT>(
     name: string,
-    options: ProcessOptions,
+    options: ProcessOptions<K, OUT>,
     fn: ProcessFunction<T, K, OUT>,
   ): Stream<OUT> {
-    const { state, ...rest } = options ?? {}
-    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest, [{ branches: this.branches, keySelector: this.keySelector }])
+    const { state, onMessage, sendsTo, ...rest } = options ?? {}
+    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
   }
 
@@ -432,15 +512,15 @@ export class ConnectedKeyedStreams<T1, T2, K extends Key> {
   /** `fns.first` handles records of the first stream, `fns.second` those of the second. */
   process<OUT>(
     name: string,
-    options: ProcessOptions,
+    options: ProcessOptions<K, OUT>,
     fns: { first: ProcessFunction<T1, K, OUT>; second: ProcessFunction<T2, K, OUT> },
   ): Stream<OUT> {
-    const { state, ...rest } = options ?? {}
+    const { state, onMessage, sendsTo, ...rest } = options ?? {}
     const job = this.first.job
     job.addProcess(name, state, [fns?.first as ProcessSpec['fns'][number], fns?.second as ProcessSpec['fns'][number]], rest, [
       { branches: this.first.branches, keySelector: this.first.keySelector },
       { branches: this.second.branches, keySelector: this.second.keySelector },
-    ])
+    ], { onMessage, sendsTo })
     return new Stream<OUT>(job, [{ from: name, transforms: [] }])
   }
 }

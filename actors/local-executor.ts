@@ -28,6 +28,9 @@ import { OperatorProcessInstance } from './operator-process-instance.ts'
 import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from './operator-state.ts'
 import type { ConnectorContext } from './connectors.ts'
 import type { ListState } from './state.ts'
+import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } from './message-channels.ts'
+import { CHANNEL_CHUNK_FORMAT, decodeChannelChunk, MessageRecorder, type Recording } from './message-recording.ts'
+import { messageCycles } from './messages.ts'
 import type { Watchdog } from './watchdog.ts'
 import type { Clock } from './clock.ts'
 
@@ -80,6 +83,8 @@ interface Upload {
   id: number
   keyed: KeyedSnapshot | undefined
   operatorState: unknown
+  /** Messages in flight on recorded channels (section 15), complete once their barriers arrived. */
+  recording: Recording | undefined
 }
 
 /**
@@ -107,6 +112,12 @@ export class LocalExecutor implements InstanceHost {
   private readonly sources: SourceInstance[] = []
   private readonly consumers: Instance[] = []
   private readonly uploads: Upload[] = []
+  /** Encoded uploads whose message recording is not complete yet. */
+  private readonly recordingUploads: Upload[] = []
+  /** Ends message cycles once they are quiet; undefined for jobs without cycles. */
+  private cycles: CycleWatch | undefined
+  /** Instances with recorded (cyclic) message inputs. */
+  private readonly cyclic: ProcessInstance[] = []
   private readonly inFlight = new Set<number>()
   private finishedCount = 0
   /** Fenced: canceled or failed; sends no more acks. */
@@ -141,6 +152,7 @@ export class LocalExecutor implements InstanceHost {
     // channels[to][toIndex] = list of input channels of that instance
     const inputs = new Map<string, InputChannel[][]>()
     const outputs = new Map<string, EdgeOutput[][]>()
+    const links: ChannelLink[] = []
     for (const op of graph.operators) {
       inputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
       outputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
@@ -154,11 +166,15 @@ export class LocalExecutor implements InstanceHost {
         const targets = receivers.map((r) => {
           const c = new LocalChannel(tuning.channelCapacity)
           inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
+          links.push({ from: from.uid, fromIndex: s, to: to.uid, channel: c })
           return c
         })
         outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s))
       }
     }
+    // Messages (section 15): aligned message inputs after the record inputs, recorded ones last.
+    const messages = buildMessageChannels(graph, tuning.channelCapacity, tuning.batchSize)
+    links.push(...messages.links)
     for (const op of graph.operators) {
       for (let i = 0; i < op.parallelism; i++) {
         const outs = outputs.get(op.uid)![i]!
@@ -168,18 +184,30 @@ export class LocalExecutor implements InstanceHost {
           const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx))
           this.sources.push(inst)
           this.instances.push(inst)
+        } else if (op.kind === 'process') {
+          const messageInput = op.fns.length
+          const recorded = messages.recorded.get(op.uid)?.[i] ?? []
+          for (const channel of [...(messages.aligned.get(op.uid)?.[i] ?? []), ...recorded]) ins.push({ channel, input: messageInput })
+          const targets = messages.outputs.get(op.uid)?.[i]
+          const inst = new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, this.options.clock, {
+            sender: targets === undefined ? undefined : new MessageSender(op.uid, targets),
+            recorder: recorded.length === 0 ? undefined : new MessageRecorder(recorded.length, op.uid),
+          })
+          if (recorded.length > 0) this.cyclic.push(inst)
+          this.consumers.push(inst)
+          this.instances.push(inst)
         } else {
           const inst =
-            op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, this.options.clock)
-              : op.kind === 'operator-process'
-                ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
-                : await this.openSink(op, i, ins, ctx)
+            op.kind === 'operator-process'
+              ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
+              : await this.openSink(op, i, ins, ctx)
           this.consumers.push(inst)
           this.instances.push(inst)
         }
       }
     }
+    const cycles = messageCycles(graph)
+    if (cycles.length > 0) this.cycles = new CycleWatch(cycles, links, this.instances, this.cyclic)
   }
 
   /** Opens a sink instance's writer, with handles to its operator lists if it declares any. */
@@ -202,7 +230,7 @@ export class LocalExecutor implements InstanceHost {
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
     // The operator chunks of every old instance of an operator, decoded once: on a rescale an
-    // instance's operator state comes from all of them (docs/architecture.md section 15).
+    // instance's operator state comes from all of them (docs/architecture.md section 16).
     const operatorChunks = new Map<string, Promise<(OperatorChunk | undefined)[]>>()
     const oldChunks = (uid: string) => {
       let p = operatorChunks.get(uid)
@@ -216,6 +244,8 @@ export class LocalExecutor implements InstanceHost {
       }
       return p
     }
+    // The `channel` chunks of each operator, read once: every instance takes its key groups' messages.
+    const recordedMessages = new Map<string, StateChunk[]>()
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
@@ -230,6 +260,18 @@ export class LocalExecutor implements InstanceHost {
             if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
           }
           inst.broadcast?.restore(await oldChunks(uid), inst.index)
+          // Messages that were in flight on cyclic channels, whichever old instance recorded them
+          // (section 15): this instance keeps those of its key groups and processes them first.
+          let channelChunks = recordedMessages.get(uid)
+          if (channelChunks === undefined) recordedMessages.set(uid, (channelChunks = await read({ operatorUid: uid, kind: 'channel' })))
+          for (const chunk of channelChunks) {
+            if (chunk.format > CHANNEL_CHUNK_FORMAT) throw new Error(`channel chunk format ${chunk.format} is newer than this Weir reads`)
+            const batches = decodeChannelChunk(chunk.data, inst.backend.range)
+            if (batches.length > 0 && inst.spec.kind === 'process' && inst.spec.onMessage === undefined) {
+              throw new Error('the snapshot holds messages in flight to it, but it has no onMessage any more; give it its onMessage back to restore them')
+            }
+            inst.restoreMessages(batches)
+          }
         } else if (inst instanceof SourceInstance) {
           const rescalable = inst.spec.kind === 'source' && inst.spec.source.rescalable === true
           const restored = sourceRestoreOffset(await oldChunks(uid), inst.index, parallelism, rescalable)
@@ -293,6 +335,7 @@ export class LocalExecutor implements InstanceHost {
         work += round
       } while (round > 0 && performance.now() < deadline)
       if (this.encodeUploads(Math.max(1, deadline - performance.now()))) work++
+      if (this.cycles !== undefined && this.tendCycles()) work++
     } catch (err) {
       this.fail(err)
       return
@@ -302,7 +345,7 @@ export class LocalExecutor implements InstanceHost {
     }
     const took = performance.now() - began
     if (took > this.metrics.maxSliceMs) this.metrics.maxSliceMs = took
-    if (this.finishedCount === this.instances.length && this.uploads.length === 0) {
+    if (this.finishedCount === this.instances.length && this.uploads.length === 0 && this.recordingUploads.length === 0) {
       if (!this.settled) {
         this.settled = true
         this.resolveDone()
@@ -310,6 +353,34 @@ export class LocalExecutor implements InstanceHost {
       return
     }
     this.schedule(work > 0)
+  }
+
+  /**
+   * Message cycles (section 15): instances that wait for messages only snapshot the checkpoints
+   * in flight they missed, recordings that completed are written, and quiet cycles end.
+   * Returns true if it did anything.
+   */
+  private tendCycles(): boolean {
+    let work = false
+    if (this.inFlight.size > 0) {
+      for (const inst of this.cyclic) {
+        if (!inst.snapshotsOnTrigger) continue
+        for (const id of [...this.inFlight].sort((a, b) => a - b)) {
+          if (id > inst.lastSnapshot) {
+            this.snapshotNow(inst, id)
+            work = true
+          }
+        }
+      }
+    }
+    for (let i = 0; i < this.recordingUploads.length; i++) {
+      const up = this.recordingUploads[i]!
+      if (!up.recording!.complete) continue
+      this.recordingUploads.splice(i--, 1)
+      this.write(up)
+      work = true
+    }
+    return this.cycles!.tend() || work
   }
 
   /** Encodes pending key groups for up to `budgetMs`; returns true if there is more to do. */
@@ -324,7 +395,8 @@ export class LocalExecutor implements InstanceHost {
         if (!up.keyed.complete) return true
       }
       this.uploads.shift()
-      this.write(up)
+      if (up.recording !== undefined && !up.recording.complete) this.recordingUploads.push(up)
+      else this.write(up)
     }
     return false
   }
@@ -343,6 +415,9 @@ export class LocalExecutor implements InstanceHost {
       for (let i = 0; i < written.length; i++) {
         if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'keyed', index: range.start + i, format: KEYED_CHUNK_FORMAT, data: EMPTY_CHUNK })
       }
+    }
+    if (up.recording !== undefined) {
+      chunks.push({ operatorUid: uid, kind: 'channel', index: up.instance.index, format: CHANNEL_CHUNK_FORMAT, data: up.recording.encode() })
     }
     if (writesOperatorChunk(up.instance.spec)) {
       // Encoded by the instance when it took the snapshot (actors/operator-state.ts).
@@ -366,6 +441,8 @@ export class LocalExecutor implements InstanceHost {
     for (const inst of this.instances) {
       if (inst.finished) this.snapshotNow(inst, id)
       else if (inst instanceof SourceInstance) inst.injectBarrier(id)
+      // Reached only by messages, or its inputs ended while messages circle (section 15).
+      else if (inst instanceof ProcessInstance && inst.snapshotsOnTrigger) this.snapshotNow(inst, id)
     }
     this.schedule(true)
   }
@@ -389,7 +466,8 @@ export class LocalExecutor implements InstanceHost {
   }
 
   snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void {
-    this.uploads.push({ instance, id: checkpointId, keyed, operatorState })
+    const recording = instance instanceof ProcessInstance ? instance.recordingOf(checkpointId) : undefined
+    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, recording })
   }
 
   instanceFinished(instance: Instance): void {
@@ -416,7 +494,7 @@ export class LocalExecutor implements InstanceHost {
     if (this.stopped) return
     // After every instance finished (`done` already resolved), a failure can only come from
     // encoding the final checkpoint: decline it, or the coordinator would wait for its timeout.
-    if (this.settled) for (const up of this.uploads) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
+    if (this.settled) for (const up of [...this.uploads, ...this.recordingUploads]) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
     this.stopped = true
     this.settled = true
     for (const inst of this.instances) if (!inst.finished) inst.fail(error)

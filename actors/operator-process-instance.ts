@@ -1,6 +1,6 @@
 /**
  * The instance of a non-keyed `process` operator: a user function per record with operator list
- * state (docs/architecture.md section 15).
+ * state (docs/architecture.md section 16).
  */
 import type { CheckpointMode } from './alignment.ts'
 import type { RecordBatch } from './channel.ts'

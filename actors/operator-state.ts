@@ -1,5 +1,5 @@
 /**
- * Operator (non-keyed) state, as Flink's operator list state (docs/architecture.md section 15):
+ * Operator (non-keyed) state, as Flink's operator list state (docs/architecture.md section 16):
  * a list per instance that a non-keyed `process` keeps, and the split states of a rescalable
  * source. On a restore with another parallelism the lists are handed out again:
  *

@@ -40,7 +40,7 @@ export class EdgeOutput {
           ? (r: unknown) => this.add(0, r)
           : edge.partitioning === 'broadcast'
             ? (r: unknown) => {
-                // Every record to every instance (docs/architecture.md section 15).
+                // Every record to every instance (docs/architecture.md section 16).
                 for (let t = 0; t < n; t++) this.add(t, r)
               }
             : (r: unknown) => {

@@ -9,6 +9,7 @@ import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
 import { canRescale, writesOperatorChunk } from '../actors/operator-state.ts'
 import type { Clock } from '../actors/clock.ts'
+import { receivesRecorded } from '../actors/messages.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
@@ -181,7 +182,7 @@ class JobRunner {
       operators: this.graph.operators.map((o) => ({
         uid: o.uid,
         parallelism: o.parallelism,
-        ...requiredChunks(o),
+        ...requiredChunks(this.graph, o),
       })),
     }
   }
@@ -437,9 +438,10 @@ class JobRunner {
 }
 
 /** The chunk kinds every snapshot must hold for `op` (keyed state per key group, operator state per instance). */
-function requiredChunks(op: JobGraph['operators'][number]): { chunks?: ChunkKind[] } {
+function requiredChunks(graph: JobGraph, op: JobGraph['operators'][number]): { chunks?: ChunkKind[] } {
   const chunks: ChunkKind[] = []
   if (op.kind === 'process') chunks.push('keyed')
+  if (op.kind === 'process' && receivesRecorded(graph, op.uid)) chunks.push('channel')
   if (writesOperatorChunk(op)) chunks.push('operator')
   return chunks.length === 0 ? {} : { chunks }
 }

@@ -153,6 +153,7 @@ t.test('broadcast - definition mistakes fail at once', async (t) => {
   t.throws(() => keyed.connect(b).process('p', {}, { processElement: () => {} } as never), /processBroadcast must be a function/)
   t.throws(() => keyed.connect(b).process('p', {}, { processElement: async () => {}, processBroadcast: () => {} } as never), /async function/)
   t.throws(() => keyed.connect(b).process('p', { state: { r: mapState('rules') } }, { processElement: () => {}, processBroadcast: () => {} }), /declared both as keyed state and as broadcast state/)
+  t.throws(() => keyed.connect(b).process('p', { onMessage: () => {} }, { processElement: () => {}, processBroadcast: () => {} }), /onMessage is not supported yet on a process connected to a broadcast stream/)
   t.throws(() => keyed.connect(job('other').source('x', generatorSource({ records: 1, keys: 1 })).broadcast(mapState('z'))), /different jobs/)
 })
 
