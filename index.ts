@@ -20,7 +20,17 @@ export type {
   EdgeSpec,
   Partitioning,
   Transform,
+  SourceOptions,
+  TimerService,
+  TimerContext,
 } from './actors/job.ts'
+export { outputTag } from './actors/side-outputs.ts'
+export type { OutputTag } from './actors/side-outputs.ts'
+export { boundedOutOfOrderness } from './actors/watermarks.ts'
+export type { WatermarkStrategy, BoundedOutOfOrdernessOptions } from './actors/watermarks.ts'
+export { systemClock } from './actors/clock.ts'
+export type { Clock } from './actors/clock.ts'
+export type { TimeDomain } from './actors/timers.ts'
 export { valueState, listState, mapState, reducingState, aggregatingState } from './actors/state.ts'
 export type {
   ValueState,
@@ -56,8 +66,6 @@ export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_M
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
 export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, UnserializableMessageError, MisplacedKeyError } from './actors/errors.ts'
 export type { BadLineReason } from './actors/errors.ts'
-export { systemClock } from './actors/clock.ts'
-export type { Clock } from './actors/clock.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'
 

@@ -11,6 +11,19 @@ export interface RecordBatch {
   records: unknown[]
   keys: Key[] | undefined
   groups: number[] | undefined
+  /** Event times of the records, only on streams with event time (docs/architecture.md section 14). */
+  timestamps?: number[] | undefined
+}
+
+/**
+ * The sender's watermark (docs/architecture.md section 14): no record with a timestamp <= `time`
+ * follows on this channel. `idle`: the sender is idle and does not hold the receiver's watermark
+ * back until it sends records or a watermark without `idle`.
+ */
+export interface WatermarkItem {
+  type: 'watermark'
+  time: number
+  idle?: boolean
 }
 
 /** Checkpoint barrier `id` (a Chandy-Lamport marker). */
@@ -24,7 +37,7 @@ export interface EndItem {
   type: 'end'
 }
 
-export type ChannelItem = RecordBatch | BarrierItem | EndItem
+export type ChannelItem = RecordBatch | BarrierItem | EndItem | WatermarkItem
 
 /** A FIFO queue of items with a soft capacity: a sender stops while its receiver is full. */
 export class LocalChannel {

@@ -6,12 +6,12 @@
 import { createActor, type Actor } from 'xstate'
 import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
 import type { LocalChannel, RecordBatch } from './channel.ts'
+import { systemClock, type Clock } from './clock.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
 import { WeirError } from '../persistence/errors.ts'
 import { asyncResultError, JobDefinitionError, UserCodeError } from './errors.ts'
-import { systemClock, type Clock } from './clock.ts'
 import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
-import type { ProcessContext, ProcessSpec, OperatorSpec } from './job.ts'
+import type { ProcessContext, ProcessSpec, OperatorSpec, SourceSpec, TimerContext, TimerService } from './job.ts'
 import type { Key, KeyGroupRange } from './key-groups.ts'
 import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
@@ -20,11 +20,14 @@ import { undeclaredTarget, type MessageSender } from './message-channels.ts'
 import type { StateDescriptor } from './state.ts'
 import { BroadcastStates } from './broadcast-state.ts'
 import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from './operator-state.ts'
+import type { OutputTag } from './side-outputs.ts'
+import { KeyedTimerService, TimerStore, type TimeDomain, type TimerOwner, type TimersSnapshot } from './timers.ts'
+import { WatermarkTracker } from './watermarks.ts'
 
 /** What an instance reports to the runtime that hosts it. */
 export interface InstanceHost {
   /** The synchronous part of a snapshot is done; the host encodes and writes the rest. */
-  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void
+  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown, timers?: TimersSnapshot): void
   /** Every input ended and the instance sent end-of-input downstream. */
   instanceFinished(instance: Instance): void
   /** A lifecycle transition, for logs and the supervisor. */
@@ -63,7 +66,8 @@ export abstract class Instance {
       if (status !== last) host.transitioned(this, (last = status))
     })
     this.lifecycle.start()
-    const outs = outputs.map((o) => o.emit)
+    // Side outputs (docs/architecture.md section 14) only get what ctx.output sends them.
+    const outs = outputs.filter((o) => o.edge.tag === undefined).map((o) => o.emit)
     this.emitAll = outs.length === 0 ? () => {} : outs.length === 1 ? outs[0]! : (r) => outs.forEach((emit) => emit(r))
   }
 
@@ -90,6 +94,21 @@ export abstract class Instance {
     return undefined
   }
 
+  /** The timers, for keyed operators that declare `onTimer`. */
+  get timers(): TimerStore | undefined {
+    return undefined
+  }
+
+  /** True if any output carries event times: the instance sets `timestamp` on them before it emits. */
+  protected get timed(): boolean {
+    return this.outputs.some((o) => o.timed)
+  }
+
+  /** Sets the event time of the records emitted next (docs/architecture.md section 14). */
+  protected stamp(time: number): void {
+    for (const o of this.outputs) o.timestamp = time
+  }
+
   /** Takes checkpoint `id`: capture state, forward the barrier (docs/architecture.md section 6, step 3). */
   snapshot(id: number): void {
     if (id <= this.lastSnapshot) return
@@ -97,10 +116,12 @@ export abstract class Instance {
     const live = !this.finished
     if (live) this.lifecycle.send({ type: 'SNAPSHOT', checkpointId: id })
     const keyed = this.backend?.startSnapshot()
+    const timers = this.timers?.startSnapshot()
     const op = this.operatorState()
     if (live) for (const o of this.outputs) o.broadcast({ type: 'barrier', id })
     if (live) this.lifecycle.send({ type: 'SNAPSHOT_TAKEN', checkpointId: id })
-    this.host.snapshotTaken(this, id, keyed, op)
+    if (timers === undefined) this.host.snapshotTaken(this, id, keyed, op)
+    else this.host.snapshotTaken(this, id, keyed, op, timers)
   }
 
   protected finish(): void {
@@ -123,6 +144,12 @@ export abstract class Instance {
 /** A source instance: polls its reader; emits barriers between polls when asked. */
 export class SourceInstance extends Instance {
   private readonly barriers: number[] = []
+  /** Emits a record: `emitAll`, or with event time its timestamp and watermark bookkeeping first. */
+  private readonly emitRecord: (record: unknown) => void
+  private maxTimestamp = -Infinity
+  private watermark = -Infinity
+  private lastEmitAt = 0
+  private idle = false
 
   constructor(
     spec: OperatorSpec,
@@ -130,8 +157,31 @@ export class SourceInstance extends Instance {
     outputs: readonly EdgeOutput[],
     host: InstanceHost,
     readonly reader: SourceReader<unknown>,
+    private readonly clock: Clock = systemClock,
   ) {
     super(spec, index, [], outputs, host)
+    const strategy = (spec as SourceSpec).watermarks
+    if (strategy === undefined) {
+      this.emitRecord = this.emitAll
+      return
+    }
+    const timestampOf = strategy.timestamp
+    const emitAll = this.emitAll
+    this.lastEmitAt = clock.now()
+    this.emitRecord = (record) => {
+      let t: number
+      try {
+        t = timestampOf(record)
+      } catch (err) {
+        throw new UserCodeError(spec.uid, index, undefined, err)
+      }
+      if (typeof t !== 'number' || !Number.isFinite(t)) {
+        throw new UserCodeError(spec.uid, index, undefined, new TypeError(`the watermarks' timestamp function returned ${String(t)}; it must return a finite number of ms`))
+      }
+      if (t > this.maxTimestamp) this.maxTimestamp = t
+      this.stamp(t)
+      emitAll(record)
+    }
   }
 
   /** Asks for barrier `id` before the next record. */
@@ -144,6 +194,27 @@ export class SourceInstance extends Instance {
     return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
 
+  /**
+   * After a poll: sends the watermark if it advanced (bounded out-of-orderness), or marks the
+   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 14).
+   */
+  private emitWatermark(maxOutOfOrdernessMs: number, idleTimeoutMs: number | undefined, polledNothing: boolean): void {
+    const wm = this.maxTimestamp - maxOutOfOrdernessMs - 1
+    if (!polledNothing) {
+      this.lastEmitAt = this.clock.now()
+      if (wm > this.watermark || this.idle) {
+        if (wm > this.watermark) this.watermark = wm
+        this.idle = false
+        for (const o of this.outputs) o.broadcast({ type: 'watermark', time: this.watermark })
+      }
+      return
+    }
+    if (idleTimeoutMs !== undefined && !this.idle && this.clock.now() - this.lastEmitAt >= idleTimeoutMs) {
+      this.idle = true
+      for (const o of this.outputs) o.broadcast({ type: 'watermark', time: this.watermark, idle: true })
+    }
+  }
+
   step(budget: number): number {
     let work = 0
     while (this.barriers.length > 0) {
@@ -153,10 +224,12 @@ export class SourceInstance extends Instance {
     if (this.finished || !this.hasCredit()) return work
     let result
     try {
-      result = this.reader.poll(this.emitAll, budget)
+      result = this.reader.poll(this.emitRecord, budget)
     } catch (err) {
       throw err instanceof WeirError ? err : new UserCodeError(this.spec.uid, this.index, undefined, err)
     }
+    const strategy = (this.spec as SourceSpec).watermarks
+    if (strategy !== undefined && result !== 'end') this.emitWatermark(strategy.maxOutOfOrdernessMs, strategy.idleTimeoutMs, result === 'idle')
     for (const o of this.outputs) o.flush()
     if (result === 'end') this.finish()
     return result === 'idle' ? work : work + 1
@@ -176,11 +249,16 @@ export abstract class ConsumingInstance extends Instance {
   protected replay: RecordBatch[] | undefined
   /** The input index `process` handles messages as. */
   protected messageInput = -1
+  /** The watermark over the input channels (docs/architecture.md section 14). */
+  protected readonly watermarks: WatermarkTracker
+  /** Some input sent a watermark: the stream has event time, forward ours. */
+  private eventTime = false
 
   constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, recorder?: MessageRecorder) {
     super(spec, index, inputs, outputs, host)
     this.recorder = recorder
     this.aligner = new BarrierAligner(inputs.length - (recorder?.channels ?? 0), mode)
+    this.watermarks = new WatermarkTracker(inputs.length)
   }
 
   protected abstract process(batch: RecordBatch, input: number): void
@@ -200,6 +278,14 @@ export abstract class ConsumingInstance extends Instance {
     if (this.recorder === undefined || this.finished) return
     for (let c = 0; c < this.recorder.channels; c++) this.recorder.onEnd(c)
     if (this.aligner.allEnded) this.finish()
+  }
+
+  /**
+   * The instance's watermark advanced to `time`: fire what it makes due, then forward it
+   * downstream (docs/architecture.md section 14). Runs in the executor's slice, between batches.
+   */
+  protected watermarkAdvanced(time: number): void {
+    if (this.eventTime) for (const o of this.outputs) o.broadcast({ type: 'watermark', time })
   }
 
   step(budget: number): number {
@@ -228,11 +314,20 @@ export abstract class ConsumingInstance extends Instance {
         work++
         if (item.type === 'records') {
           this.recordsIn += item.records.length
+          if (this.eventTime) this.watermarks.onActive(c)
           this.process(item, input)
+        }
+        else if (item.type === 'watermark') {
+          this.eventTime = true
+          const advanced = this.watermarks.onWatermark(c, item.time, item.idle === true)
+          if (advanced !== undefined) this.watermarkAdvanced(advanced)
         }
         else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
         else {
           this.aligned(this.aligner.onEnd(c), undefined)
+          const advanced = this.watermarks.onEnd(c)
+          // End of input is a final +Infinity watermark: every event-time timer fires first.
+          if (advanced !== undefined) this.watermarkAdvanced(advanced)
           if (this.aligner.allEnded && (this.recorder === undefined || this.recorder.allEnded)) {
             for (const o of this.outputs) o.flush()
             this.finish()
@@ -283,6 +378,10 @@ class Context implements ProcessContext<Key, unknown> {
   key: Key = ''
   /** Set on a keyed operator connected to a broadcast stream (actors/broadcast-state.ts). */
   broadcast: BroadcastStates | undefined
+  timestamp: number | undefined = undefined
+  /** Set while `onTimer` runs (then this is the TimerContext). */
+  timeDomain: TimeDomain | undefined = undefined
+  timers: TimerService = undefined as unknown as TimerService
   private lastDescriptor: StateDescriptor | undefined
   private lastHandle: unknown
 
@@ -292,11 +391,19 @@ class Context implements ProcessContext<Key, unknown> {
     private readonly backend: HeapKeyedBackend,
     readonly emit: (record: unknown) => void,
     private readonly messages: MessageSender | undefined,
+    /** Emit functions of the side outputs, by tag id. */
+    private readonly sideOutputs: ReadonlyMap<string, (record: unknown) => void>,
   ) {}
 
   send(operator: string, key: Key, message: unknown): void {
     if (this.messages === undefined) throw undeclaredTarget(this.operator, operator, [])
     this.messages.send(operator, key, message)
+  }
+
+  output<T>(tag: OutputTag<T>, record: T): void {
+    if (typeof tag !== 'object' || tag === null || typeof tag.id !== 'string') throw new TypeError('ctx.output needs a tag from outputTag(id)')
+    // A tag no stream reads is emitted nowhere (Flink).
+    this.sideOutputs.get(tag.id)?.(record)
   }
 
   state<D extends StateDescriptor>(descriptor: D): never {
@@ -332,7 +439,7 @@ export interface InstanceMessages {
 }
 
 /** A keyed operator instance: user functions over the key groups of its range. */
-export class ProcessInstance extends ConsumingInstance {
+export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   private readonly keyed: HeapKeyedBackend
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
@@ -341,15 +448,42 @@ export class ProcessInstance extends ConsumingInstance {
   private readonly sender: MessageSender | undefined
   /** The recording of the newest snapshot, for the host to write with it. */
   private lastRecording: Recording | undefined
+  private readonly timerStore: TimerStore | undefined
+  private readonly isTimed: boolean
 
-  constructor(spec: ProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, range: KeyGroupRange, strictState = false, clock: Clock = systemClock, messages?: InstanceMessages) {
+  constructor(
+    spec: ProcessSpec,
+    index: number,
+    inputs: readonly InputChannel[],
+    outputs: readonly EdgeOutput[],
+    host: InstanceHost,
+    mode: CheckpointMode,
+    range: KeyGroupRange,
+    strictState = false,
+    readonly clock: Clock = systemClock,
+    messages?: InstanceMessages,
+  ) {
     super(spec, index, inputs, outputs, host, mode, messages?.recorder)
     this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState, clock })
     this.sender = messages?.sender
-    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, this.sender)
+    const sides = new Map<string, (record: unknown) => void>()
+    for (const o of outputs) {
+      const tag = o.edge.tag
+      if (tag === undefined) continue
+      const prev = sides.get(tag)
+      sides.set(tag, prev === undefined ? o.emit : (r) => (prev(r), o.emit(r)))
+    }
+    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, this.sender, sides)
     this.fns = spec.onMessage === undefined ? spec.fns : [...spec.fns, spec.onMessage]
     this.messageInput = spec.fns.length
     if (spec.broadcast !== undefined) this.ctx.broadcast = this.broadcast = new BroadcastStates(spec.broadcast, spec.uid, index, this.emitAll, strictState)
+    // Messages carry no event time: their channels never hold the watermark back.
+    inputs.forEach((c, k) => {
+      if (c.input === this.messageInput) this.watermarks.ignore(k)
+    })
+    this.timerStore = spec.onTimer === undefined ? undefined : new TimerStore(range)
+    this.ctx.timers = new KeyedTimerService(this, this.timerStore, spec.uid)
+    this.isTimed = this.timed
   }
 
   override get backend(): HeapKeyedBackend {
@@ -375,11 +509,6 @@ export class ProcessInstance extends ConsumingInstance {
     return super.hasCredit() && (this.sender === undefined || this.sender.hasCredit())
   }
 
-  override step(budget: number): number {
-    const work = super.step(budget)
-    this.sender?.flush()
-    return work
-  }
 
   override snapshot(id: number): void {
     if (id <= this.lastSnapshot) return
@@ -393,14 +522,86 @@ export class ProcessInstance extends ConsumingInstance {
     if (live) this.sender?.broadcast({ type: 'barrier', id })
   }
 
+  override get timers(): TimerStore | undefined {
+    return this.timerStore
+  }
+
+  /** {@link TimerOwner}: the key in hand. */
+  get currentKey(): Key {
+    return this.keyed.currentKey
+  }
+
+  get currentIndex(): number {
+    return this.keyed.currentIndex
+  }
+
+  get watermark(): number {
+    return this.watermarks.current
+  }
+
+  override step(budget: number): number {
+    // Processing-time timers due now fire first, in the executor's slice like records.
+    const fired = this.timerStore === undefined || this.finished ? 0 : this.fireTimers('processing-time', this.clock.now())
+    const work = fired + super.step(budget)
+    this.sender?.flush()
+    return work
+  }
+
+  protected override watermarkAdvanced(time: number): void {
+    if (this.timerStore !== undefined) this.fireTimers('event-time', time)
+    super.watermarkAdvanced(time)
+  }
+
   protected override finish(): void {
     if (this.finished) return
+    // Processing-time timers still pending at the end of input are dropped (Flink).
+    this.timerStore?.clear('processing-time')
     this.sender?.broadcast({ type: 'end' })
     super.finish()
   }
 
+  /**
+   * Fires every timer of `domain` with time <= `upTo`, each with its key and state bound
+   * (docs/architecture.md section 14). Returns how many fired. The seam a test harness drives:
+   * `fireTimers('processing-time', clock.now())`, or a watermark through `watermarkAdvanced`.
+   */
+  fireTimers(domain: TimeDomain, upTo: number): number {
+    const store = this.timerStore!
+    const onTimer = (this.spec as ProcessSpec).onTimer!
+    const backend = this.keyed
+    const ctx = this.ctx
+    const timed = this.isTimed
+    let fired = 0
+    for (let due = store.pollDue(domain, upTo); due !== undefined; due = store.pollDue(domain, upTo)) {
+      backend.currentKey = due.key
+      backend.currentIndex = due.index
+      ctx.key = due.key
+      ctx.timestamp = due.time
+      ctx.timeDomain = domain
+      // Records emitted by an event-time timer carry its time; a processing-time timer's carry none (NaN).
+      if (timed) this.stamp(domain === 'event-time' ? due.time : NaN)
+      let returned: unknown
+      try {
+        returned = onTimer(due.time, ctx as unknown as TimerContext<Key, unknown>) as unknown
+      } catch (err) {
+        if (err instanceof WeirError) throw err
+        throw new UserCodeError(this.spec.uid, this.index, due.key, err)
+      } finally {
+        ctx.timeDomain = undefined
+      }
+      if (returned !== undefined) {
+        const error = asyncResultError(returned, this.spec.uid, this.index, due.key)
+        if (error !== undefined) throw error
+      }
+      fired++
+    }
+    return fired
+  }
+
   protected process(batch: RecordBatch, input: number): void {
     if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records)
+    if (batch.timestamps !== undefined) return this.processTimed(batch, batch.timestamps, input)
+    this.ctx.timestamp = undefined
     const fn = this.fns[input]!
     const { records, keys, groups } = batch
     const backend = this.keyed
@@ -421,6 +622,44 @@ export class ProcessInstance extends ConsumingInstance {
       }
     } catch (err) {
       // Weir's own errors (a transform's, a key selector's, a definition mistake) name their cause.
+      if (err instanceof WeirError) throw err
+      throw new UserCodeError(this.spec.uid, this.index, keys![i], err)
+    }
+  }
+
+  /** `process` on a stream with event time: timestamps into ctx and onto outputs; late records. */
+  private processTimed(batch: RecordBatch, timestamps: number[], input: number): void {
+    const fn = this.fns[input]!
+    const { records, keys, groups } = batch
+    const backend = this.keyed
+    const start = backend.range.start
+    const ctx = this.ctx
+    const timed = this.isTimed
+    const late = (this.spec as ProcessSpec).lateRecords
+    const watermark = this.watermarks.current
+    let i = 0
+    try {
+      for (; i < records.length; i++) {
+        const key = keys![i]!
+        const t = timestamps[i]!
+        if (late !== undefined && t <= watermark) {
+          if (late === 'drop') continue
+          if (timed) this.stamp(t)
+          ctx.output(late as OutputTag<unknown>, records[i])
+          continue
+        }
+        backend.currentKey = key
+        backend.currentIndex = groups![i]! - start
+        ctx.key = key
+        ctx.timestamp = t === t ? t : undefined
+        if (timed) this.stamp(t)
+        const returned = fn(records[i], ctx) as unknown
+        if (returned !== undefined) {
+          const error = asyncResultError(returned, this.spec.uid, this.index, key)
+          if (error !== undefined) throw error
+        }
+      }
+    } catch (err) {
       if (err instanceof WeirError) throw err
       throw new UserCodeError(this.spec.uid, this.index, keys![i], err)
     }

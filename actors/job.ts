@@ -9,6 +9,26 @@ import { checkMessages, checkSendsTo } from './messages.ts'
 import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
 import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
 import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
+import { isOutputTag, type OutputTag } from './side-outputs.ts'
+import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
+
+/**
+ * Timers of the current key (docs/architecture.md section 14), for keyed `process` operators
+ * that declare `onTimer`. At most one timer per (key, domain, time): registering it again does
+ * nothing. Times are ms; a time that is not a finite number (or +Infinity for event time) throws.
+ */
+export interface TimerService {
+  /** Processing time now, from the run's `clock`. */
+  currentProcessingTime(): number
+  /** The operator instance's watermark: -Infinity before the first watermark. */
+  currentWatermark(): number
+  /** Calls `onTimer` when the watermark reaches `time` (time <= watermark). */
+  registerEventTimeTimer(time: number): void
+  /** Calls `onTimer` when processing time reaches `time`. */
+  registerProcessingTimeTimer(time: number): void
+  deleteEventTimeTimer(time: number): void
+  deleteProcessingTimeTimer(time: number): void
+}
 
 /** What user code sees while it processes a record of a keyed stream. */
 export interface ProcessContext<K extends Key, OUT> {
@@ -29,6 +49,19 @@ export interface ProcessContext<K extends Key, OUT> {
    * ctx.send('inventory', order.sku, { reserve: order.quantity })
    */
   send(operator: string, key: Key, message: unknown): void
+  /** The event time of the record (or timer) in hand; undefined on a stream without event time. */
+  readonly timestamp: number | undefined
+  /** Timers of the current key; using them needs `onTimer` in the process options. */
+  readonly timers: TimerService
+  /** Sends a record to a side output, read with `.sideOutput(tag)` on the operator's stream. */
+  output<T>(tag: OutputTag<T>, record: T): void
+}
+
+/** What `onTimer` sees: the context of the timer's key, plus which kind of timer fired. */
+export interface TimerContext<K extends Key, OUT> extends ProcessContext<K, OUT> {
+  readonly timeDomain: 'event-time' | 'processing-time'
+  /** The timer's time. */
+  readonly timestamp: number
 }
 
 /**
@@ -62,6 +95,8 @@ export interface EdgeSpec {
   to: string
   /** Which input of the target: 0, or 1 for the second stream of a connected process. */
   input: 0 | 1
+  /** Only records sent to this side output (`ctx.output(tag, ...)`) travel on this edge. */
+  tag?: string | undefined
   partitioning: Partitioning
   keySelector: ((r: unknown) => Key) | undefined
   transforms: readonly Transform[]
@@ -76,6 +111,8 @@ export interface OperatorBase {
 export interface SourceSpec extends OperatorBase {
   kind: 'source'
   source: Source<unknown>
+  /** Event time and watermarks of the source, if any. */
+  watermarks?: WatermarkStrategy<unknown> | undefined
 }
 /** A keyed process operator of a {@link JobGraph}. */
 export interface ProcessSpec extends OperatorBase {
@@ -87,6 +124,10 @@ export interface ProcessSpec extends OperatorBase {
   onMessage?: MessageHandler<unknown, Key, unknown>
   /** The operators this one sends messages to. */
   sendsTo?: readonly string[]
+  /** Called when a timer of a key fires; operators without it have no timers. */
+  onTimer?: ((time: number, ctx: TimerContext<Key, unknown>) => void) | undefined
+  /** What happens to records at or behind the watermark. */
+  lateRecords?: 'process' | 'drop' | OutputTag<unknown> | undefined
   /** The broadcast input (input 1), if the keyed stream was connected to a broadcast stream. */
   broadcast?: BroadcastSpec
 }
@@ -133,10 +174,27 @@ export interface OperatorOptions {
   parallelism?: number
 }
 
+/** Options of a source. */
+export interface SourceOptions<T> extends OperatorOptions {
+  /** Event time and watermarks, e.g. `boundedOutOfOrderness(...)`; absent: no event time. */
+  watermarks?: WatermarkStrategy<T>
+}
+
 /** What a keyed `process` declares. */
-export interface ProcessOptions<K extends Key = Key, OUT = unknown> extends OperatorOptions {
+export interface ProcessOptions<K extends Key = Key, OUT = unknown, T = unknown> extends OperatorOptions {
   /** The keyed states the function uses, by any names. */
   state?: Record<string, StateDescriptor>
+  /**
+   * Called once per fired timer, with the timer's key and state bound, like the process
+   * function (synchronous too). Declaring it turns on `ctx.timers`.
+   */
+  onTimer?: (time: number, ctx: TimerContext<K, OUT>) => void
+  /**
+   * Records whose timestamp is at or behind the operator's watermark: `'process'` them like any
+   * other (Flink's default), `'drop'` them, or send them to a side output.
+   * @default 'process'
+   */
+  lateRecords?: 'process' | 'drop' | OutputTag<T>
   /** Handles messages that keyed operators send to this one with `ctx.send` (docs/architecture.md section 15). */
   onMessage?: MessageHandler<unknown, K, OUT>
   /**
@@ -183,6 +241,8 @@ function rejectAsync(fn: unknown, what: string, job: string, operator?: string):
 interface Branch {
   from: string
   transforms: readonly Transform[]
+  /** A side output of `from`. */
+  tag?: string
 }
 
 /** Builds a job. Create one with {@link job}. */
@@ -213,9 +273,13 @@ export class JobBuilder {
    * @example
    * const payments = job('payments').source('in', ndjsonSource<Payment>({ path: 'payments.ndjson' }))
    */
-  source<T>(name: string, source: Source<T>, options: OperatorOptions = {}): Stream<T> {
+  source<T>(name: string, source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     if (typeof source?.open !== 'function') throw new JobDefinitionError('source needs an object with open(), e.g. generatorSource(...)', this.name, name)
-    this.add({ kind: 'source', uid: this.checkName(name), parallelism: this.parallelismOf(name, options), source: source as Source<unknown> })
+    const { watermarks, ...rest } = (options ?? {}) as SourceOptions<T>
+    if (watermarks !== undefined && !isWatermarkStrategy(watermarks)) throw new JobDefinitionError('watermarks must come from boundedOutOfOrderness({ timestamp, maxOutOfOrdernessMs })', this.name, name)
+    const spec: SourceSpec = { kind: 'source', uid: this.checkName(name), parallelism: this.parallelismOf(name, rest), source: source as Source<unknown> }
+    if (watermarks !== undefined) spec.watermarks = watermarks as WatermarkStrategy<unknown>
+    this.add(spec)
     return new Stream<T>(this, [{ from: name, transforms: [] }])
   }
 
@@ -251,12 +315,17 @@ export class JobBuilder {
   }
 
   /** @internal */
+  isProcess(uid: string): boolean {
+    return this.operators.some((o) => o.uid === uid && o.kind === 'process')
+  }
+
+  /** @internal */
   nextTransformName(kind: string): string {
     return `${kind}-${++this.transformCount}`
   }
 
   /** @internal */
-  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[], messages?: MessageOptions): void {
+  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions & { onTimer?: unknown; lateRecords?: unknown }, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[], messages?: MessageOptions): void {
     const uid = this.checkName(name)
     const declared: StateDescriptor[] = []
     if (states !== undefined) {
@@ -271,8 +340,19 @@ export class JobBuilder {
       if (typeof fn !== 'function') throw new JobDefinitionError('process needs a function (record, ctx) => void', this.name, name)
       rejectAsync(fn, 'the process function', this.name, name)
     }
-    const parallelism = this.parallelismOf(name, options)
+    const { onTimer, lateRecords, ...rest } = options ?? {}
+    if (onTimer !== undefined) {
+      if (typeof onTimer !== 'function') throw new JobDefinitionError('onTimer must be a function (time, ctx) => void', this.name, name)
+      rejectAsync(onTimer, 'onTimer', this.name, name)
+    }
+    if (lateRecords !== undefined && lateRecords !== 'process' && lateRecords !== 'drop' && !isOutputTag(lateRecords)) {
+      throw new JobDefinitionError(`lateRecords must be 'process', 'drop' or an outputTag(...), got ${String(lateRecords)}`, this.name, name)
+    }
+    if (isOutputTag(lateRecords)) this.checkTag(lateRecords)
+    const parallelism = this.parallelismOf(name, rest)
     const spec: ProcessSpec = { kind: 'process', uid, parallelism, states: declared, fns }
+    if (onTimer !== undefined) spec.onTimer = onTimer as ProcessSpec['onTimer']
+    if (lateRecords !== undefined && lateRecords !== 'process') spec.lateRecords = lateRecords as ProcessSpec['lateRecords']
     if (messages?.onMessage !== undefined) {
       if (typeof messages.onMessage !== 'function') throw new JobDefinitionError('onMessage must be a function (message, ctx) => void', this.name, name)
       rejectAsync(messages.onMessage, 'onMessage', this.name, name)
@@ -283,7 +363,7 @@ export class JobBuilder {
     this.add(spec)
     inputs.forEach((input, i) =>
       input.branches.forEach((b) =>
-        this.edges.push({ from: b.from, to: uid, input: i as 0 | 1, partitioning: 'hash', keySelector: input.keySelector, transforms: b.transforms }),
+        this.edges.push({ from: b.from, to: uid, input: i as 0 | 1, ...(b.tag === undefined ? {} : { tag: b.tag }), partitioning: 'hash', keySelector: input.keySelector, transforms: b.transforms }),
       ),
     )
   }
@@ -345,8 +425,23 @@ export class JobBuilder {
     for (const b of branches) {
       const upstream = this.operators.find((o) => o.uid === b.from)!
       const partitioning = upstream.parallelism === parallelism ? 'forward' : 'rebalance'
-      this.edges.push({ from: b.from, to: uid, input: 0, partitioning, keySelector: undefined, transforms: b.transforms })
+      this.edges.push({ from: b.from, to: uid, input: 0, ...(b.tag === undefined ? {} : { tag: b.tag }), partitioning, keySelector: undefined, transforms: b.transforms })
     }
+  }
+
+  private readonly tags = new Map<string, OutputTag<unknown>>()
+
+  /** @internal Throws if another tag object has the same id. */
+  checkTag(tag: OutputTag<unknown>): void {
+    const known = this.tags.get(tag.id)
+    if (known !== undefined && known !== tag) throw new JobDefinitionError(`two different output tags have the id ${tag.id}; create the tag once and share it`, this.name)
+    this.tags.set(tag.id, tag)
+  }
+
+  /** @internal */
+  addSideOutput(from: string, tag: OutputTag<unknown>): Branch {
+    this.checkTag(tag)
+    return { from, transforms: [], tag: tag.id }
   }
 
   private add(op: OperatorSpec): void {
@@ -364,7 +459,7 @@ export class JobBuilder {
   private parallelismOf(name: string, options: OperatorOptions): number {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('options must be an object', this.name, name)
     for (const k of Object.keys(options)) {
-      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism, and state, onMessage, sendsTo for process)`, this.name, name)
+      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism; state, onTimer, lateRecords, onMessage, sendsTo for process; watermarks for source)`, this.name, name)
     }
     return this.positiveInt(`${name}.parallelism`, options.parallelism ?? this.parallelism, this.maxParallelism)
   }
@@ -388,7 +483,7 @@ export class Stream<T> {
   private chain<U>(t: Transform): Stream<U> {
     if (typeof t.fn !== 'function') throw new JobDefinitionError(`${t.kind} needs a function`, this.job.name, t.name)
     rejectAsync(t.fn, `the ${t.kind} function`, this.job.name, t.name)
-    return new Stream<U>(this.job, this.branches.map((b) => ({ from: b.from, transforms: [...b.transforms, t] })))
+    return new Stream<U>(this.job, this.branches.map((b) => ({ ...b, transforms: [...b.transforms, t] })))
   }
 
   /** Transforms every record. `fn` must be synchronous (see {@link ProcessFunction}). */
@@ -404,6 +499,23 @@ export class Stream<T> {
   /** Emits zero or more records per record, by calling `out` before it returns. `fn` must be synchronous. */
   flatMap<U>(fn: (record: T, out: (record: U) => void) => void, name = this.job.nextTransformName('flatMap')): Stream<U> {
     return this.chain({ kind: 'flatMap', name, fn: fn as (r: unknown, out: (u: unknown) => void) => void })
+  }
+
+  /**
+   * The records the operator of this stream sent to side output `tag` (`ctx.output(tag, r)`).
+   * Only on the stream returned by a keyed `process`.
+   * @example
+   * const alerts = outputTag<Alert>('alerts')
+   * const totals = payments.keyBy((p) => p.account).process('totals', {}, (p, ctx) => { ctx.output(alerts, { ... }) })
+   * totals.sideOutput(alerts).sink('alerts', stdoutSink())
+   */
+  sideOutput<S>(tag: OutputTag<S>): Stream<S> {
+    if (!isOutputTag(tag)) throw new JobDefinitionError('sideOutput needs a tag from outputTag(id)', this.job.name)
+    const b = this.branches[0]
+    if (this.branches.length !== 1 || b!.transforms.length > 0 || b!.tag !== undefined || !this.job.isProcess(b!.from)) {
+      throw new JobDefinitionError('sideOutput is only on the stream a keyed process returns (before map, filter, union, ...)', this.job.name)
+    }
+    return new Stream<S>(this.job, [this.job.addSideOutput(b!.from, tag as OutputTag<unknown>)])
   }
 
   /** Merges streams of the same type into one. */
@@ -479,11 +591,11 @@ export class KeyedStream<T, K extends Key> {
    */
   process<OUT>(
     name: string,
-    options: ProcessOptions<K, OUT>,
+    options: ProcessOptions<K, OUT, T>,
     fn: ProcessFunction<T, K, OUT>,
   ): Stream<OUT> {
     const { state, onMessage, sendsTo, ...rest } = options ?? {}
-    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
+    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest as OperatorOptions, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
   }
 
@@ -512,12 +624,12 @@ export class ConnectedKeyedStreams<T1, T2, K extends Key> {
   /** `fns.first` handles records of the first stream, `fns.second` those of the second. */
   process<OUT>(
     name: string,
-    options: ProcessOptions<K, OUT>,
+    options: ProcessOptions<K, OUT, T1 | T2>,
     fns: { first: ProcessFunction<T1, K, OUT>; second: ProcessFunction<T2, K, OUT> },
   ): Stream<OUT> {
     const { state, onMessage, sendsTo, ...rest } = options ?? {}
     const job = this.first.job
-    job.addProcess(name, state, [fns?.first as ProcessSpec['fns'][number], fns?.second as ProcessSpec['fns'][number]], rest, [
+    job.addProcess(name, state, [fns?.first as ProcessSpec['fns'][number], fns?.second as ProcessSpec['fns'][number]], rest as OperatorOptions, [
       { branches: this.first.branches, keySelector: this.first.keySelector },
       { branches: this.second.branches, keySelector: this.second.keySelector },
     ], { onMessage, sendsTo })

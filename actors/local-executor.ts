@@ -32,7 +32,8 @@ import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } fro
 import { CHANNEL_CHUNK_FORMAT, decodeChannelChunk, MessageRecorder, type Recording } from './message-recording.ts'
 import { messageCycles } from './messages.ts'
 import type { Watchdog } from './watchdog.ts'
-import type { Clock } from './clock.ts'
+import { systemClock, type Clock } from './clock.ts'
+import { TIMERS_CHUNK_FORMAT, type TimersSnapshot } from './timers.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -62,10 +63,10 @@ export interface ExecutorOptions {
   tuning: ExecutorTuning
   /** Freeze what state handles return (`RunOptions.strictState`). */
   strictState?: boolean
-  /** Processing time for keyed instances (state TTL). @default systemClock */
-  clock?: Clock | undefined
   /** Told when each slice starts and ends; asks what a stuck slice is doing. */
   watchdog?: Watchdog | undefined
+  /** Processing time of timers, state TTL and idleness (`RunOptions.clock`). @default systemClock */
+  clock?: Clock | undefined
 }
 
 /** Measurements of one attempt. */
@@ -85,6 +86,7 @@ interface Upload {
   operatorState: unknown
   /** Messages in flight on recorded channels (section 15), complete once their barriers arrived. */
   recording: Recording | undefined
+  timers: TimersSnapshot | undefined
 }
 
 /**
@@ -149,6 +151,12 @@ export class LocalExecutor implements InstanceHost {
 
   private async build(): Promise<void> {
     const { graph, tuning, mode } = this.options
+    const clock = this.options.clock ?? systemClock
+    // Operators downstream of a source with watermarks carry event times on their edges.
+    const timed = new Set<string>()
+    for (const op of graph.operators) {
+      if (op.kind === 'source' ? op.watermarks !== undefined : graph.edges.some((e) => e.to === op.uid && timed.has(e.from))) timed.add(op.uid)
+    }
     // channels[to][toIndex] = list of input channels of that instance
     const inputs = new Map<string, InputChannel[][]>()
     const outputs = new Map<string, EdgeOutput[][]>()
@@ -169,7 +177,7 @@ export class LocalExecutor implements InstanceHost {
           links.push({ from: from.uid, fromIndex: s, to: to.uid, channel: c })
           return c
         })
-        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s))
+        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s, timed.has(from.uid)))
       }
     }
     // Messages (section 15): aligned message inputs after the record inputs, recorded ones last.
@@ -181,7 +189,7 @@ export class LocalExecutor implements InstanceHost {
         const ins = inputs.get(op.uid)![i]!
         const ctx = connectorContext(graph.name, op, i)
         if (op.kind === 'source') {
-          const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx))
+          const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx), clock)
           this.sources.push(inst)
           this.instances.push(inst)
         } else if (op.kind === 'process') {
@@ -189,7 +197,7 @@ export class LocalExecutor implements InstanceHost {
           const recorded = messages.recorded.get(op.uid)?.[i] ?? []
           for (const channel of [...(messages.aligned.get(op.uid)?.[i] ?? []), ...recorded]) ins.push({ channel, input: messageInput })
           const targets = messages.outputs.get(op.uid)?.[i]
-          const inst = new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, this.options.clock, {
+          const inst = new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, clock, {
             sender: targets === undefined ? undefined : new MessageSender(op.uid, targets),
             recorder: recorded.length === 0 ? undefined : new MessageRecorder(recorded.length, op.uid),
           })
@@ -271,6 +279,13 @@ export class LocalExecutor implements InstanceHost {
               throw new Error('the snapshot holds messages in flight to it, but it has no onMessage any more; give it its onMessage back to restore them')
             }
             inst.restoreMessages(batches)
+          }
+          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 14).
+          if (inst.timers !== undefined) {
+            for (const chunk of await read({ operatorUid: uid, kind: 'timers', indexes })) {
+              if (chunk.format > TIMERS_CHUNK_FORMAT) throw new Error(`timers chunk format ${chunk.format} is newer than this Weir reads`)
+              if (chunk.data.byteLength > 0) inst.timers.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
+            }
           }
         } else if (inst instanceof SourceInstance) {
           const rescalable = inst.spec.kind === 'source' && inst.spec.source.rescalable === true
@@ -394,6 +409,13 @@ export class LocalExecutor implements InstanceHost {
         if (took > this.metrics.maxEncodeSliceMs) this.metrics.maxEncodeSliceMs = took
         if (!up.keyed.complete) return true
       }
+      if (up.timers !== undefined && !up.timers.complete) {
+        const began = performance.now()
+        up.instance.timers!.encodeSome(budgetMs)
+        const took = performance.now() - began
+        if (took > this.metrics.maxEncodeSliceMs) this.metrics.maxEncodeSliceMs = took
+        if (!up.timers.complete) return true
+      }
       this.uploads.shift()
       if (up.recording !== undefined && !up.recording.complete) this.recordingUploads.push(up)
       else this.write(up)
@@ -418,6 +440,17 @@ export class LocalExecutor implements InstanceHost {
     }
     if (up.recording !== undefined) {
       chunks.push({ operatorUid: uid, kind: 'channel', index: up.instance.index, format: CHANNEL_CHUNK_FORMAT, data: up.recording.encode() })
+    }
+    if (up.timers !== undefined) {
+      const range = up.instance.timers!.range
+      const written = new Uint8Array(range.end - range.start + 1)
+      for (const g of up.timers.groups) {
+        chunks.push({ operatorUid: uid, kind: 'timers', index: g.keyGroup, format: TIMERS_CHUNK_FORMAT, data: g.data })
+        written[g.keyGroup - range.start] = 1
+      }
+      for (let i = 0; i < written.length; i++) {
+        if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'timers', index: range.start + i, format: TIMERS_CHUNK_FORMAT, data: EMPTY_CHUNK })
+      }
     }
     if (writesOperatorChunk(up.instance.spec)) {
       // Encoded by the instance when it took the snapshot (actors/operator-state.ts).
@@ -465,9 +498,9 @@ export class LocalExecutor implements InstanceHost {
     this.inFlight.delete(id)
   }
 
-  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown): void {
+  snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown, timers?: TimersSnapshot): void {
     const recording = instance instanceof ProcessInstance ? instance.recordingOf(checkpointId) : undefined
-    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, recording })
+    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, recording, timers })
   }
 
   instanceFinished(instance: Instance): void {

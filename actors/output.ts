@@ -2,7 +2,7 @@
  * The sending side of an edge: runs the chained stateless transforms, partitions records over
  * the target instances and batches them per channel.
  */
-import type { BarrierItem, EndItem, LocalChannel } from './channel.ts'
+import type { BarrierItem, EndItem, LocalChannel, WatermarkItem } from './channel.ts'
 import type { EdgeSpec, Transform } from './job.ts'
 import { asyncResultError, KeySelectorError, UserCodeError } from './errors.ts'
 import { WeirError } from '../persistence/errors.ts'
@@ -17,6 +17,13 @@ export class EdgeOutput {
   /** Records buffered per target; the arrays are allocated at full batch size up front. */
   private readonly counts: number[]
   private next = 0
+  /** Event times per target, only when `timed`. */
+  private readonly stamps: number[][]
+  /**
+   * The event time of the records emitted now: the sending instance sets it before it emits
+   * (docs/architecture.md section 14). Read only when the edge is `timed`.
+   */
+  timestamp = 0
 
   constructor(
     readonly edge: EdgeSpec,
@@ -26,6 +33,8 @@ export class EdgeOutput {
     private readonly batchSize: number,
     /** The index of the sending instance, for errors of the chained transforms. */
     private readonly sender = 0,
+    /** The stream carries event times: batches get `timestamps`. */
+    readonly timed = false,
   ) {
     const n = targets.length
     const hashed = edge.partitioning === 'hash'
@@ -33,6 +42,7 @@ export class EdgeOutput {
     this.keys = Array.from({ length: n }, () => (hashed ? new Array<Key>(batchSize) : []))
     this.groups = Array.from({ length: n }, () => (hashed ? new Array<number>(batchSize) : []))
     this.counts = new Array<number>(n).fill(0)
+    this.stamps = Array.from({ length: n }, () => (timed ? new Array<number>(batchSize) : []))
     const partition =
       edge.partitioning === 'hash'
         ? this.hashed(edge.keySelector!)
@@ -69,6 +79,7 @@ export class EdgeOutput {
       this.records[t]![i] = r
       this.keys[t]![i] = key
       this.groups[t]![i] = group
+      if (this.timed) this.stamps[t]![i] = this.timestamp
       if ((this.counts[t] = i + 1) === this.batchSize) this.flushTo(t)
     }
   }
@@ -76,6 +87,7 @@ export class EdgeOutput {
   private add(t: number, r: unknown): void {
     const i = this.counts[t]!
     this.records[t]![i] = r
+    if (this.timed) this.stamps[t]![i] = this.timestamp
     if ((this.counts[t] = i + 1) === this.batchSize) this.flushTo(t)
   }
 
@@ -87,8 +99,14 @@ export class EdgeOutput {
     if (n < size) records.length = n
     this.records[t] = new Array<unknown>(size)
     this.counts[t] = 0
+    let timestamps: number[] | undefined
+    if (this.timed) {
+      timestamps = this.stamps[t]!
+      if (n < size) timestamps.length = n
+      this.stamps[t] = new Array<number>(size)
+    }
     if (this.edge.partitioning !== 'hash') {
-      this.targets[t]!.push({ type: 'records', records, keys: undefined, groups: undefined })
+      this.targets[t]!.push(timestamps === undefined ? { type: 'records', records, keys: undefined, groups: undefined } : { type: 'records', records, keys: undefined, groups: undefined, timestamps })
       return
     }
     const keys = this.keys[t]!
@@ -99,7 +117,7 @@ export class EdgeOutput {
     }
     this.keys[t] = new Array<Key>(size)
     this.groups[t] = new Array<number>(size)
-    this.targets[t]!.push({ type: 'records', records, keys, groups })
+    this.targets[t]!.push(timestamps === undefined ? { type: 'records', records, keys, groups } : { type: 'records', records, keys, groups, timestamps })
   }
 
   /** Sends every buffered record. */
@@ -107,8 +125,8 @@ export class EdgeOutput {
     for (let t = 0; t < this.targets.length; t++) this.flushTo(t)
   }
 
-  /** Sends buffered records, then a barrier or end to every target, in order. */
-  broadcast(item: BarrierItem | EndItem): void {
+  /** Sends buffered records, then a barrier, end or watermark to every target, in order. */
+  broadcast(item: BarrierItem | EndItem | WatermarkItem): void {
     this.flush()
     for (const c of this.targets) c.push(item)
   }

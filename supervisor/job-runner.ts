@@ -62,8 +62,8 @@ export interface RunOptions {
    */
   watchdogMs?: number
   /**
-   * Processing time: what state TTL (and processing-time timers) read as now. Tests pass a clock
-   * they move by hand.
+   * Processing time, for processing-time timers, state TTL and source idleness: tests pass a
+   * clock they move by hand.
    * @default systemClock (`Date.now`)
    */
   clock?: Clock
@@ -441,6 +441,7 @@ class JobRunner {
 function requiredChunks(graph: JobGraph, op: JobGraph['operators'][number]): { chunks?: ChunkKind[] } {
   const chunks: ChunkKind[] = []
   if (op.kind === 'process') chunks.push('keyed')
+  if (op.kind === 'process' && op.onTimer !== undefined) chunks.push('timers')
   if (op.kind === 'process' && receivesRecorded(graph, op.uid)) chunks.push('channel')
   if (writesOperatorChunk(op)) chunks.push('operator')
   return chunks.length === 0 ? {} : { chunks }

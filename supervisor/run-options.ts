@@ -3,8 +3,8 @@
  * checked, so a mistake fails at once with an error naming the option (never deep inside an
  * attempt, where it would be retried). Errors of options are terminal.
  */
-import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
 import { systemClock, type Clock } from '../actors/clock.ts'
+import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
@@ -56,14 +56,8 @@ export function resolveRunOptions(options: unknown): ResolvedRunOptions {
     // The project's own tests turn strict state on for every job through the environment.
     strictState: checkBoolean('strictState', o['strictState'] ?? process.env['WEIR_STRICT_STATE'] === '1'),
     watchdogMs: checkDuration('watchdogMs', o['watchdogMs'] ?? 10_000),
-    clock: checkClock(o['clock'] ?? systemClock),
+    clock: resolveClock(o['clock']),
   }
-}
-
-/** Checks a clock: an object with a `now()` method. */
-function checkClock(clock: unknown): Clock {
-  if (typeof (clock as Partial<Clock> | null)?.now !== 'function') throw new InvalidOptionError('clock', 'an object with a now() method returning milliseconds', clock)
-  return clock as Clock
 }
 
 /** Checks executor tuning: whole records and batches, a time slice in milliseconds. */
@@ -77,4 +71,15 @@ export function resolveTuning(tuning: unknown): ExecutorTuning {
     channelCapacity: checkInteger('tuning.channelCapacity', t['channelCapacity'], 1, MAX_BATCH),
     sliceMs: checkDuration('tuning.sliceMs', t['sliceMs'], { min: 1, max: 60_000 }),
   }
+}
+
+/** Checks `clock`: an object whose `now()` returns a finite number of ms. */
+export function resolveClock(clock: unknown): Clock {
+  if (clock === undefined) return systemClock
+  if (typeof clock !== 'object' || clock === null || typeof (clock as { now?: unknown }).now !== 'function') {
+    throw new InvalidOptionError('clock', 'an object with now(): number (e.g. systemClock)', clock)
+  }
+  const now = (clock as Clock).now()
+  if (typeof now !== 'number' || !Number.isFinite(now)) throw new InvalidOptionError('clock', 'a clock whose now() returns a finite number of ms', now)
+  return clock as Clock
 }
