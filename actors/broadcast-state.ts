@@ -10,7 +10,7 @@
 import { WeirError } from '../persistence/errors.ts'
 import { cborSerde } from '../persistence/serde.ts'
 import { asyncResultError, describeValue, JobDefinitionError, UnserializableStateError, UserCodeError } from './errors.ts'
-import type { JobBuilder, ProcessContext, ProcessOptions, Stream } from './job.ts'
+import type { JobBuilder, ProcessContext, ProcessOptions, Stream, TimerContext } from './job.ts'
 import type { Key } from './key-groups.ts'
 import type { BroadcastWire, OperatorChunk } from './operator-state.ts'
 import { deepFreeze, unserializableIn } from './state-checks.ts'
@@ -32,6 +32,18 @@ export interface ReadOnlyBroadcastState<K, V> {
 export interface KeyedBroadcastContext<K extends Key, OUT> extends ProcessContext<K, OUT> {
   /** A broadcast state, read-only: writing it here throws (write it in `processBroadcast`). */
   broadcastState<MK, MV>(descriptor: MapStateDescriptor<MK, MV>): ReadOnlyBroadcastState<MK, MV>
+}
+
+/** What `onTimer` of a keyed process with a broadcast input sees: a timer context, plus read access to the broadcast states. */
+export interface KeyedBroadcastTimerContext<K extends Key, OUT> extends TimerContext<K, OUT> {
+  /** A broadcast state, read-only. */
+  broadcastState<MK, MV>(descriptor: MapStateDescriptor<MK, MV>): ReadOnlyBroadcastState<MK, MV>
+}
+
+/** What a keyed process connected to a broadcast stream declares: as a keyed process, without messages (not supported here yet). */
+export interface BroadcastProcessOptions<K extends Key, OUT> extends Omit<ProcessOptions<K, OUT>, 'onTimer' | 'onMessage' | 'sendsTo'> {
+  /** Called when a timer of a key fires, as in a keyed process; it may read broadcast state. */
+  onTimer?: (time: number, ctx: KeyedBroadcastTimerContext<K, OUT>) => void
 }
 
 /** What `processBroadcast` sees: no key, and write access to the broadcast states. */
@@ -109,10 +121,10 @@ export class BroadcastConnectedStream<T, B, K extends Key> {
    *   },
    * })
    */
-  process<OUT>(name: string, options: ProcessOptions, fns: BroadcastProcessFunctions<T, B, K, OUT>): Stream<OUT> {
+  process<OUT>(name: string, options: BroadcastProcessOptions<K, OUT>, fns: BroadcastProcessFunctions<T, B, K, OUT>): Stream<OUT> {
     return this.job.addBroadcastProcess(
       name,
-      options,
+      options as ProcessOptions,
       fns as unknown as BroadcastProcessFunctions<unknown, unknown, Key, unknown>,
       this.keyed as { branches: Stream<unknown>['branches']; keySelector: (r: unknown) => Key },
       this.broadcast as BroadcastStream<unknown>,

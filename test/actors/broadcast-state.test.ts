@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import {
   arraySink,
+  boundedOutOfOrderness,
   generatorSource,
   job,
   JobDefinitionError,
@@ -153,7 +154,7 @@ t.test('broadcast - definition mistakes fail at once', async (t) => {
   t.throws(() => keyed.connect(b).process('p', {}, { processElement: () => {} } as never), /processBroadcast must be a function/)
   t.throws(() => keyed.connect(b).process('p', {}, { processElement: async () => {}, processBroadcast: () => {} } as never), /async function/)
   t.throws(() => keyed.connect(b).process('p', { state: { r: mapState('rules') } }, { processElement: () => {}, processBroadcast: () => {} }), /declared both as keyed state and as broadcast state/)
-  t.throws(() => keyed.connect(b).process('p', { onMessage: () => {} }, { processElement: () => {}, processBroadcast: () => {} }), /onMessage is not supported yet on a process connected to a broadcast stream/)
+  t.throws(() => keyed.connect(b).process('p', { onMessage: () => {} } as never, { processElement: () => {}, processBroadcast: () => {} }), /onMessage is not supported yet on a process connected to a broadcast stream/)
   t.throws(() => keyed.connect(job('other').source('x', generatorSource({ records: 1, keys: 1 })).broadcast(mapState('z'))), /different jobs/)
 })
 
@@ -328,4 +329,34 @@ t.test('broadcast states - snapshot and restore: every new instance takes one ol
   empty.restore([undefined, {}], 1)
   t.equal(empty.readOnly(plain).size(), 0, 'no broadcast state in the snapshot: empty, no error')
   t.throws(() => make(0).restore([{ broadcast: [{ name: 'gone', entries: [] }] }], 0), /holds broadcast state "gone"/)
+})
+
+t.test('broadcast - a keyed process with a broadcast input keeps its timers; onTimer reads broadcast state', async (t) => {
+  const ts = embeddedTestStore()
+  t.teardown(() => ts.cleanup())
+  await ts.store.open()
+  const factor = mapState<string, number>('factor')
+  const fired: { key: string; time: number; factor: number | undefined }[] = []
+  const j = job('bc-timers')
+  const b = j.source('rules', generatorSource({ records: 1, keys: 1 })).map(() => 3).broadcast(factor)
+  j.source('in', generatorSource({ records: 300, keys: 3 }), { watermarks: boundedOutOfOrderness({ timestamp: (r) => r.seq, maxOutOfOrdernessMs: 0 }) })
+    .keyBy((r) => r.key)
+    .connect(b)
+    .process('p', {
+      parallelism: 2,
+      onTimer(time, ctx) {
+        fired.push({ key: ctx.key, time, factor: ctx.broadcastState(factor).get('f') })
+      },
+    }, {
+      processElement(r, ctx) {
+        if (r.seq % 100 === 99) ctx.timers.registerEventTimeTimer(r.seq)
+      },
+      processBroadcast(f, ctx) {
+        ctx.broadcastState(factor).put('f', f)
+      },
+    })
+  const result = await runJob(j, quiet(ts.store, { checkpoints: { intervalMs: 50 } }))
+  t.equal(result.status, 'finished')
+  t.same(fired.map((f) => f.time).sort((x, y) => x - y), [99, 199, 299], 'every event-time timer fired (at the latest at the end of input)')
+  t.ok(fired.every((f) => f.factor === 3), 'onTimer read the broadcast state')
 })
