@@ -249,13 +249,14 @@ export class BroadcastStates {
     return this.entry(d).readOnly
   }
 
-  /** Runs `processBroadcast` on a batch of broadcast records. */
-  process(records: readonly unknown[]): void {
+  /** Runs `processBroadcast` on a batch of broadcast records; `stamp` sets the event time of what it emits. */
+  process(records: readonly unknown[], timestamps: readonly number[] | undefined, stamp: (time: number) => void): void {
     const fn = this.spec.fn
     const ctx = this.ctx
     try {
-      for (const r of records) {
-        const returned = fn(r, ctx) as unknown
+      for (let i = 0; i < records.length; i++) {
+        if (timestamps !== undefined) stamp(timestamps[i]!)
+        const returned = fn(records[i], ctx) as unknown
         if (returned !== undefined) {
           const error = asyncResultError(returned, this.operator, this.instance, undefined)
           if (error !== undefined) throw error

@@ -599,7 +599,7 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   }
 
   protected process(batch: RecordBatch, input: number): void {
-    if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records)
+    if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records, batch.timestamps, (t) => this.stamp(t))
     if (batch.timestamps !== undefined) return this.processTimed(batch, batch.timestamps, input)
     this.ctx.timestamp = undefined
     const fn = this.fns[input]!

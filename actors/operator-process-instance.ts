@@ -14,7 +14,7 @@ import type { ListState } from './state.ts'
 
 export class OperatorProcessInstance extends ConsumingInstance {
   readonly lists: OperatorListStates
-  private readonly ctx: OperatorContext<unknown>
+  private readonly ctx: { timestamp: number | undefined } & OperatorContext<unknown>
   private readonly fn: OperatorProcessSpec['fn']
 
   constructor(spec: OperatorProcessSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, strictState = false) {
@@ -22,6 +22,7 @@ export class OperatorProcessInstance extends ConsumingInstance {
     const lists = (this.lists = new OperatorListStates(spec.states, spec.uid, strictState))
     this.fn = spec.fn
     this.ctx = {
+      timestamp: undefined,
       instance: index,
       emit: this.emitAll,
       state<T>(descriptor: OperatorListStateDescriptor<T>): ListState<T> {
@@ -39,8 +40,16 @@ export class OperatorProcessInstance extends ConsumingInstance {
     const fn = this.fn
     const ctx = this.ctx
     const records = batch.records
+    const stamps = batch.timestamps
+    ctx.timestamp = undefined
     try {
       for (let i = 0; i < records.length; i++) {
+        if (stamps !== undefined) {
+          // Event time passes through: what the function emits carries its record's time.
+          const t = stamps[i]!
+          ctx.timestamp = t === t ? t : undefined
+          this.stamp(t)
+        }
         const returned = fn(records[i], ctx) as unknown
         if (returned !== undefined) {
           const error = asyncResultError(returned, this.spec.uid, this.index, undefined)

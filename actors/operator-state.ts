@@ -85,6 +85,8 @@ export function isOperatorListStateDescriptor(value: unknown): value is Operator
 export interface OperatorContext<OUT> {
   /** The operator instance (subtask) index. */
   readonly instance: number
+  /** The event time of the record in hand; undefined when the stream has no event time. Emitted records carry it on. */
+  readonly timestamp: number | undefined
   /** The list of a declared operator state, this instance's share. */
   state<T>(descriptor: OperatorListStateDescriptor<T>): ListState<T>
   /** Sends a record downstream. */

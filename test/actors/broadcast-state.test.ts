@@ -312,7 +312,7 @@ t.test('broadcast states - snapshot and restore: every new instance takes one ol
   const spec = { states: [plain, coded] as never[], fn: (r: unknown, ctx: { broadcastState: (d: unknown) => MapState<string, unknown> }) => ctx.broadcastState(r === 'p' ? plain : coded).put(String(r), r === 'p' ? 1 : { n: 2 }) }
   const make = (i: number) => new BroadcastStates(spec as never, 'op', i, () => {})
   const a = make(0)
-  a.process(['p', 'c'])
+  a.process(['p', 'c'], undefined, () => {})
   const chunk = { broadcast: a.snapshot() }
   t.ok(chunk.broadcast[1]!.entries[1] instanceof Uint8Array, 'a state with a serde is written with it')
   for (const [oldP, newP] of [[1, 3], [3, 2], [2, 2]] as const) {

@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap'
 import {
   arraySink,
+  boundedOutOfOrderness,
   generatedRecord,
   generatorSource,
   IncompatibleSnapshotError,
@@ -328,4 +329,26 @@ t.test("sink operator state - a writer's lists survive a restore at sink paralle
   t.equal(lists.length, 3)
   t.same((lists.flat() as number[]).sort((a, b) => a - b), Array.from({ length: gen.records }, (_, i) => i), 'the lists hold every record exactly once')
   t.throws(() => job('bad-sink').source('in', generatorSource(gen)).sink('x', { ...recordingSink, operatorState: [valueState('v')] as never }), /not an operator state descriptor/)
+})
+
+t.test('non-keyed process - event time passes through: ctx.timestamp, and emitted records keep their time downstream', async (t) => {
+  const ts = embeddedTestStore()
+  t.teardown(() => ts.cleanup())
+  await ts.store.open()
+  const total = valueState<number>('total', { default: 0 })
+  const stamps: (number | undefined)[] = []
+  const j = job('op-event-time')
+  j.source('in', generatorSource({ records: 2_000, keys: 5 }), { watermarks: boundedOutOfOrderness({ timestamp: (r) => r.seq * 10, maxOutOfOrdernessMs: 0 }) })
+    .process<{ key: string; seq: number }>('pass', { parallelism: 2 }, (r, ctx) => {
+      stamps.push(ctx.timestamp === r.seq * 10 ? undefined : ctx.timestamp ?? -1)
+      ctx.emit(r)
+    })
+    .keyBy((r) => r.key)
+    .process('count', { state: { total }, lateRecords: 'drop' }, (_r, ctx) => ctx.state(total).update(ctx.state(total).value() + 1))
+  const result = await runJob(j, quiet(ts.store, { checkpoints: { intervalMs: 50 } }))
+  t.equal(result.status, 'finished')
+  t.equal(stamps.length, 2_000)
+  t.ok(stamps.every((s) => s === undefined), 'ctx.timestamp is the record\'s event time')
+  const counted = [...(await readSnapshotState(ts.store, 'op-event-time', 'count', 'total')).values()].reduce((a: number, b) => a + (b as number), 0)
+  t.equal(counted, 2_000, 'no record became late downstream: each kept its time')
 })
