@@ -16,6 +16,7 @@ export type {
   SourceSpec,
   ProcessSpec,
   SinkSpec,
+  OperatorProcessSpec,
   EdgeSpec,
   Partitioning,
   Transform,
@@ -63,6 +64,10 @@ export {
 export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/windows.ts'
 export { WindowedStream } from './actors/window-operator.ts'
 export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/window-operator.ts'
+export { operatorListState } from './actors/operator-state.ts'
+export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
+export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'
+export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastProcessOptions, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/broadcast-state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'

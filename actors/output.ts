@@ -48,10 +48,15 @@ export class EdgeOutput {
         ? this.hashed(edge.keySelector!)
         : edge.partitioning === 'forward'
           ? (r: unknown) => this.add(0, r)
-          : (r: unknown) => {
-              this.add(this.next, r)
-              this.next = this.next + 1 === n ? 0 : this.next + 1
-            }
+          : edge.partitioning === 'broadcast'
+            ? (r: unknown) => {
+                // Every record to every instance (docs/architecture.md section 16).
+                for (let t = 0; t < n; t++) this.add(t, r)
+              }
+            : (r: unknown) => {
+                this.add(this.next, r)
+                this.next = this.next + 1 === n ? 0 : this.next + 1
+              }
     this.emit = edge.transforms.reduceRight((next: (r: unknown) => void, t: Transform) => chain(next, t, sender), partition)
   }
 
