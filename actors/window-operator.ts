@@ -185,7 +185,7 @@ export class WindowedStream<T, K extends Key> {
       contents,
       result,
     })
-    const processOptions: ProcessOptions & { onTimer: (time: number, ctx: TimerContext<Key, unknown>) => void } = {
+    const processOptions: ProcessOptions = {
       ...rest,
       state: logic.states,
       onTimer: (time, ctx) => logic.timer(time, ctx),
