@@ -239,6 +239,8 @@ abstract class ConsumingInstance extends Instance {
   protected readonly watermarks: WatermarkTracker
   /** Some input sent a watermark: the stream has event time, forward ours. */
   private eventTime = false
+  /** Every open input is idle, and downstream was told so. */
+  private idle = false
 
   constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode) {
     super(spec, index, inputs, outputs, host)
@@ -280,6 +282,11 @@ abstract class ConsumingInstance extends Instance {
           this.eventTime = true
           const advanced = this.watermarks.onWatermark(c, item.time, item.idle === true)
           if (advanced !== undefined) this.watermarkAdvanced(advanced)
+          // All inputs idle: this instance is idle downstream too, until an input is active again.
+          if (this.watermarks.allIdle !== this.idle) {
+            this.idle = !this.idle
+            for (const o of this.outputs) o.broadcast(this.idle ? { type: 'watermark', time: this.watermarks.current, idle: true } : { type: 'watermark', time: this.watermarks.current })
+          }
         }
         else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
         else {

@@ -70,6 +70,15 @@ t.test('WatermarkTracker: minimum over non-idle channels, monotonic, ended chann
   t.equal(w.current, 30)
   t.equal(w.onEnd(1), 40)
   t.equal(w.onEnd(0), Infinity)
+
+  const v = new WatermarkTracker(2)
+  v.onWatermark(0, 5, false)
+  t.equal(v.onWatermark(1, 7, true), 5)
+  t.notOk(v.allIdle)
+  t.equal(v.onEnd(0), undefined, 'one input ended, the other idle: no jump to +Infinity')
+  t.ok(v.allIdle, 'every open input is idle')
+  t.equal(v.current, 5)
+  t.equal(v.onEnd(1), Infinity)
 })
 
 t.test('an operator watermark is the minimum over its inputs; an idle input stops holding it back', async (t) => {
