@@ -226,14 +226,17 @@ export class TimerStore {
   /** The synchronous part of a snapshot: keeps references, marks non-empty groups frozen. */
   startSnapshot(): TimersSnapshot {
     if (this.marked !== 0) this.encodeSome(Infinity)
-    const snapshot = new TimersSnapshot(this.groups.slice())
+    // Empty groups are left out: the snapshot must not share a table a later timer goes into.
+    const tables = new Array<GroupTimers | undefined>(this.groups.length)
     for (let i = 0; i < this.groups.length; i++) {
       const g = this.groups[i]
       if (g !== undefined && (g.event.size > 0 || g.processing.size > 0)) {
+        tables[i] = g
         this.frozen[i] = 1
         this.marked++
       }
     }
+    const snapshot = new TimersSnapshot(tables)
     this.current = snapshot
     this.nextIndex = 0
     if (this.marked === 0) snapshot.complete = true
