@@ -154,6 +154,15 @@ export interface ProcessOptions<K extends Key = Key, OUT = unknown, T = unknown>
   /**
    * Called once per fired timer, with the timer's key and state bound, like the process
    * function (synchronous too). Declaring it turns on `ctx.timers`.
+   * @example
+   * stream.keyBy((c) => c.user).process('sessions', {
+   *   state: { last },
+   *   onTimer: (time, ctx) => ctx.emit({ user: ctx.key, sessionEnd: time }),
+   * }, (c, ctx) => {
+   *   ctx.timers.deleteProcessingTimeTimer(ctx.state(last).value() + 30_000)
+   *   ctx.state(last).update(ctx.timers.currentProcessingTime())
+   *   ctx.timers.registerProcessingTimeTimer(ctx.state(last).value() + 30_000)
+   * })
    */
   onTimer?: (time: number, ctx: TimerContext<K, OUT>) => void
   /**
