@@ -109,6 +109,40 @@ t.test('TimerStore: ordered, deduplicated per (key, domain, time), lazy deletion
   t.equal(s.pollDue('processing-time', 10)?.key, 'a')
 })
 
+t.test('TimerStore: 20k random timers with deletions come out in time order, each live one once', async (t) => {
+  const s = new TimerStore({ start: 0, end: 0 })
+  let x = 7
+  const rnd = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) % 5000)
+  const live = new Set<string>()
+  for (let i = 0; i < 20_000; i++) {
+    const key = `k${rnd() % 300}`
+    const time = rnd()
+    s.register('event-time', key, 0, time)
+    live.add(`${key}@${time}`)
+    if (i % 7 === 0) {
+      s.delete('event-time', key, 0, time)
+      live.delete(`${key}@${time}`)
+    }
+  }
+  t.equal(s.size, live.size)
+  let last = -Infinity
+  let ordered = true
+  const seen = new Set<string>()
+  for (let e = s.pollDue('event-time', 2500); e !== undefined; e = s.pollDue('event-time', 2500)) {
+    if (e.time < last || e.time > 2500) ordered = false
+    last = e.time
+    seen.add(`${e.key as string}@${e.time}`)
+  }
+  for (let e = s.pollDue('event-time', Infinity); e !== undefined; e = s.pollDue('event-time', Infinity)) {
+    if (e.time < last) ordered = false
+    last = e.time
+    seen.add(`${e.key as string}@${e.time}`)
+  }
+  t.ok(ordered, 'in time order, and only due ones in the first round')
+  t.same([...seen].sort(), [...live].sort())
+  t.equal(s.size, 0)
+})
+
 t.test('TimerStore: a snapshot keeps the timers as they were (copy-on-write) and restores per key group', async (t) => {
   const { keyGroupOf } = await import('../../index.ts')
   const maxP = 64
