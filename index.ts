@@ -6,6 +6,8 @@ export type {
   JobOptions,
   OperatorOptions,
   ProcessOptions,
+  ActorOptions,
+  MessageHandler,
   ProcessContext,
   ProcessFunction,
   JobGraph,
@@ -38,6 +40,9 @@ export type {
   Aggregator,
   StateDescriptor,
   StateOptions,
+  StateTtlOptions,
+  StateTtl,
+  StateTtlUpdate,
   StateHandle,
   StateKind,
   DescriptorBase,
@@ -54,7 +59,7 @@ export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
 export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
 export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
 export type { Key, KeyGroupRange } from './actors/key-groups.ts'
-export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, MisplacedKeyError } from './actors/errors.ts'
+export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, AsyncUserCodeError, UnserializableStateError, UnserializableMessageError, MisplacedKeyError } from './actors/errors.ts'
 export type { BadLineReason } from './actors/errors.ts'
 export type { CheckpointMode } from './actors/alignment.ts'
 export type { InstanceStatus } from './actors/lifecycle.ts'

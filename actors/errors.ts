@@ -104,6 +104,27 @@ export class UnserializableStateError extends TerminalError {
   }
 }
 
+/**
+ * A message in flight at a checkpoint cannot be written into the snapshot faithfully with CBOR:
+ * it holds a class instance, a function, a symbol or a cycle. Terminal: send plain data
+ * (objects, arrays, Maps, Sets, Dates, bigints, typed arrays).
+ */
+export class UnserializableMessageError extends TerminalError {
+  override readonly name = 'UnserializableMessageError'
+  constructor(
+    /** The receiving operator. */
+    readonly operator: string,
+    readonly key: unknown,
+    /** What the message is, e.g. `an instance of class Order`, and where in it. */
+    readonly valueType: string,
+  ) {
+    super(
+      `operator ${operator}, message to key ${describeValue(key)}: the message holds ${valueType}, which a snapshot cannot write and read back ` +
+        '(messages in flight are written with the checkpoint); send plain data (objects, arrays, Maps, Sets, Dates, bigints, typed arrays)',
+    )
+  }
+}
+
 /** A snapshot cannot be restored into this job (different maxParallelism, state kind changed...). */
 export class IncompatibleSnapshotError extends TerminalError {
   override readonly name = 'IncompatibleSnapshotError'

@@ -11,6 +11,8 @@ import type { Serde } from '../persistence/serde.ts'
 import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
 import { JobDefinitionError, MisplacedKeyError, UnserializableStateError } from './errors.ts'
 import { deepFreeze, unserializableIn } from './state-checks.ts'
+import { makeTtlHandle, ttlFromWire, ttlToWire } from './state-ttl.ts'
+import { systemClock, type Clock } from './clock.ts'
 import { isKey, keyGroupOf, type Key, type KeyGroupRange } from './key-groups.ts'
 import type {
   AggregatingState,
@@ -20,6 +22,7 @@ import type {
   ReducingState,
   ReducingStateDescriptor,
   StateDescriptor,
+  StateTtl,
   ValueState,
   ValueStateDescriptor,
 } from './state.ts'
@@ -39,6 +42,8 @@ const ABSENT = Symbol('absent')
 class StateTable {
   readonly groups: (Group | undefined)[]
   readonly overlays: (Map<Key, unknown> | undefined)[]
+  /** The state's TTL (actors/state-ttl.ts), or undefined. */
+  readonly ttl: StateTtl | undefined
   constructor(
     readonly descriptor: StateDescriptor,
     readonly backend: HeapKeyedBackend,
@@ -46,6 +51,7 @@ class StateTable {
   ) {
     this.groups = new Array<Group | undefined>(size).fill(undefined)
     this.overlays = new Array<Map<Key, unknown> | undefined>(size).fill(undefined)
+    this.ttl = descriptor.ttl
   }
 
   read(): unknown {
@@ -53,10 +59,9 @@ class StateTable {
   }
 
   /** Saves the current key's value for the snapshot in progress, once. `copy`: the value will change in place. */
-  private preserve(i: number, copy: boolean): void {
+  private preserve(i: number, key: Key, copy: boolean): void {
     let o = this.overlays[i]
     if (o === undefined) this.overlays[i] = o = new Map()
-    const key = this.backend.currentKey
     if (o.has(key)) return
     const old = this.groups[i]?.get(key)
     o.set(key, old === undefined ? ABSENT : copy ? copyValue(this.descriptor, old) : old)
@@ -65,13 +70,13 @@ class StateTable {
   /** Call before changing the current key's value in place (list append, map put). */
   touch(): void {
     const b = this.backend
-    if (b.marked !== 0 && b.marks[b.currentIndex] === 1) this.preserve(b.currentIndex, true)
+    if (b.marked !== 0 && b.marks[b.currentIndex] === 1) this.preserve(b.currentIndex, b.currentKey, true)
   }
 
   write(value: unknown): void {
     const b = this.backend
     const i = b.currentIndex
-    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, false)
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, b.currentKey, false)
     let g = this.groups[i]
     if (g === undefined) this.groups[i] = g = new Map()
     g.set(b.currentKey, value)
@@ -82,8 +87,26 @@ class StateTable {
     const i = b.currentIndex
     const g = this.groups[i]
     if (g === undefined || !g.has(b.currentKey)) return
-    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, false)
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, b.currentKey, false)
     g.delete(b.currentKey)
+  }
+
+  /** `write` for any key of key group index `i` (TTL cleanup). */
+  writeAt(i: number, key: Key, value: unknown): void {
+    const b = this.backend
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, key, false)
+    let g = this.groups[i]
+    if (g === undefined) this.groups[i] = g = new Map()
+    g.set(key, value)
+  }
+
+  /** `remove` for any key of key group index `i` (TTL cleanup). */
+  removeAt(i: number, key: Key): void {
+    const b = this.backend
+    const g = this.groups[i]
+    if (g === undefined || !g.has(key)) return
+    if (b.marked !== 0 && b.marks[i] === 1) this.preserve(i, key, false)
+    g.delete(key)
   }
 
   /**
@@ -97,6 +120,7 @@ class StateTable {
     if ((g === undefined || g.size === 0) && (o === undefined || o.size === 0)) return undefined
     const serde = this.descriptor.serde
     const d = this.descriptor
+    if (this.ttl !== undefined) return this.snapshotTtlWire(g, o)
     // Sized up front (and trimmed after): growing by push would reallocate a large array many times.
     const out = new Array<unknown>(((g?.size ?? 0) + (o?.size ?? 0)) * 2)
     let n = 0
@@ -118,6 +142,27 @@ class StateTable {
     out.length = n
     if (n === 0) return undefined
     if (serde === undefined) this.checkWire(out, this.backend.snapshots === 1 ? n : 2)
+    return out
+  }
+
+  /** `snapshotWire` of a state with TTL: values in `[value, time]` pairs, expired ones left out. */
+  private snapshotTtlWire(g: Group | undefined, o: Map<Key, unknown> | undefined): unknown[] | undefined {
+    const d = this.descriptor
+    const ttlMs = this.ttl!.ttlMs
+    const now = this.backend.snapshotTime
+    const out: unknown[] = []
+    const add = (v: unknown, k: Key): void => {
+      const w = ttlToWire(d, ttlMs, v, now)
+      if (w !== undefined) out.push(k, w)
+    }
+    g?.forEach((v, k) => {
+      if (o === undefined || !o.has(k)) add(v, k)
+    })
+    o?.forEach((v, k) => {
+      if (v !== ABSENT) add(v, k)
+    })
+    if (out.length === 0) return undefined
+    if (d.serde === undefined) this.checkWire(out, this.backend.snapshots === 1 ? out.length : 2)
     return out
   }
 
@@ -322,7 +367,8 @@ class StrictMapHandle extends MapHandle {
   }
 }
 
-function makeHandle(t: StateTable, strict: boolean): unknown {
+function makeHandle(t: StateTable, strict: boolean, clock: Clock): unknown {
+  if (t.ttl !== undefined) return makeTtlHandle(t, t.ttl, clock, strict)
   if (strict) {
     // Reducing and aggregating state are left as they are: their functions may change the stored
     // value in place (the backend saves it for a snapshot first).
@@ -362,6 +408,8 @@ export interface HeapBackendOptions {
   operator?: string
   /** Freeze what handles return (see `RunOptions.strictState`). @default false */
   strictState?: boolean
+  /** Processing time, for state TTL (see `StateOptions.ttl`). @default systemClock */
+  clock?: Clock
 }
 
 /** Keyed state of one operator instance, for the key groups of its range. */
@@ -381,6 +429,10 @@ export class HeapKeyedBackend {
   /** Snapshots started by this backend (one backend lives for one attempt). */
   snapshots = 0
   readonly operator: string
+  /** Processing time, for state TTL. */
+  readonly clock: Clock
+  /** Processing time when the snapshot in progress started: TTL is judged at that instant. */
+  snapshotTime = 0
 
   constructor(
     descriptors: readonly StateDescriptor[],
@@ -389,13 +441,14 @@ export class HeapKeyedBackend {
   ) {
     this.operator = options.operator ?? '?'
     const strict = options.strictState === true
+    this.clock = options.clock ?? systemClock
     const size = range.end - range.start + 1
     this.marks = new Uint8Array(size)
     this.tables = descriptors.map((d) => {
       if (this.byName.has(d.name)) throw new JobDefinitionError(`two states are named ${d.name}`)
       const t = new StateTable(d, this, size)
       this.byName.set(d.name, t)
-      this.byDescriptor.set(d, makeHandle(t, strict))
+      this.byDescriptor.set(d, makeHandle(t, strict, this.clock))
       return t
     })
   }
@@ -426,6 +479,7 @@ export class HeapKeyedBackend {
     if (this.marked !== 0) this.serializeSome(Infinity)
     const snapshot = new KeyedSnapshot()
     this.snapshots++
+    this.snapshotTime = this.clock.now()
     this.current = snapshot
     this.cursor = 0
     for (let i = 0; i < this.marks.length; i++) {
@@ -456,7 +510,8 @@ export class HeapKeyedBackend {
     const states: KeyedChunkState[] = []
     for (const t of this.tables) {
       const entries = t.snapshotWire(index)
-      if (entries !== undefined) states.push({ name: t.descriptor.name, kind: t.descriptor.kind, entries })
+      if (entries === undefined) continue
+      states.push(t.ttl === undefined ? { name: t.descriptor.name, kind: t.descriptor.kind, entries } : { name: t.descriptor.name, kind: t.descriptor.kind, entries, ttlMs: t.ttl.ttlMs })
     }
     let data: Uint8Array
     try {
@@ -497,7 +552,7 @@ export class HeapKeyedBackend {
       if (t.descriptor.kind !== s.kind) {
         throw new Error(`state "${s.name}" is ${t.descriptor.kind} state in the job but ${s.kind} state in the snapshot`)
       }
-      t.groups[index] = fromWire(t.descriptor, s.entries)
+      t.groups[index] = t.ttl === undefined && s.ttlMs === undefined ? fromWire(t.descriptor, s.entries) : ttlGroupFromWire(t, s.ttlMs, s.entries, this.clock.now())
     }
   }
 
@@ -528,6 +583,18 @@ function fromWire(d: StateDescriptor, entries: readonly unknown[]): Group {
   const serde = d.serde
   for (let i = 0; i < entries.length; i += 2) {
     g.set(entries[i] as Key, serde === undefined ? entries[i + 1] : decodeValue(d, serde, entries[i + 1]))
+  }
+  return g
+}
+
+/** `fromWire` when the state or the chunk has TTL (see `ttlFromWire`): expired values are dropped. */
+function ttlGroupFromWire(t: StateTable, chunkTtlMs: number | undefined, entries: readonly unknown[], now: number): Group {
+  // A NaN time would be stored as the values' last access and never expire.
+  if (!Number.isFinite(now)) throw new Error(`state "${t.descriptor.name}" has TTL and the clock returned ${String(now)}; a Clock's now() must return milliseconds as a finite number`)
+  const g: Group = new Map()
+  for (let i = 0; i < entries.length; i += 2) {
+    const v = ttlFromWire(t.descriptor, t.ttl, chunkTtlMs, entries[i + 1], now)
+    if (v !== undefined) g.set(entries[i] as Key, v)
   }
   return g
 }

@@ -15,6 +15,8 @@ import type { ProcessContext, ProcessSpec, OperatorSpec, SourceSpec, TimerContex
 import type { Key, KeyGroupRange } from './key-groups.ts'
 import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
+import type { MessageRecorder, Recording } from './message-recording.ts'
+import { undeclaredTarget, type MessageSender } from './message-channels.ts'
 import type { StateDescriptor } from './state.ts'
 import type { OutputTag } from './side-outputs.ts'
 import { KeyedTimerService, TimerStore, type TimeDomain, type TimerOwner, type TimersSnapshot } from './timers.ts'
@@ -62,7 +64,7 @@ export abstract class Instance {
       if (status !== last) host.transitioned(this, (last = status))
     })
     this.lifecycle.start()
-    // Side outputs (docs/architecture.md section 14) only get what ctx.output sends them.
+    // Side outputs (docs/architecture.md section 16) only get what ctx.output sends them.
     const outs = outputs.filter((o) => o.edge.tag === undefined).map((o) => o.emit)
     this.emitAll = outs.length === 0 ? () => {} : outs.length === 1 ? outs[0]! : (r) => outs.forEach((emit) => emit(r))
   }
@@ -100,7 +102,7 @@ export abstract class Instance {
     return this.outputs.some((o) => o.timed)
   }
 
-  /** Sets the event time of the records emitted next (docs/architecture.md section 14). */
+  /** Sets the event time of the records emitted next (docs/architecture.md section 16). */
   protected stamp(time: number): void {
     for (const o of this.outputs) o.timestamp = time
   }
@@ -191,7 +193,7 @@ export class SourceInstance extends Instance {
 
   /**
    * After a poll: sends the watermark if it advanced (bounded out-of-orderness), or marks the
-   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 14).
+   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 16).
    */
   private emitWatermark(maxOutOfOrdernessMs: number, idleTimeoutMs: number | undefined, polledNothing: boolean): void {
     const wm = this.maxTimestamp - maxOutOfOrdernessMs - 1
@@ -235,24 +237,51 @@ export class SourceInstance extends Instance {
 abstract class ConsumingInstance extends Instance {
   private readonly aligner: BarrierAligner
   private nextChannel = 0
-  /** The watermark over the input channels (docs/architecture.md section 14). */
+  /**
+   * Input channels that close a message cycle (docs/architecture.md section 15), the last
+   * `recorder.channels` of `inputs`: never aligned, recorded between snapshot and barrier.
+   */
+  protected readonly recorder: MessageRecorder | undefined
+  /** Messages restored from the snapshot's `channel` chunks, processed before any input. */
+  protected replay: RecordBatch[] | undefined
+  /** The input index `process` handles messages as. */
+  protected messageInput = -1
+  /** The watermark over the input channels (docs/architecture.md section 16). */
   protected readonly watermarks: WatermarkTracker
   /** Some input sent a watermark: the stream has event time, forward ours. */
   private eventTime = false
-  /** Every open input is idle, and downstream was told so. */
-  private idle = false
+  /** Every open input is idle (in event time), and downstream was told so. */
+  private inputsIdle = false
 
-  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode) {
+  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, recorder?: MessageRecorder) {
     super(spec, index, inputs, outputs, host)
-    this.aligner = new BarrierAligner(inputs.length, mode)
+    this.recorder = recorder
+    this.aligner = new BarrierAligner(inputs.length - (recorder?.channels ?? 0), mode)
     this.watermarks = new WatermarkTracker(inputs.length)
   }
 
   protected abstract process(batch: RecordBatch, input: number): void
 
+  /** True while the instance takes its snapshots when a checkpoint is triggered, like a source: it waits for messages only. */
+  get snapshotsOnTrigger(): boolean {
+    return this.recorder !== undefined && !this.finished && this.aligner.allEnded
+  }
+
+  /** False while restored messages wait to be processed. */
+  get idle(): boolean {
+    return this.replay === undefined
+  }
+
+  /** The executor saw the instance's message cycle go quiet: its recorded channels end (section 15). */
+  endMessages(): void {
+    if (this.recorder === undefined || this.finished) return
+    for (let c = 0; c < this.recorder.channels; c++) this.recorder.onEnd(c)
+    if (this.aligner.allEnded) this.finish()
+  }
+
   /**
    * The instance's watermark advanced to `time`: fire what it makes due, then forward it
-   * downstream (docs/architecture.md section 14). Runs in the executor's slice, between batches.
+   * downstream (docs/architecture.md section 16). Runs in the executor's slice, between batches.
    */
   protected watermarkAdvanced(time: number): void {
     if (this.eventTime) for (const o of this.outputs) o.broadcast({ type: 'watermark', time })
@@ -261,12 +290,21 @@ abstract class ConsumingInstance extends Instance {
   step(budget: number): number {
     if (this.finished) return 0
     let work = 0
+    if (this.replay !== undefined) work += this.replayMessages()
     const n = this.inputs.length
+    const aligned = this.aligner.channels
     // One item per channel in turn, so no input starves another.
     for (let round = 0; work < budget && this.hasCredit(); round++) {
       let took = false
       for (let k = 0; k < n && !this.finished; k++) {
         const c = (this.nextChannel + k) % n
+        if (c >= aligned) {
+          if (this.takeRecorded(c, c - aligned)) {
+            took = true
+            work++
+          }
+          continue
+        }
         if (this.aligner.isHeld(c)) continue
         const { channel, input } = this.inputs[c]!
         const item = channel.shift()
@@ -283,9 +321,10 @@ abstract class ConsumingInstance extends Instance {
           const advanced = this.watermarks.onWatermark(c, item.time, item.idle === true)
           if (advanced !== undefined) this.watermarkAdvanced(advanced)
           // All inputs idle: this instance is idle downstream too, until an input is active again.
-          if (this.watermarks.allIdle !== this.idle) {
-            this.idle = !this.idle
-            for (const o of this.outputs) o.broadcast(this.idle ? { type: 'watermark', time: this.watermarks.current, idle: true } : { type: 'watermark', time: this.watermarks.current })
+          if (this.watermarks.allIdle !== this.inputsIdle) {
+            this.inputsIdle = !this.inputsIdle
+            const time = this.watermarks.current
+            for (const o of this.outputs) o.broadcast(this.inputsIdle ? { type: 'watermark', time, idle: true } : { type: 'watermark', time })
           }
         }
         else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
@@ -294,7 +333,7 @@ abstract class ConsumingInstance extends Instance {
           const advanced = this.watermarks.onEnd(c)
           // End of input is a final +Infinity watermark: every event-time timer fires first.
           if (advanced !== undefined) this.watermarkAdvanced(advanced)
-          if (this.aligner.allEnded) {
+          if (this.aligner.allEnded && (this.recorder === undefined || this.recorder.allEnded)) {
             for (const o of this.outputs) o.flush()
             this.finish()
           }
@@ -305,6 +344,32 @@ abstract class ConsumingInstance extends Instance {
     }
     for (const o of this.outputs) o.flush()
     return work
+  }
+
+  /** One item of recorded channel `r` (input `c`), unless it is set aside for a snapshot not taken yet. */
+  private takeRecorded(c: number, r: number): boolean {
+    const recorder = this.recorder!
+    if (recorder.isHeld(r)) return false
+    const { channel, input } = this.inputs[c]!
+    const item = channel.shift()
+    if (item === undefined) return false
+    if (item.type === 'records') {
+      recorder.onRecords(r, item)
+      this.recordsIn += item.records.length
+      this.process(item, input)
+    } else if (item.type === 'barrier') recorder.onBarrier(r, item.id)
+    else recorder.onEnd(r)
+    return true
+  }
+
+  private replayMessages(): number {
+    const batches = this.replay!
+    this.replay = undefined
+    for (const b of batches) {
+      this.recordsIn += b.records.length
+      this.process(b, this.messageInput)
+    }
+    return batches.length
   }
 
   private aligned(step: AlignmentStep, barrier: number | undefined): void {
@@ -328,9 +393,15 @@ class Context implements ProcessContext<Key, unknown> {
     private readonly operator: string,
     private readonly backend: HeapKeyedBackend,
     readonly emit: (record: unknown) => void,
+    private readonly messages: MessageSender | undefined,
     /** Emit functions of the side outputs, by tag id. */
     private readonly sideOutputs: ReadonlyMap<string, (record: unknown) => void>,
   ) {}
+
+  send(operator: string, key: Key, message: unknown): void {
+    if (this.messages === undefined) throw undeclaredTarget(this.operator, operator, [])
+    this.messages.send(operator, key, message)
+  }
 
   output<T>(tag: OutputTag<T>, record: T): void {
     if (typeof tag !== 'object' || tag === null || typeof tag.id !== 'string') throw new TypeError('ctx.output needs a tag from outputTag(id)')
@@ -352,11 +423,26 @@ class Context implements ProcessContext<Key, unknown> {
   }
 }
 
+/**
+ * How a keyed instance takes part in messages (docs/architecture.md section 15). Its message
+ * input channels come last in `inputs`, the recorded ones at the very end, with input index
+ * `spec.fns.length` (the `onMessage` handler).
+ */
+export interface InstanceMessages {
+  /** Its message outputs, behind `ctx.send`. */
+  sender: MessageSender | undefined
+  /** Its recorded (cyclic) input channels, if any. */
+  recorder: MessageRecorder | undefined
+}
+
 /** A keyed operator instance: user functions over the key groups of its range. */
 export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   private readonly keyed: HeapKeyedBackend
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
+  private readonly sender: MessageSender | undefined
+  /** The recording of the newest snapshot, for the host to write with it. */
+  private lastRecording: Recording | undefined
   private readonly timerStore: TimerStore | undefined
   private readonly isTimed: boolean
 
@@ -370,9 +456,11 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
     range: KeyGroupRange,
     strictState = false,
     readonly clock: Clock = systemClock,
+    messages?: InstanceMessages,
   ) {
-    super(spec, index, inputs, outputs, host, mode)
-    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState })
+    super(spec, index, inputs, outputs, host, mode, messages?.recorder)
+    this.keyed = new HeapKeyedBackend(spec.states, range, { operator: spec.uid, strictState, clock })
+    this.sender = messages?.sender
     const sides = new Map<string, (record: unknown) => void>()
     for (const o of outputs) {
       const tag = o.edge.tag
@@ -380,8 +468,13 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
       const prev = sides.get(tag)
       sides.set(tag, prev === undefined ? o.emit : (r) => (prev(r), o.emit(r)))
     }
-    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, sides)
-    this.fns = spec.fns
+    this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, this.sender, sides)
+    this.fns = spec.onMessage === undefined ? spec.fns : [...spec.fns, spec.onMessage]
+    this.messageInput = spec.fns.length
+    // Messages carry no event time: their channels never hold the watermark back.
+    inputs.forEach((c, k) => {
+      if (c.input === this.messageInput) this.watermarks.ignore(k)
+    })
     this.timerStore = spec.onTimer === undefined ? undefined : new TimerStore(range)
     this.ctx.timers = new KeyedTimerService(this, this.timerStore, spec.uid)
     this.isTimed = this.timed
@@ -389,6 +482,33 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
 
   override get backend(): HeapKeyedBackend {
     return this.keyed
+  }
+
+  /** The messages recorded for snapshot `id` (section 15), complete once every recorded channel delivered its barrier. */
+  recordingOf(id: number): Recording | undefined {
+    return this.lastRecording?.checkpointId === id ? this.lastRecording : undefined
+  }
+
+  /** Restored in-flight messages of this instance's key groups, processed before any input. */
+  restoreMessages(batches: RecordBatch[]): void {
+    if (batches.length > 0) this.replay = [...(this.replay ?? []), ...batches]
+  }
+
+  override hasCredit(): boolean {
+    return super.hasCredit() && (this.sender === undefined || this.sender.hasCredit())
+  }
+
+
+  override snapshot(id: number): void {
+    if (id <= this.lastSnapshot) return
+    // Before the host takes the snapshot: it writes the recording that starts here.
+    if (this.recorder !== undefined) {
+      this.lastRecording = this.recorder.onSnapshot(id)
+      if (this.replay !== undefined) this.recorder.recordPending(this.lastRecording, this.replay)
+    }
+    const live = !this.finished
+    super.snapshot(id)
+    if (live) this.sender?.broadcast({ type: 'barrier', id })
   }
 
   override get timers(): TimerStore | undefined {
@@ -411,7 +531,9 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   override step(budget: number): number {
     // Processing-time timers due now fire first, in the executor's slice like records.
     const fired = this.timerStore === undefined || this.finished ? 0 : this.fireTimers('processing-time', this.clock.now())
-    return fired + super.step(budget)
+    const work = fired + super.step(budget)
+    this.sender?.flush()
+    return work
   }
 
   protected override watermarkAdvanced(time: number): void {
@@ -420,14 +542,16 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   }
 
   protected override finish(): void {
+    if (this.finished) return
     // Processing-time timers still pending at the end of input are dropped (Flink).
     this.timerStore?.clear('processing-time')
+    this.sender?.broadcast({ type: 'end' })
     super.finish()
   }
 
   /**
    * Fires every timer of `domain` with time <= `upTo`, each with its key and state bound
-   * (docs/architecture.md section 14). Returns how many fired. The seam a test harness drives:
+   * (docs/architecture.md section 16). Returns how many fired. The seam a test harness drives:
    * `fireTimers('processing-time', clock.now())`, or a watermark through `watermarkAdvanced`.
    */
   fireTimers(domain: TimeDomain, upTo: number): number {

@@ -5,12 +5,13 @@
 import type { Source, Sink } from './connectors.ts'
 import { JobDefinitionError } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
+import { checkMessages, checkSendsTo } from './messages.ts'
 import { isStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
 
 /**
- * Timers of the current key (docs/architecture.md section 14), for keyed `process` operators
+ * Timers of the current key (docs/architecture.md section 16), for keyed `process` operators
  * that declare `onTimer`. At most one timer per (key, domain, time): registering it again does
  * nothing. Times are ms; a time that is not a finite number (or +Infinity for event time) throws.
  */
@@ -37,6 +38,15 @@ export interface ProcessContext<K extends Key, OUT> {
   state<D extends StateDescriptor>(descriptor: D): StateHandle<D>
   /** Sends a record downstream. */
   emit(record: OUT): void
+  /**
+   * Sends `message` to key `key` of the keyed operator `operator`, whose `onMessage` handles it
+   * with that key's state. The target must be listed in this operator's `sendsTo`. Messages are
+   * plain data (they are written into snapshots while in flight) and arrive in the order sent
+   * between one pair of instances; cycles are allowed (docs/architecture.md section 15).
+   * @example
+   * ctx.send('inventory', order.sku, { reserve: order.quantity })
+   */
+  send(operator: string, key: Key, message: unknown): void
   /** The event time of the record (or timer) in hand; undefined on a stream without event time. */
   readonly timestamp: number | undefined
   /** Timers of the current key; using them needs `onTimer` in the process options. */
@@ -51,6 +61,12 @@ export interface TimerContext<K extends Key, OUT> extends ProcessContext<K, OUT>
   /** The timer's time. */
   readonly timestamp: number
 }
+
+/**
+ * Handles a message sent with `ctx.send` to this operator: called with `ctx` bound to the
+ * message's key and its state, like a record. Synchronous, as a {@link ProcessFunction}.
+ */
+export type MessageHandler<M, K extends Key, OUT> = (message: M, ctx: ProcessContext<K, OUT>) => void
 
 /**
  * The function of a keyed operator, called once per record. It must be synchronous: it may not
@@ -99,6 +115,10 @@ export interface ProcessSpec extends OperatorBase {
   states: readonly StateDescriptor[]
   /** One function per input. */
   fns: readonly ((record: unknown, ctx: ProcessContext<Key, unknown>) => void)[]
+  /** Handles messages sent to this operator with `ctx.send`. */
+  onMessage?: MessageHandler<unknown, Key, unknown>
+  /** The operators this one sends messages to. */
+  sendsTo?: readonly string[]
   /** Called when a timer of a key fires; operators without it have no timers. */
   onTimer?: ((time: number, ctx: TimerContext<Key, unknown>) => void) | undefined
   /** What happens to records at or behind the watermark. */
@@ -171,6 +191,29 @@ export interface ProcessOptions<K extends Key = Key, OUT = unknown, T = unknown>
    * @default 'process'
    */
   lateRecords?: 'process' | 'drop' | OutputTag<T>
+  /** Handles messages that keyed operators send to this one with `ctx.send` (docs/architecture.md section 15). */
+  onMessage?: MessageHandler<unknown, K, OUT>
+  /**
+   * The keyed operators this one sends messages to with `ctx.send`, by name. Each must have an
+   * `onMessage`; `ctx.send` to an operator not listed fails the job.
+   */
+  sendsTo?: readonly string[]
+}
+
+/** What a keyed operator reached only by messages declares (see {@link JobBuilder.actor}). */
+export interface ActorOptions<M, K extends Key, OUT> extends OperatorOptions {
+  /** The keyed states the handler uses, by any names. */
+  state?: Record<string, StateDescriptor>
+  /** Handles each message, with `ctx` bound to its key. */
+  onMessage: MessageHandler<M, K, OUT>
+  /** The keyed operators this one sends messages to with `ctx.send`. */
+  sendsTo?: readonly string[]
+}
+
+/** What `process` and `actor` pass on about messages. */
+interface MessageOptions {
+  onMessage: unknown
+  sendsTo: unknown
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -236,9 +279,34 @@ export class JobBuilder {
     return new Stream<T>(this, [{ from: name, transforms: [] }])
   }
 
+  /**
+   * Adds an actor: a keyed operator without inputs, reached only by messages that other keyed
+   * operators send it with `ctx.send` (they list it in their `sendsTo`). Its `onMessage` runs
+   * once per message with `ctx` bound to the message's key and state; it may `emit` (the stream
+   * returned) and `send` in turn, to itself too.
+   * @example
+   * const stock = valueState<number>('stock', { default: 100 })
+   * const j = job('shop')
+   * j.source('orders', ordersSource)
+   *   .keyBy((o) => o.id)
+   *   .process('orders', { sendsTo: ['inventory'] }, (o, ctx) => ctx.send('inventory', o.sku, o.quantity))
+   * j.actor<number>('inventory', { state: { stock }, onMessage: (quantity, ctx) => {
+   *   const s = ctx.state(stock)
+   *   s.update(s.value() - quantity)
+   * } })
+   */
+  actor<M = unknown, K extends Key = Key, OUT = never>(name: string, options: ActorOptions<M, K, OUT>): Stream<OUT> {
+    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('actor needs options with onMessage, e.g. { onMessage: (message, ctx) => ... }', this.name, name)
+    const { state, onMessage, sendsTo, ...rest } = options
+    if (typeof onMessage !== 'function') throw new JobDefinitionError('an actor needs onMessage: (message, ctx) => void; it has no other input', this.name, name)
+    this.addProcess(name, state, [], rest, [], { onMessage, sendsTo })
+    return new Stream<OUT>(this, [{ from: name, transforms: [] }])
+  }
+
   /** The job as data, checked. */
   graph(): JobGraph {
     if (!this.operators.some((o) => o.kind === 'source')) throw new JobDefinitionError('a job needs at least one source', this.name)
+    checkMessages(this.name, this.operators)
     return { name: this.name, maxParallelism: this.maxParallelism, operators: [...this.operators], edges: [...this.edges] }
   }
 
@@ -253,7 +321,7 @@ export class JobBuilder {
   }
 
   /** @internal */
-  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions & { onTimer?: unknown; lateRecords?: unknown }, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[]): void {
+  addProcess(name: string, states: unknown, fns: ProcessSpec['fns'], options: OperatorOptions & { onTimer?: unknown; lateRecords?: unknown }, inputs: { branches: Branch[]; keySelector: (r: unknown) => Key }[], messages?: MessageOptions): void {
     const uid = this.checkName(name)
     const declared: StateDescriptor[] = []
     if (states !== undefined) {
@@ -281,6 +349,13 @@ export class JobBuilder {
     const spec: ProcessSpec = { kind: 'process', uid, parallelism, states: declared, fns }
     if (onTimer !== undefined) spec.onTimer = onTimer as ProcessSpec['onTimer']
     if (lateRecords !== undefined && lateRecords !== 'process') spec.lateRecords = lateRecords as ProcessSpec['lateRecords']
+    if (messages?.onMessage !== undefined) {
+      if (typeof messages.onMessage !== 'function') throw new JobDefinitionError('onMessage must be a function (message, ctx) => void', this.name, name)
+      rejectAsync(messages.onMessage, 'onMessage', this.name, name)
+      spec.onMessage = messages.onMessage as MessageHandler<unknown, Key, unknown>
+    }
+    const sendsTo = checkSendsTo(messages?.sendsTo, this.name, name)
+    if (sendsTo !== undefined) spec.sendsTo = sendsTo
     this.add(spec)
     inputs.forEach((input, i) =>
       input.branches.forEach((b) =>
@@ -332,7 +407,7 @@ export class JobBuilder {
   private parallelismOf(name: string, options: OperatorOptions): number {
     if (typeof options !== 'object' || options === null) throw new JobDefinitionError('options must be an object', this.name, name)
     for (const k of Object.keys(options)) {
-      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism; state, onTimer, lateRecords for process; watermarks for source)`, this.name, name)
+      if (k !== 'parallelism') throw new JobDefinitionError(`unknown option ${k} (known: parallelism; state, onTimer, lateRecords, onMessage, sendsTo for process; watermarks for source)`, this.name, name)
     }
     return this.positiveInt(`${name}.parallelism`, options.parallelism ?? this.parallelism, this.maxParallelism)
   }
@@ -439,8 +514,8 @@ export class KeyedStream<T, K extends Key> {
     options: ProcessOptions<K, OUT, T>,
     fn: ProcessFunction<T, K, OUT>,
   ): Stream<OUT> {
-    const { state, ...rest } = options ?? {}
-    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest as OperatorOptions, [{ branches: this.branches, keySelector: this.keySelector }])
+    const { state, onMessage, sendsTo, ...rest } = options ?? {}
+    this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest as OperatorOptions, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
   }
 
@@ -465,12 +540,12 @@ export class ConnectedKeyedStreams<T1, T2, K extends Key> {
     options: ProcessOptions<K, OUT, T1 | T2>,
     fns: { first: ProcessFunction<T1, K, OUT>; second: ProcessFunction<T2, K, OUT> },
   ): Stream<OUT> {
-    const { state, ...rest } = options ?? {}
+    const { state, onMessage, sendsTo, ...rest } = options ?? {}
     const job = this.first.job
     job.addProcess(name, state, [fns?.first as ProcessSpec['fns'][number], fns?.second as ProcessSpec['fns'][number]], rest as OperatorOptions, [
       { branches: this.first.branches, keySelector: this.first.keySelector },
       { branches: this.second.branches, keySelector: this.second.keySelector },
-    ])
+    ], { onMessage, sendsTo })
     return new Stream<OUT>(job, [{ from: name, transforms: [] }])
   }
 }

@@ -25,6 +25,9 @@ import type { JobGraph } from './job.ts'
 import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
+import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } from './message-channels.ts'
+import { CHANNEL_CHUNK_FORMAT, decodeChannelChunk, MessageRecorder, type Recording } from './message-recording.ts'
+import { messageCycles } from './messages.ts'
 import type { Watchdog } from './watchdog.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { TIMERS_CHUNK_FORMAT, type TimersSnapshot } from './timers.ts'
@@ -59,7 +62,7 @@ export interface ExecutorOptions {
   strictState?: boolean
   /** Told when each slice starts and ends; asks what a stuck slice is doing. */
   watchdog?: Watchdog | undefined
-  /** Processing time of timers and idleness (`RunOptions.clock`). @default systemClock */
+  /** Processing time of timers, state TTL and idleness (`RunOptions.clock`). @default systemClock */
   clock?: Clock | undefined
 }
 
@@ -78,6 +81,8 @@ interface Upload {
   id: number
   keyed: KeyedSnapshot | undefined
   operatorState: unknown
+  /** Messages in flight on recorded channels (section 15), complete once their barriers arrived. */
+  recording: Recording | undefined
   timers: TimersSnapshot | undefined
 }
 
@@ -107,6 +112,12 @@ export class LocalExecutor implements InstanceHost {
   private readonly sources: SourceInstance[] = []
   private readonly consumers: Instance[] = []
   private readonly uploads: Upload[] = []
+  /** Encoded uploads whose message recording is not complete yet. */
+  private readonly recordingUploads: Upload[] = []
+  /** Ends message cycles once they are quiet; undefined for jobs without cycles. */
+  private cycles: CycleWatch | undefined
+  /** Instances with recorded (cyclic) message inputs. */
+  private readonly cyclic: ProcessInstance[] = []
   private readonly inFlight = new Set<number>()
   private finishedCount = 0
   /** Fenced: canceled or failed; sends no more acks. */
@@ -147,6 +158,7 @@ export class LocalExecutor implements InstanceHost {
     // channels[to][toIndex] = list of input channels of that instance
     const inputs = new Map<string, InputChannel[][]>()
     const outputs = new Map<string, EdgeOutput[][]>()
+    const links: ChannelLink[] = []
     for (const op of graph.operators) {
       inputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
       outputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
@@ -160,11 +172,15 @@ export class LocalExecutor implements InstanceHost {
         const targets = receivers.map((r) => {
           const c = new LocalChannel(tuning.channelCapacity)
           inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
+          links.push({ from: from.uid, fromIndex: s, to: to.uid, channel: c })
           return c
         })
         outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s, timed.has(from.uid)))
       }
     }
+    // Messages (section 15): aligned message inputs after the record inputs, recorded ones last.
+    const messages = buildMessageChannels(graph, tuning.channelCapacity, tuning.batchSize)
+    links.push(...messages.links)
     for (const op of graph.operators) {
       for (let i = 0; i < op.parallelism; i++) {
         const outs = outputs.get(op.uid)![i]!
@@ -174,16 +190,27 @@ export class LocalExecutor implements InstanceHost {
           const inst = new SourceInstance(op, i, outs, this, await op.source.open(ctx), clock)
           this.sources.push(inst)
           this.instances.push(inst)
+        } else if (op.kind === 'process') {
+          const messageInput = op.fns.length
+          const recorded = messages.recorded.get(op.uid)?.[i] ?? []
+          for (const channel of [...(messages.aligned.get(op.uid)?.[i] ?? []), ...recorded]) ins.push({ channel, input: messageInput })
+          const targets = messages.outputs.get(op.uid)?.[i]
+          const inst = new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, clock, {
+            sender: targets === undefined ? undefined : new MessageSender(op.uid, targets),
+            recorder: recorded.length === 0 ? undefined : new MessageRecorder(recorded.length, op.uid),
+          })
+          if (recorded.length > 0) this.cyclic.push(inst)
+          this.consumers.push(inst)
+          this.instances.push(inst)
         } else {
-          const inst =
-            op.kind === 'process'
-              ? new ProcessInstance(op, i, ins, outs, this, mode, keyGroupRange(i, op.parallelism, graph.maxParallelism), this.options.strictState === true, clock)
-              : new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
+          const inst = new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
           this.consumers.push(inst)
           this.instances.push(inst)
         }
       }
     }
+    const cycles = messageCycles(graph)
+    if (cycles.length > 0) this.cycles = new CycleWatch(cycles, links, this.instances, this.cyclic)
   }
 
   /**
@@ -196,6 +223,8 @@ export class LocalExecutor implements InstanceHost {
     const job = this.options.graph.name
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
+    // The `channel` chunks of each operator, read once: every instance takes its key groups' messages.
+    const recordedMessages = new Map<string, StateChunk[]>()
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
@@ -208,7 +237,19 @@ export class LocalExecutor implements InstanceHost {
             if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
             if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
           }
-          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 14).
+          // Messages that were in flight on cyclic channels, whichever old instance recorded them
+          // (section 15): this instance keeps those of its key groups and processes them first.
+          let channelChunks = recordedMessages.get(uid)
+          if (channelChunks === undefined) recordedMessages.set(uid, (channelChunks = await read({ operatorUid: uid, kind: 'channel' })))
+          for (const chunk of channelChunks) {
+            if (chunk.format > CHANNEL_CHUNK_FORMAT) throw new Error(`channel chunk format ${chunk.format} is newer than this Weir reads`)
+            const batches = decodeChannelChunk(chunk.data, inst.backend.range)
+            if (batches.length > 0 && inst.spec.kind === 'process' && inst.spec.onMessage === undefined) {
+              throw new Error('the snapshot holds messages in flight to it, but it has no onMessage any more; give it its onMessage back to restore them')
+            }
+            inst.restoreMessages(batches)
+          }
+          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 16).
           if (inst.timers !== undefined) {
             for (const chunk of await read({ operatorUid: uid, kind: 'timers', indexes })) {
               if (chunk.format > TIMERS_CHUNK_FORMAT) throw new Error(`timers chunk format ${chunk.format} is newer than this Weir reads`)
@@ -275,6 +316,7 @@ export class LocalExecutor implements InstanceHost {
         work += round
       } while (round > 0 && performance.now() < deadline)
       if (this.encodeUploads(Math.max(1, deadline - performance.now()))) work++
+      if (this.cycles !== undefined && this.tendCycles()) work++
     } catch (err) {
       this.fail(err)
       return
@@ -284,7 +326,7 @@ export class LocalExecutor implements InstanceHost {
     }
     const took = performance.now() - began
     if (took > this.metrics.maxSliceMs) this.metrics.maxSliceMs = took
-    if (this.finishedCount === this.instances.length && this.uploads.length === 0) {
+    if (this.finishedCount === this.instances.length && this.uploads.length === 0 && this.recordingUploads.length === 0) {
       if (!this.settled) {
         this.settled = true
         this.resolveDone()
@@ -292,6 +334,34 @@ export class LocalExecutor implements InstanceHost {
       return
     }
     this.schedule(work > 0)
+  }
+
+  /**
+   * Message cycles (section 15): instances that wait for messages only snapshot the checkpoints
+   * in flight they missed, recordings that completed are written, and quiet cycles end.
+   * Returns true if it did anything.
+   */
+  private tendCycles(): boolean {
+    let work = false
+    if (this.inFlight.size > 0) {
+      for (const inst of this.cyclic) {
+        if (!inst.snapshotsOnTrigger) continue
+        for (const id of [...this.inFlight].sort((a, b) => a - b)) {
+          if (id > inst.lastSnapshot) {
+            this.snapshotNow(inst, id)
+            work = true
+          }
+        }
+      }
+    }
+    for (let i = 0; i < this.recordingUploads.length; i++) {
+      const up = this.recordingUploads[i]!
+      if (!up.recording!.complete) continue
+      this.recordingUploads.splice(i--, 1)
+      this.write(up)
+      work = true
+    }
+    return this.cycles!.tend() || work
   }
 
   /** Encodes pending key groups for up to `budgetMs`; returns true if there is more to do. */
@@ -313,7 +383,8 @@ export class LocalExecutor implements InstanceHost {
         if (!up.timers.complete) return true
       }
       this.uploads.shift()
-      this.write(up)
+      if (up.recording !== undefined && !up.recording.complete) this.recordingUploads.push(up)
+      else this.write(up)
     }
     return false
   }
@@ -332,6 +403,9 @@ export class LocalExecutor implements InstanceHost {
       for (let i = 0; i < written.length; i++) {
         if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'keyed', index: range.start + i, format: KEYED_CHUNK_FORMAT, data: EMPTY_CHUNK })
       }
+    }
+    if (up.recording !== undefined) {
+      chunks.push({ operatorUid: uid, kind: 'channel', index: up.instance.index, format: CHANNEL_CHUNK_FORMAT, data: up.recording.encode() })
     }
     if (up.timers !== undefined) {
       const range = up.instance.timers!.range
@@ -365,6 +439,8 @@ export class LocalExecutor implements InstanceHost {
     for (const inst of this.instances) {
       if (inst.finished) this.snapshotNow(inst, id)
       else if (inst instanceof SourceInstance) inst.injectBarrier(id)
+      // Reached only by messages, or its inputs ended while messages circle (section 15).
+      else if (inst instanceof ProcessInstance && inst.snapshotsOnTrigger) this.snapshotNow(inst, id)
     }
     this.schedule(true)
   }
@@ -388,7 +464,8 @@ export class LocalExecutor implements InstanceHost {
   }
 
   snapshotTaken(instance: Instance, checkpointId: number, keyed: KeyedSnapshot | undefined, operatorState: unknown, timers?: TimersSnapshot): void {
-    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, timers })
+    const recording = instance instanceof ProcessInstance ? instance.recordingOf(checkpointId) : undefined
+    this.uploads.push({ instance, id: checkpointId, keyed, operatorState, recording, timers })
   }
 
   instanceFinished(instance: Instance): void {
@@ -415,7 +492,7 @@ export class LocalExecutor implements InstanceHost {
     if (this.stopped) return
     // After every instance finished (`done` already resolved), a failure can only come from
     // encoding the final checkpoint: decline it, or the coordinator would wait for its timeout.
-    if (this.settled) for (const up of this.uploads) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
+    if (this.settled) for (const up of [...this.uploads, ...this.recordingUploads]) this.options.acks.decline(this.options.attempt, up.id, up.instance.id, error)
     this.stopped = true
     this.settled = true
     for (const inst of this.instances) if (!inst.finished) inst.fail(error)

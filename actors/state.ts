@@ -9,7 +9,7 @@
  * a checkpoint refuses class instances, functions, symbols and cycles.
  */
 import type { Serde } from '../persistence/serde.ts'
-import { JobDefinitionError } from './errors.ts'
+import { describeValue, JobDefinitionError } from './errors.ts'
 
 /** The kinds of keyed state. */
 export type StateKind = 'value' | 'list' | 'map' | 'reducing' | 'aggregating'
@@ -23,6 +23,53 @@ export interface StateOptions<W> {
    * @default CBOR (cbor-x)
    */
   serde?: Serde<W>
+  /**
+   * Time-to-live of the state's values, as Flink's `StateTtlConfig`: a value not written (or,
+   * with `update: 'on-read-and-write'`, not read either) for `ttlMs` of processing time has
+   * expired and is never returned again. List state expires element by element, map state entry
+   * by entry. See {@link StateTtlOptions}.
+   * @default no TTL: values live until cleared
+   * @example
+   * const lastSeen = valueState<number>('last-seen', { ttl: { ttlMs: 24 * 3600_000 } })
+   * const recent = listState<string>('recent', { ttl: { ttlMs: 60_000, update: 'on-read-and-write' } })
+   */
+  ttl?: StateTtlOptions
+}
+
+/** When the last-access time of a value with TTL moves to now (Flink's `UpdateType`). */
+export type StateTtlUpdate = 'on-create-and-write' | 'on-read-and-write'
+
+/** Time-to-live of a keyed state (see `StateOptions.ttl`). */
+export interface StateTtlOptions {
+  /**
+   * How long a value lives after its last access, in milliseconds of processing time (the run's
+   * `Clock`): a positive integer. A value whose last access is `ttlMs` or more ago has expired.
+   */
+  ttlMs: number
+  /**
+   * Which accesses refresh a value's last-access time: writes only (`update`, `add`, `put`...), or
+   * reads as well (`value()`, `get()`, `contains()`, `entries()`...).
+   * @default 'on-create-and-write'
+   */
+  update?: StateTtlUpdate
+  /** How expired values are removed besides on read and from snapshots. */
+  cleanup?: {
+    /**
+     * How many entries of the state (keys: a key's whole list or map counts as one) are checked
+     * and, if expired, removed at each access to the state, by a cursor that walks all of it over
+     * time (stepping past an empty key group counts as one). 0 turns it off: an expired value of
+     * a key never read again then stays in memory, but is still left out of snapshots.
+     * @default 5
+     */
+    incremental?: number
+  }
+}
+
+/** A state's TTL, checked, with its defaults filled in. */
+export interface StateTtl {
+  readonly ttlMs: number
+  readonly update: StateTtlUpdate
+  readonly incrementalCleanup: number
 }
 
 /** What every state descriptor has: its kind, its name (its id in snapshots) and its serde (undefined: CBOR). */
@@ -30,6 +77,8 @@ export interface DescriptorBase<K extends StateKind> {
   readonly kind: K
   readonly name: string
   readonly serde: Serde<unknown> | undefined
+  /** The state's time-to-live; undefined (or absent): values live until cleared. */
+  readonly ttl?: StateTtl | undefined
 }
 
 /** A declared value state (see {@link valueState}). */
@@ -143,6 +192,51 @@ function checkSerde(name: string, serde: unknown): Serde<unknown> | undefined {
   return serde as Serde<unknown>
 }
 
+const TTL_KEYS = ['ttlMs', 'update', 'cleanup']
+const TTL_UPDATES: readonly unknown[] = ['on-create-and-write', 'on-read-and-write']
+/** Most entries incremental cleanup may check per access: far beyond any useful value. */
+const MAX_INCREMENTAL_CLEANUP = 1 << 20
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function checkTtl(name: string, ttl: unknown): StateTtl | undefined {
+  if (ttl === undefined) return undefined
+  const fail = (what: string): never => {
+    throw new JobDefinitionError(`state ${name}: ttl${what}`)
+  }
+  if (!isPlainObject(ttl)) return fail(` must be an object like { ttlMs: 60000 }, got ${describeValue(ttl)}`)
+  for (const k of Object.keys(ttl)) if (!TTL_KEYS.includes(k)) fail(`.${k} is not an option of ttl (options: ${TTL_KEYS.join(', ')})`)
+  const ttlMs = ttl['ttlMs']
+  // No 2^31-1 ceiling: TTL is compared with the clock, never waited for with a timer.
+  if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
+    fail(`.ttlMs must be a positive integer number of milliseconds, got ${describeValue(ttlMs)}`)
+  }
+  const update = ttl['update'] ?? 'on-create-and-write'
+  if (!TTL_UPDATES.includes(update)) fail(`.update must be 'on-create-and-write' or 'on-read-and-write', got ${describeValue(update)}`)
+  let incrementalCleanup = 5
+  const cleanup = ttl['cleanup']
+  if (cleanup !== undefined) {
+    if (!isPlainObject(cleanup)) fail(`.cleanup must be an object like { incremental: 5 }, got ${describeValue(cleanup)}`)
+    const c = cleanup as Record<string, unknown>
+    for (const k of Object.keys(c)) if (k !== 'incremental') fail(`.cleanup.${k} is not an option of ttl.cleanup (options: incremental)`)
+    const n = c['incremental'] ?? incrementalCleanup
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_INCREMENTAL_CLEANUP) {
+      fail(`.cleanup.incremental must be an integer from 0 to ${MAX_INCREMENTAL_CLEANUP} (entries checked per access), got ${describeValue(n)}`)
+    }
+    incrementalCleanup = n as number
+  }
+  return Object.freeze({ ttlMs: ttlMs as number, update: update as StateTtlUpdate, incrementalCleanup })
+}
+
+/** The serde and TTL fields of a descriptor, checked; `ttl` only when one is set. */
+function common(name: string, options: StateOptions<unknown>): { serde: Serde<unknown> | undefined; ttl?: StateTtl } {
+  const serde = checkSerde(name, options.serde)
+  const ttl = checkTtl(name, options.ttl)
+  return ttl === undefined ? { serde } : { serde, ttl }
+}
+
 /**
  * Declares a value state.
  * @example
@@ -153,19 +247,19 @@ function checkSerde(name: string, serde: unknown): Serde<unknown> | undefined {
  */
 export function valueState<T>(name: string, options: StateOptions<T> & { default?: T } = {}): ValueStateDescriptor<T> {
   checkName('value', name)
-  return Object.freeze({ kind: 'value', name, default: options.default, serde: checkSerde(name, options.serde) })
+  return Object.freeze({ kind: 'value', name, default: options.default, ...common(name, options) })
 }
 
 /** Declares a list state. */
 export function listState<T>(name: string, options: StateOptions<T> = {}): ListStateDescriptor<T> {
   checkName('list', name)
-  return Object.freeze({ kind: 'list', name, serde: checkSerde(name, options.serde) })
+  return Object.freeze({ kind: 'list', name, ...common(name, options) })
 }
 
 /** Declares a map state. Map keys must be CBOR-encodable; the serde, if given, encodes the values. */
 export function mapState<K, V>(name: string, options: StateOptions<V> = {}): MapStateDescriptor<K, V> {
   checkName('map', name)
-  return Object.freeze({ kind: 'map', name, serde: checkSerde(name, options.serde) })
+  return Object.freeze({ kind: 'map', name, ...common(name, options) })
 }
 
 /**
@@ -176,7 +270,7 @@ export function mapState<K, V>(name: string, options: StateOptions<V> = {}): Map
 export function reducingState<T>(name: string, reduce: (a: T, b: T) => T, options: StateOptions<T> = {}): ReducingStateDescriptor<T> {
   checkName('reducing', name)
   if (typeof reduce !== 'function') throw new JobDefinitionError(`state ${name}: reducingState needs a reduce function`)
-  return Object.freeze({ kind: 'reducing', name, reduce, serde: checkSerde(name, options.serde) })
+  return Object.freeze({ kind: 'reducing', name, reduce, ...common(name, options) })
 }
 
 /**
@@ -197,7 +291,7 @@ export function aggregatingState<IN, ACC, OUT>(
   for (const fn of ['createAccumulator', 'add', 'getResult'] as const) {
     if (typeof aggregator?.[fn] !== 'function') throw new JobDefinitionError(`state ${name}: aggregatingState needs ${fn}()`)
   }
-  return Object.freeze({ kind: 'aggregating', name, aggregator, serde: checkSerde(name, options.serde) })
+  return Object.freeze({ kind: 'aggregating', name, aggregator, ...common(name, options) })
 }
 
 export function isStateDescriptor(value: unknown): value is StateDescriptor {

@@ -1,7 +1,7 @@
 /**
- * The timer store of a keyed operator instance (docs/architecture.md section "Timers and event
- * time"): per key group and time domain, the set of (key, time) timers, plus one min-heap per
- * domain ordered by time for firing. At most one timer per (key, domain, time). Deletion is lazy:
+ * The timer store of a keyed operator instance (docs/architecture.md section 16): per key group
+ * and time domain, the set of (key, time) timers, plus one min-heap per domain ordered by time
+ * for firing. At most one timer per (key, domain, time). Deletion is lazy:
  * a deleted timer stays in the heap and is skipped when it comes up.
  *
  * Snapshots are copy-on-write per key group: `startSnapshot` only keeps a reference to every

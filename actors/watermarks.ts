@@ -1,6 +1,6 @@
 /**
- * Event time (docs/architecture.md section "Timers and event time"): the watermark strategy of a
- * source, and the per-channel watermark bookkeeping of an operator with inputs. A watermark `w`
+ * Event time (docs/architecture.md section 16): the watermark strategy of a source, and the
+ * per-channel watermark bookkeeping of an operator with inputs. A watermark `w`
  * says "no record with a timestamp <= w comes any more" on that channel; an operator's watermark
  * is the minimum over its non-idle input channels, and it only moves forward.
  */
@@ -107,6 +107,13 @@ export class WatermarkTracker {
   onActive(channel: number): void {
     // A channel becoming active again may lower the minimum, but the watermark never moves back.
     this.idle[channel] = false
+  }
+
+  /** `channel` never carries watermarks (a message channel): it never holds the watermark back. */
+  ignore(channel: number): void {
+    this.marks[channel] = Infinity
+    // Like an ended channel: neither active nor idle, so it cannot lift the watermark alone.
+    this.ended[channel] = true
   }
 
   /** `channel` ended: it no longer holds the watermark back. */

@@ -8,7 +8,9 @@ import type { SnapshotStore } from './store.ts'
 
 /**
  * The entries of one keyed state of an operator in snapshot `snapshotId` (or the latest
- * completed one). Values written with a custom serde come back as the bytes it produced.
+ * completed one). Values written with a custom serde come back as the bytes it produced. Values
+ * of a state with TTL come back without their last-access times (expired ones were left out
+ * when the snapshot was written).
  * @example
  * const totals = await readSnapshotState(store, 'payments', 'totals', 'total')
  * totals.get('acct-7') // 1234
@@ -28,8 +30,15 @@ export async function readSnapshotState(
     if (chunk.data.byteLength === 0) continue
     for (const s of decodeKeyedChunk(chunk.data)) {
       if (s.name !== stateName) continue
-      for (let i = 0; i < s.entries.length; i += 2) out.set(s.entries[i] as Key, s.entries[i + 1])
+      for (let i = 0; i < s.entries.length; i += 2) out.set(s.entries[i] as Key, s.ttlMs === undefined ? s.entries[i + 1] : withoutTimes(s.kind, s.entries[i + 1]))
     }
   }
   return out
+}
+
+/** A value of a state with TTL without its `[value, time]` pairs (keyed-chunk.ts format 2). */
+function withoutTimes(kind: string, w: unknown): unknown {
+  if (kind === 'list') return (w as [unknown, number][]).map((e) => e[0])
+  if (kind === 'map') return new Map([...(w as Map<unknown, [unknown, number]>)].map(([k, e]) => [k, e[0]]))
+  return (w as [unknown, number])[0]
 }

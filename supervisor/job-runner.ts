@@ -8,6 +8,7 @@ import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
 import type { Clock } from '../actors/clock.ts'
+import { receivesRecorded } from '../actors/messages.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
@@ -60,8 +61,9 @@ export interface RunOptions {
    */
   watchdogMs?: number
   /**
-   * Processing time, for processing-time timers and source idleness: tests inject a fake clock.
-   * @default systemClock
+   * Processing time, for processing-time timers, state TTL and source idleness: tests pass a
+   * clock they move by hand.
+   * @default systemClock (`Date.now`)
    */
   clock?: Clock
 }
@@ -179,7 +181,9 @@ class JobRunner {
       operators: this.graph.operators.map((o) => ({
         uid: o.uid,
         parallelism: o.parallelism,
-        ...(o.kind === 'process' ? { chunks: o.onTimer === undefined ? ['keyed' as const] : ['keyed' as const, 'timers' as const] } : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+        ...(o.kind === 'process'
+          ? { chunks: ['keyed' as const, ...(o.onTimer === undefined ? [] : ['timers' as const]), ...(receivesRecorded(this.graph, o.uid) ? ['channel' as const] : [])] }
+          : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
       })),
     }
   }
@@ -379,8 +383,8 @@ class JobRunner {
         logger: this.log,
         tuning: this.tuning,
         strictState: this.userCode.strictState,
-        watchdog: this.watchdog,
         clock: this.userCode.clock,
+        watchdog: this.watchdog,
       })
       this.executor = executor
       if (from !== undefined) {

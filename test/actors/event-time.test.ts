@@ -79,6 +79,12 @@ t.test('WatermarkTracker: minimum over non-idle channels, monotonic, ended chann
   t.ok(v.allIdle, 'every open input is idle')
   t.equal(v.current, 5)
   t.equal(v.onEnd(1), Infinity)
+
+  const m = new WatermarkTracker(2)
+  m.ignore(1)
+  t.equal(m.onWatermark(0, 3, false), 3, 'a message channel never holds the watermark back')
+  t.equal(m.onWatermark(0, 9, true), undefined, 'nor lifts it to +Infinity while the only data input is idle')
+  t.ok(m.allIdle)
 })
 
 t.test('an operator watermark is the minimum over its inputs; an idle input stops holding it back', async (t) => {
