@@ -590,6 +590,8 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   protected process(batch: RecordBatch, input: number): void {
     if (batch.timestamps !== undefined) return this.processTimed(batch, batch.timestamps, input)
     this.ctx.timestamp = undefined
+    // A union of a stream with event time and one without: these records carry none onward.
+    if (this.isTimed) this.stamp(NaN)
     const fn = this.fns[input]!
     const { records, keys, groups } = batch
     const backend = this.keyed

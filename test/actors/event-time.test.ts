@@ -178,6 +178,20 @@ t.test('records carry timestamps downstream: emitted ones the input record, even
   ])
 })
 
+t.test('a union of a stream with event time and one without: records of the second carry none onward', async (t) => {
+  const out: { at: number; ts: number | undefined }[] = []
+  const b = job('mixed')
+  b.source('timed', oneByOne(at('k', 7)), { watermarks: wm<Ev>() })
+    .union(b.source('plain', oneByOne(at('k', -5))))
+    .keyBy((r) => r.key)
+    .process('first', {}, (r, ctx) => ctx.emit(r))
+    .keyBy((r) => r.key)
+    .process('second', {}, (r, ctx) => ctx.emit({ at: r.at, ts: ctx.timestamp }))
+    .sink('out', arraySink(out))
+  await runJob(b, { logLevel: 'silent', progressIntervalMs: 0 })
+  t.same(out.sort((x, y) => x.at - y.at), [{ at: -5, ts: undefined }, { at: 7, ts: 7 }])
+})
+
 t.test('side outputs go to their own sink; a tag nobody reads is emitted nowhere', async (t) => {
   const odd = outputTag<number>('odd')
   const unread = outputTag<string>('unread')
