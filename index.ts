@@ -16,6 +16,7 @@ export type {
   SourceSpec,
   ProcessSpec,
   SinkSpec,
+  OperatorProcessSpec,
   EdgeSpec,
   Partitioning,
   Transform,
@@ -52,6 +53,10 @@ export type {
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
 } from './actors/state.ts'
+export { operatorListState } from './actors/operator-state.ts'
+export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
+export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'
+export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastProcessOptions, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/broadcast-state.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'

@@ -18,6 +18,8 @@ import type { EdgeOutput } from './output.ts'
 import type { MessageRecorder, Recording } from './message-recording.ts'
 import { undeclaredTarget, type MessageSender } from './message-channels.ts'
 import type { StateDescriptor } from './state.ts'
+import { BroadcastStates } from './broadcast-state.ts'
+import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from './operator-state.ts'
 import type { OutputTag } from './side-outputs.ts'
 import { KeyedTimerService, TimerStore, type TimeDomain, type TimerOwner, type TimersSnapshot } from './timers.ts'
 import { WatermarkTracker } from './watermarks.ts'
@@ -64,7 +66,7 @@ export abstract class Instance {
       if (status !== last) host.transitioned(this, (last = status))
     })
     this.lifecycle.start()
-    // Side outputs (docs/architecture.md section 16) only get what ctx.output sends them.
+    // Side outputs (docs/architecture.md section 17) only get what ctx.output sends them.
     const outs = outputs.filter((o) => o.edge.tag === undefined).map((o) => o.emit)
     this.emitAll = outs.length === 0 ? () => {} : outs.length === 1 ? outs[0]! : (r) => outs.forEach((emit) => emit(r))
   }
@@ -102,7 +104,7 @@ export abstract class Instance {
     return this.outputs.some((o) => o.timed)
   }
 
-  /** Sets the event time of the records emitted next (docs/architecture.md section 16). */
+  /** Sets the event time of the records emitted next (docs/architecture.md section 17). */
   protected stamp(time: number): void {
     for (const o of this.outputs) o.timestamp = time
   }
@@ -187,13 +189,14 @@ export class SourceInstance extends Instance {
     this.barriers.push(id)
   }
 
+  /** The offset, encoded now as an operator chunk (docs/architecture.md section 16). */
   protected override operatorState(): unknown {
-    return this.reader.offset()
+    return sourceChunk(this.spec.uid, this.reader.offset(), this.spec.kind === 'source' && this.spec.source.rescalable === true)
   }
 
   /**
    * After a poll: sends the watermark if it advanced (bounded out-of-orderness), or marks the
-   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 16).
+   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 17).
    */
   private emitWatermark(maxOutOfOrdernessMs: number, idleTimeoutMs: number | undefined, polledNothing: boolean): void {
     const wm = this.maxTimestamp - maxOutOfOrdernessMs - 1
@@ -234,7 +237,7 @@ export class SourceInstance extends Instance {
 }
 
 /** Shared input handling of operators with input channels. */
-abstract class ConsumingInstance extends Instance {
+export abstract class ConsumingInstance extends Instance {
   private readonly aligner: BarrierAligner
   private nextChannel = 0
   /**
@@ -246,7 +249,7 @@ abstract class ConsumingInstance extends Instance {
   protected replay: RecordBatch[] | undefined
   /** The input index `process` handles messages as. */
   protected messageInput = -1
-  /** The watermark over the input channels (docs/architecture.md section 16). */
+  /** The watermark over the input channels (docs/architecture.md section 17). */
   protected readonly watermarks: WatermarkTracker
   /** Some input sent a watermark: the stream has event time, forward ours. */
   private eventTime = false
@@ -281,7 +284,7 @@ abstract class ConsumingInstance extends Instance {
 
   /**
    * The instance's watermark advanced to `time`: fire what it makes due, then forward it
-   * downstream (docs/architecture.md section 16). Runs in the executor's slice, between batches.
+   * downstream (docs/architecture.md section 17). Runs in the executor's slice, between batches.
    */
   protected watermarkAdvanced(time: number): void {
     if (this.eventTime) for (const o of this.outputs) o.broadcast({ type: 'watermark', time })
@@ -381,6 +384,8 @@ abstract class ConsumingInstance extends Instance {
 
 class Context implements ProcessContext<Key, unknown> {
   key: Key = ''
+  /** Set on a keyed operator connected to a broadcast stream (actors/broadcast-state.ts). */
+  broadcast: BroadcastStates | undefined
   timestamp: number | undefined = undefined
   /** Set while `onTimer` runs (then this is the TimerContext). */
   timeDomain: TimeDomain | undefined = undefined
@@ -421,6 +426,12 @@ class Context implements ProcessContext<Key, unknown> {
     }
     return this.lastHandle as never
   }
+
+  /** Read-only broadcast state, for `processElement` (docs/architecture.md section 16). */
+  broadcastState(descriptor: unknown): unknown {
+    if (this.broadcast === undefined) throw new JobDefinitionError('ctx.broadcastState: this operator is not connected to a broadcast stream (keyed.connect(stream.broadcast(state)))', undefined, this.operator)
+    return this.broadcast.readOnly(descriptor)
+  }
 }
 
 /**
@@ -440,6 +451,8 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   private readonly keyed: HeapKeyedBackend
   private readonly ctx: Context
   private readonly fns: ProcessSpec['fns']
+  /** The broadcast states, if input 1 is a broadcast stream. */
+  readonly broadcast: BroadcastStates | undefined
   private readonly sender: MessageSender | undefined
   /** The recording of the newest snapshot, for the host to write with it. */
   private lastRecording: Recording | undefined
@@ -471,6 +484,7 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
     this.ctx = new Context(index, spec.uid, this.keyed, this.emitAll, this.sender, sides)
     this.fns = spec.onMessage === undefined ? spec.fns : [...spec.fns, spec.onMessage]
     this.messageInput = spec.fns.length
+    if (spec.broadcast !== undefined) this.ctx.broadcast = this.broadcast = new BroadcastStates(spec.broadcast, spec.uid, index, this.emitAll, strictState)
     // Messages carry no event time: their channels never hold the watermark back.
     inputs.forEach((c, k) => {
       if (c.input === this.messageInput) this.watermarks.ignore(k)
@@ -482,6 +496,11 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
 
   override get backend(): HeapKeyedBackend {
     return this.keyed
+  }
+
+  /** The broadcast states, encoded now as an operator chunk. */
+  protected override operatorState(): unknown {
+    return this.broadcast === undefined ? undefined : encodeOperatorChunk({ broadcast: this.broadcast.snapshot() })
   }
 
   /** The messages recorded for snapshot `id` (section 15), complete once every recorded channel delivered its barrier. */
@@ -551,7 +570,7 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
 
   /**
    * Fires every timer of `domain` with time <= `upTo`, each with its key and state bound
-   * (docs/architecture.md section 16). Returns how many fired. The seam a test harness drives:
+   * (docs/architecture.md section 17). Returns how many fired. The seam a test harness drives:
    * `fireTimers('processing-time', clock.now())`, or a watermark through `watermarkAdvanced`.
    */
   fireTimers(domain: TimeDomain, upTo: number): number {
@@ -588,6 +607,7 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   }
 
   protected process(batch: RecordBatch, input: number): void {
+    if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records, batch.timestamps, (t) => this.stamp(t))
     if (batch.timestamps !== undefined) return this.processTimed(batch, batch.timestamps, input)
     this.ctx.timestamp = undefined
     // A union of a stream with event time and one without: these records carry none onward.
@@ -658,8 +678,21 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
 
 /** A sink instance: hands batches to its writer. */
 export class SinkInstance extends ConsumingInstance {
-  constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], host: InstanceHost, mode: CheckpointMode, readonly writer: SinkWriter<unknown>) {
+  constructor(
+    spec: OperatorSpec,
+    index: number,
+    inputs: readonly InputChannel[],
+    host: InstanceHost,
+    mode: CheckpointMode,
+    readonly writer: SinkWriter<unknown>,
+    /** The writer's operator lists, if the sink declares `operatorState` (docs/architecture.md section 16). */
+    readonly lists?: OperatorListStates,
+  ) {
     super(spec, index, inputs, [], host, mode)
+  }
+
+  protected override operatorState(): unknown {
+    return this.lists === undefined ? undefined : encodeOperatorChunk({ lists: this.lists.snapshot() })
   }
 
   protected process(batch: RecordBatch): void {

@@ -6,12 +6,14 @@ import type { Source, Sink } from './connectors.ts'
 import { JobDefinitionError } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
 import { checkMessages, checkSendsTo } from './messages.ts'
-import { isStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
+import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
+import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
+import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
 
 /**
- * Timers of the current key (docs/architecture.md section 16), for keyed `process` operators
+ * Timers of the current key (docs/architecture.md section 17), for keyed `process` operators
  * that declare `onTimer`. At most one timer per (key, domain, time): registering it again does
  * nothing. Times are ms; a time that is not a finite number (or +Infinity for event time) throws.
  */
@@ -81,8 +83,11 @@ export type Transform =
   | { kind: 'filter'; name: string; fn: (r: unknown) => boolean }
   | { kind: 'flatMap'; name: string; fn: (r: unknown, out: (u: unknown) => void) => void }
 
-/** How records of an edge are spread over the instances of its target. */
-export type Partitioning = 'forward' | 'hash' | 'rebalance'
+/**
+ * How records of an edge are spread over the instances of its target. `broadcast`: every record
+ * to every instance (the broadcast input of a keyed process).
+ */
+export type Partitioning = 'forward' | 'hash' | 'rebalance' | 'broadcast'
 
 /** A connection from an operator's output into an input of another. */
 export interface EdgeSpec {
@@ -123,6 +128,14 @@ export interface ProcessSpec extends OperatorBase {
   onTimer?: ((time: number, ctx: TimerContext<Key, unknown>) => void) | undefined
   /** What happens to records at or behind the watermark. */
   lateRecords?: 'process' | 'drop' | OutputTag<unknown> | undefined
+  /** The broadcast input (input 1), if the keyed stream was connected to a broadcast stream. */
+  broadcast?: BroadcastSpec
+}
+/** A non-keyed process operator of a {@link JobGraph}, with operator list state. */
+export interface OperatorProcessSpec extends OperatorBase {
+  kind: 'operator-process'
+  states: readonly OperatorListStateDescriptor<unknown>[]
+  fn: OperatorProcessFunction<unknown, unknown>
 }
 /** A sink operator of a {@link JobGraph}. */
 export interface SinkSpec extends OperatorBase {
@@ -130,7 +143,7 @@ export interface SinkSpec extends OperatorBase {
   sink: Sink<unknown>
 }
 /** Any operator of a {@link JobGraph}. */
-export type OperatorSpec = SourceSpec | ProcessSpec | SinkSpec
+export type OperatorSpec = SourceSpec | ProcessSpec | SinkSpec | OperatorProcessSpec
 
 /** A job as data: operators in topological order and the edges between them. */
 export interface JobGraph {
@@ -364,12 +377,60 @@ export class JobBuilder {
     )
   }
 
+  /** @internal A keyed process whose input 1 is a broadcast stream (actors/broadcast-state.ts). */
+  addBroadcastProcess(
+    name: string,
+    options: ProcessOptions,
+    fns: BroadcastProcessFunctions<unknown, unknown, Key, unknown>,
+    keyed: { branches: Branch[]; keySelector: (r: unknown) => Key },
+    broadcast: BroadcastStream<unknown>,
+  ): Stream<unknown> {
+    if (broadcast.job !== this) throw new JobDefinitionError('connect of streams from different jobs', this.name, name)
+    if (typeof fns !== 'object' || fns === null) throw new JobDefinitionError('a process connected to a broadcast stream needs { processElement, processBroadcast }', this.name, name)
+    for (const f of ['processElement', 'processBroadcast'] as const) {
+      if (typeof fns[f] !== 'function') throw new JobDefinitionError(`${f} must be a function (record, ctx) => void`, this.name, name)
+      rejectAsync(fns[f], `the ${f} function`, this.name, name)
+    }
+    const { state, ...rest } = options ?? {}
+    // Messages would arrive on the input after the keyed one, which is the broadcast input here.
+    for (const k of ['onMessage', 'sendsTo'] as const) {
+      if (rest[k] !== undefined) throw new JobDefinitionError(`${k} is not supported yet on a process connected to a broadcast stream`, this.name, name)
+    }
+    for (const d of Object.values((state ?? {}) as Record<string, { name?: unknown }>)) {
+      if (broadcast.states.some((b) => b.name === d?.name)) throw new JobDefinitionError(`state ${String(d?.name)} is declared both as keyed state and as broadcast state; give them different names`, this.name, name)
+    }
+    const processElement = fns.processElement.bind(fns) as ProcessSpec['fns'][number]
+    this.addProcess(name, state, [processElement], rest, [keyed])
+    const spec = this.operators.at(-1) as ProcessSpec
+    spec.broadcast = { states: broadcast.states, fn: fns.processBroadcast.bind(fns) as BroadcastSpec['fn'] }
+    for (const b of broadcast.branches) this.edges.push({ from: b.from, to: name, input: 1, partitioning: 'broadcast', keySelector: undefined, transforms: b.transforms })
+    return new Stream<unknown>(this, [{ from: name, transforms: [] }])
+  }
+
+  /** @internal A non-keyed process with operator list state (actors/operator-state.ts). */
+  addOperatorProcess(name: string, options: OperatorProcessOptions, fn: OperatorProcessFunction<unknown, unknown>, branches: Branch[]): void {
+    const uid = this.checkName(name)
+    const { state, ...rest } = options ?? {}
+    const states = checkOperatorStates(state, this.name, name)
+    if (typeof fn !== 'function') throw new JobDefinitionError('process needs a function (record, ctx) => void', this.name, name)
+    rejectAsync(fn, 'the process function', this.name, name)
+    const parallelism = this.parallelismOf(name, rest)
+    this.add({ kind: 'operator-process', uid, parallelism, states, fn })
+    this.connectUnkeyed(uid, parallelism, branches)
+  }
+
   /** @internal */
   addSink(name: string, sink: Sink<unknown>, options: OperatorOptions, branches: Branch[]): void {
     if (typeof sink?.open !== 'function') throw new JobDefinitionError('sink needs an object with open(), e.g. stdoutSink()', this.name, name)
+    checkSinkStates(sink.operatorState, this.name, name)
     const uid = this.checkName(name)
     const parallelism = this.parallelismOf(name, options)
     this.add({ kind: 'sink', uid, parallelism, sink })
+    this.connectUnkeyed(uid, parallelism, branches)
+  }
+
+  /** Edges into a non-keyed operator: forward from an upstream of the same parallelism, else rebalance. */
+  private connectUnkeyed(uid: string, parallelism: number, branches: Branch[]): void {
     for (const b of branches) {
       const upstream = this.operators.find((o) => o.uid === b.from)!
       const partitioning = upstream.parallelism === parallelism ? 'forward' : 'rebalance'
@@ -483,6 +544,34 @@ export class Stream<T> {
     return new KeyedStream<T, K>(this.job, this.branches, selector as (r: unknown) => K)
   }
 
+  /**
+   * A non-keyed operator: `fn` runs once per record, with operator list state (a list per
+   * instance, redistributed when the parallelism changes across a restore). Records come from
+   * upstream forward if the parallelism is the same, else round-robin.
+   * @example
+   * const seen = operatorListState<number>('seen')
+   * stream.process('tally', { state: { seen }, parallelism: 2 }, (r, ctx) => {
+   *   ctx.state(seen).add(r.seq)
+   *   ctx.emit(r)
+   * })
+   */
+  process<OUT>(name: string, options: OperatorProcessOptions, fn: OperatorProcessFunction<T, OUT>): Stream<OUT> {
+    this.job.addOperatorProcess(name, options, fn as OperatorProcessFunction<unknown, unknown>, this.branches)
+    return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
+  }
+
+  /**
+   * Broadcasts the stream: connected to a keyed stream (`keyed.connect(broadcastStream)`), every
+   * record reaches every instance of the keyed operator, whose `processBroadcast` keeps it in
+   * the given map states.
+   * @example
+   * const rules = mapState<string, Rule>('rules')
+   * const ruleStream = j.source('rules', rulesSource).broadcast(rules)
+   */
+  broadcast(...states: MapStateDescriptor<unknown, unknown>[]): BroadcastStream<T> {
+    return new BroadcastStream<T>(this.job, this.branches, checkBroadcastStates(states, this.job.name))
+  }
+
   /** Sends the stream to a sink. Returns the job, so a one-chain job can be exported directly. */
   sink(name: string, sink: Sink<T>, options: OperatorOptions = {}): JobBuilder {
     this.job.addSink(name, sink as Sink<unknown>, options, this.branches)
@@ -519,9 +608,16 @@ export class KeyedStream<T, K extends Key> {
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
   }
 
-  /** Connects two keyed streams with the same key type into one keyed operator with two inputs. */
-  connect<T2>(other: KeyedStream<T2, K>): ConnectedKeyedStreams<T, T2, K> {
-    if (other.job !== this.job) throw new JobDefinitionError('connect of streams from different jobs', this.job.name)
+  /**
+   * Connects two keyed streams with the same key type into one keyed operator with two inputs;
+   * or, given a broadcast stream, a keyed operator that also gets every broadcast record on every
+   * instance (see {@link BroadcastConnectedStream.process}).
+   */
+  connect<T2>(other: KeyedStream<T2, K>): ConnectedKeyedStreams<T, T2, K>
+  connect<B>(other: BroadcastStream<B>): BroadcastConnectedStream<T, B, K>
+  connect<T2>(other: KeyedStream<T2, K> | BroadcastStream<T2>): ConnectedKeyedStreams<T, T2, K> | BroadcastConnectedStream<T, T2, K> {
+    if (other?.job !== this.job) throw new JobDefinitionError('connect of streams from different jobs', this.job.name)
+    if (other instanceof BroadcastStream) return new BroadcastConnectedStream<T, T2, K>(this.job, this, other)
     return new ConnectedKeyedStreams(this, other)
   }
 }

@@ -6,7 +6,6 @@
 import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
 import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
-import { cborSerde } from '../persistence/serde.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
 import { LocalChannel } from './channel.ts'
@@ -21,10 +20,14 @@ import {
   SinkInstance,
   SourceInstance,
 } from './instance.ts'
-import type { JobGraph } from './job.ts'
+import type { JobGraph, SinkSpec } from './job.ts'
 import { keyGroupRange } from './key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
+import { OperatorProcessInstance } from './operator-process-instance.ts'
+import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from './operator-state.ts'
+import type { ConnectorContext } from './connectors.ts'
+import type { ListState } from './state.ts'
 import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } from './message-channels.ts'
 import { CHANNEL_CHUNK_FORMAT, decodeChannelChunk, MessageRecorder, type Recording } from './message-recording.ts'
 import { messageCycles } from './messages.ts'
@@ -86,14 +89,13 @@ interface Upload {
   timers: TimersSnapshot | undefined
 }
 
-const operatorCodec = cborSerde<unknown>()
 /**
  * The data of an empty key group, or of a source without an offset. Written anyway, so the
  * snapshot's manifest lists every key group and instance and a missing chunk is always noticed.
  */
 const EMPTY_CHUNK = new Uint8Array(0)
-/** Format of an operator-state chunk: CBOR of the value the source returned from `offset()`. */
-export const OPERATOR_CHUNK_FORMAT = 1
+/** Format of an operator-state chunk: see actors/operator-state.ts. */
+export { OPERATOR_CHUNK_FORMAT }
 /**
  * Channel items (batches) an instance takes per turn: few, so a turn stays short with large
  * state and the slice deadline is checked often.
@@ -203,7 +205,10 @@ export class LocalExecutor implements InstanceHost {
           this.consumers.push(inst)
           this.instances.push(inst)
         } else {
-          const inst = new SinkInstance(op, i, ins, this, mode, await op.sink.open(ctx))
+          const inst =
+            op.kind === 'operator-process'
+              ? new OperatorProcessInstance(op, i, ins, outs, this, mode, this.options.strictState === true)
+              : await this.openSink(op, i, ins, ctx)
           this.consumers.push(inst)
           this.instances.push(inst)
         }
@@ -211,6 +216,15 @@ export class LocalExecutor implements InstanceHost {
     }
     const cycles = messageCycles(graph)
     if (cycles.length > 0) this.cycles = new CycleWatch(cycles, links, this.instances, this.cyclic)
+  }
+
+  /** Opens a sink instance's writer, with handles to its operator lists if it declares any. */
+  private async openSink(op: SinkSpec, i: number, ins: InputChannel[], ctx: ConnectorContext): Promise<SinkInstance> {
+    const declared = op.sink.operatorState ?? []
+    if (declared.length === 0) return new SinkInstance(op, i, ins, this, this.options.mode, await op.sink.open(ctx))
+    const lists = new OperatorListStates(declared, op.uid, this.options.strictState === true)
+    const operatorState = <T>(d: OperatorListStateDescriptor<T>): ListState<T> => lists.handle(d as OperatorListStateDescriptor<unknown>) as ListState<T>
+    return new SinkInstance(op, i, ins, this, this.options.mode, await op.sink.open({ ...ctx, operatorState }), lists)
   }
 
   /**
@@ -223,12 +237,28 @@ export class LocalExecutor implements InstanceHost {
     const job = this.options.graph.name
     // Before any state is loaded: the snapshot holds every chunk its manifest lists, unchanged.
     await store.verifySnapshot(job, id)
+    // The operator chunks of every old instance of an operator, decoded once: on a rescale an
+    // instance's operator state comes from all of them (docs/architecture.md section 16).
+    const operatorChunks = new Map<string, Promise<(OperatorChunk | undefined)[]>>()
+    const oldChunks = (uid: string) => {
+      let p = operatorChunks.get(uid)
+      if (p === undefined) {
+        p = store.readChunks(job, id, { operatorUid: uid, kind: 'operator' }).then((chunks) => {
+          const out: (OperatorChunk | undefined)[] = []
+          for (const c of chunks) out[c.index] = decodeOperatorChunk(c.format, c.data)
+          return Array.from(out)
+        })
+        operatorChunks.set(uid, p)
+      }
+      return p
+    }
     // The `channel` chunks of each operator, read once: every instance takes its key groups' messages.
     const recordedMessages = new Map<string, StateChunk[]>()
     for (const inst of this.instances) {
       inst.lifecycle.send({ type: 'RESTORE' })
       const uid = inst.spec.uid
       const read = (filter: ChunkFilter) => store.readChunks(job, id, filter)
+      const parallelism = inst.spec.parallelism
       try {
         if (inst instanceof ProcessInstance) {
           const { start, end } = inst.backend.range
@@ -237,6 +267,7 @@ export class LocalExecutor implements InstanceHost {
             if (chunk.format > KEYED_CHUNK_FORMAT) throw new Error(`keyed chunk format ${chunk.format} is newer than this Weir reads`)
             if (chunk.data.byteLength > 0) inst.backend.restoreGroup(chunk.index, chunk.data, this.options.graph.maxParallelism)
           }
+          inst.broadcast?.restore(await oldChunks(uid), inst.index)
           // Messages that were in flight on cyclic channels, whichever old instance recorded them
           // (section 15): this instance keeps those of its key groups and processes them first.
           let channelChunks = recordedMessages.get(uid)
@@ -249,7 +280,7 @@ export class LocalExecutor implements InstanceHost {
             }
             inst.restoreMessages(batches)
           }
-          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 16).
+          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 17).
           if (inst.timers !== undefined) {
             for (const chunk of await read({ operatorUid: uid, kind: 'timers', indexes })) {
               if (chunk.format > TIMERS_CHUNK_FORMAT) throw new Error(`timers chunk format ${chunk.format} is newer than this Weir reads`)
@@ -257,8 +288,11 @@ export class LocalExecutor implements InstanceHost {
             }
           }
         } else if (inst instanceof SourceInstance) {
-          const [chunk] = await read({ operatorUid: uid, kind: 'operator', indexes: [inst.index] })
-          if (chunk !== undefined && chunk.data.byteLength > 0) await inst.reader.restore?.(operatorCodec.decode(chunk.data))
+          const rescalable = inst.spec.kind === 'source' && inst.spec.source.rescalable === true
+          const restored = sourceRestoreOffset(await oldChunks(uid), inst.index, parallelism, rescalable)
+          if (restored !== undefined) await inst.reader.restore?.(restored.offset)
+        } else if (inst instanceof OperatorProcessInstance || (inst instanceof SinkInstance && inst.lists !== undefined)) {
+          inst.lists!.restore(await oldChunks(uid), inst.index, parallelism)
         }
       } catch (err) {
         if (err instanceof MisplacedKeyError) {
@@ -418,8 +452,9 @@ export class LocalExecutor implements InstanceHost {
         if (written[i] === 0) chunks.push({ operatorUid: uid, kind: 'timers', index: range.start + i, format: TIMERS_CHUNK_FORMAT, data: EMPTY_CHUNK })
       }
     }
-    if (up.instance instanceof SourceInstance) {
-      const data = up.operatorState === undefined ? EMPTY_CHUNK : operatorCodec.encode(up.operatorState)
+    if (writesOperatorChunk(up.instance.spec)) {
+      // Encoded by the instance when it took the snapshot (actors/operator-state.ts).
+      const data = up.operatorState instanceof Uint8Array ? up.operatorState : EMPTY_CHUNK
       chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data })
     }
     const written = store === undefined || chunks.length === 0 ? Promise.resolve(0) : store.writeChunks(graph.name, up.id, chunks)

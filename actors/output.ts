@@ -21,7 +21,7 @@ export class EdgeOutput {
   private readonly stamps: number[][]
   /**
    * The event time of the records emitted now: the sending instance sets it before it emits
-   * (docs/architecture.md section 16). Read only when the edge is `timed`.
+   * (docs/architecture.md section 17). Read only when the edge is `timed`.
    */
   timestamp = 0
 
@@ -48,10 +48,15 @@ export class EdgeOutput {
         ? this.hashed(edge.keySelector!)
         : edge.partitioning === 'forward'
           ? (r: unknown) => this.add(0, r)
-          : (r: unknown) => {
-              this.add(this.next, r)
-              this.next = this.next + 1 === n ? 0 : this.next + 1
-            }
+          : edge.partitioning === 'broadcast'
+            ? (r: unknown) => {
+                // Every record to every instance (docs/architecture.md section 16).
+                for (let t = 0; t < n; t++) this.add(t, r)
+              }
+            : (r: unknown) => {
+                this.add(this.next, r)
+                this.next = this.next + 1 === n ? 0 : this.next + 1
+              }
     this.emit = edge.transforms.reduceRight((next: (r: unknown) => void, t: Transform) => chain(next, t, sender), partition)
   }
 

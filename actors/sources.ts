@@ -28,6 +28,16 @@ export interface GeneratorOptions {
   seed?: number
   /** Records per second over all instances; unlimited when absent. */
   ratePerSecond?: number
+  /**
+   * Makes the source rescalable: the positions are cut into `splits` splits (split `s` holds the
+   * positions `seq` with `seq % splits === s`), assigned round-robin to the instances (split `s`
+   * to instance `s % parallelism`), and each instance's offset is the list of its splits with the
+   * next position of each. A snapshot then restores at any source parallelism, each record read
+   * exactly once. More splits than instances spread the work better after a rescale. Changing
+   * `splits` across a restore is refused.
+   * @default none: instance `i` of `p` reads `seq % p === i`, and the parallelism is fixed
+   */
+  splits?: number
 }
 
 function mix(x: number): number {
@@ -63,6 +73,10 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
   const rate = options.ratePerSecond
   if (rate !== undefined && (typeof rate !== 'number' || !(rate > 0))) throw new JobDefinitionError(`generatorSource: ratePerSecond must be a positive number, got ${String(rate)}`)
   const seedHash = mix(seed)
+  if (options.splits !== undefined) {
+    const splits = positiveInt('splits', options.splits)
+    return { kind: 'generator', rescalable: true, open: (ctx) => splitReader(ctx, { records, keys, seedHash, rate, splits }) }
+  }
   return {
     kind: 'generator',
     open(ctx: ConnectorContext): SourceReader<GeneratedRecord> {
@@ -96,5 +110,63 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
         offset: () => next,
       }
     },
+  }
+}
+
+/** One split of a rescalable generator: `[split, next position]` (the wire form of its offset). */
+type SplitState = [split: number, next: number]
+
+/**
+ * A reader of a generator with splits. It emits the positions of its splits in increasing order
+ * (always the smallest next position first), so its output is in sequence order like a plain
+ * instance's.
+ */
+function splitReader(ctx: ConnectorContext, o: { records: number; keys: number; seedHash: number; rate: number | undefined; splits: number }): SourceReader<GeneratedRecord> {
+  const { records, keys, seedHash, rate, splits } = o
+  let owned: SplitState[] = []
+  for (let s = ctx.instance; s < splits; s += ctx.parallelism) owned.push([s, s])
+  let startedAt = performance.now()
+  let emitted = 0
+  const names: (string | undefined)[] = new Array<string | undefined>(keys)
+  const name = (i: number) => names[i] ?? (names[i] = `k${i}`)
+  const smallest = (): SplitState | undefined => {
+    let best: SplitState | undefined
+    for (const s of owned) if (s[1] < records && (best === undefined || s[1] < best[1])) best = s
+    return best
+  }
+  return {
+    restore(offset) {
+      if (!Array.isArray(offset)) throw new Error(`generator offset ${String(offset)} is not a list of splits: the snapshot was taken without the splits option`)
+      const seen = new Set<number>()
+      owned = offset.map((x: unknown) => {
+        const [s, next] = Array.isArray(x) ? (x as unknown[]) : []
+        if (typeof s !== 'number' || typeof next !== 'number' || !Number.isInteger(s) || !Number.isInteger(next) || s < 0 || s >= splits || next < s || next % splits !== s || seen.has(s)) {
+          throw new Error(`generator split state ${JSON.stringify(x)} does not fit ${splits} splits (was the splits option changed?)`)
+        }
+        seen.add(s)
+        return [s, next] as SplitState
+      })
+      startedAt = performance.now()
+      emitted = 0
+    },
+    poll(emit, max): PollResult {
+      let n = max
+      if (rate !== undefined) {
+        const allowed = Math.floor(((performance.now() - startedAt) * rate) / 1000 / ctx.parallelism) - emitted
+        if (allowed <= 0) return smallest() === undefined ? 'end' : 'idle'
+        n = Math.min(n, allowed)
+      }
+      for (let i = 0; i < n; i++) {
+        const s = smallest()
+        if (s === undefined) return 'end'
+        const seq = s[1]
+        s[1] += splits
+        emitted++
+        const h = mix(seq ^ seedHash)
+        emit({ key: name(h % keys), value: (mix(h) % 100) + 1, seq })
+      }
+      return smallest() === undefined ? 'end' : 'more'
+    },
+    offset: () => owned.map((s) => [s[0], s[1]]),
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The timer store of a keyed operator instance (docs/architecture.md section 16): per key group
+ * The timer store of a keyed operator instance (docs/architecture.md section 17): per key group
  * and time domain, the set of (key, time) timers, plus one min-heap per domain ordered by time
  * for firing. At most one timer per (key, domain, time). Deletion is lazy:
  * a deleted timer stays in the heap and is skipped when it comes up.

@@ -1,5 +1,5 @@
 /**
- * Event time (docs/architecture.md section 16): the watermark strategy of a source, and the
+ * Event time (docs/architecture.md section 17): the watermark strategy of a source, and the
  * per-channel watermark bookkeeping of an operator with inputs. A watermark `w`
  * says "no record with a timestamp <= w comes any more" on that channel; an operator's watermark
  * is the minimum over its non-idle input channels, and it only moves forward.

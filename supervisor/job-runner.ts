@@ -7,12 +7,13 @@ import { createActor } from 'xstate'
 import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
+import { canRescale, writesOperatorChunk } from '../actors/operator-state.ts'
 import type { Clock } from '../actors/clock.ts'
 import { receivesRecorded } from '../actors/messages.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
-import type { JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
+import type { ChunkKind, JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { FinalCheckpointError, JobFailedError } from './errors.ts'
@@ -181,9 +182,7 @@ class JobRunner {
       operators: this.graph.operators.map((o) => ({
         uid: o.uid,
         parallelism: o.parallelism,
-        ...(o.kind === 'process'
-          ? { chunks: ['keyed' as const, ...(o.onTimer === undefined ? [] : ['timers' as const]), ...(receivesRecorded(this.graph, o.uid) ? ['channel' as const] : [])] }
-          : o.kind === 'source' ? { chunks: ['operator' as const] } : {}),
+        ...requiredChunks(this.graph, o),
       })),
     }
   }
@@ -323,8 +322,12 @@ class JobRunner {
     for (const op of s.layout.operators) {
       const now = this.graph.operators.find((o) => o.uid === op.uid)
       if (now === undefined) throw new IncompatibleSnapshotError(`the snapshot has state of operator ${op.uid}, which the job no longer has`, job, s.id, op.uid)
-      if (now.kind !== 'process' && now.parallelism !== op.parallelism) {
-        throw new IncompatibleSnapshotError(`parallelism of ${op.uid} changed from ${op.parallelism} to ${now.parallelism}; only keyed operators can be rescaled`, job, s.id, op.uid)
+      if (!canRescale(now) && now.parallelism !== op.parallelism) {
+        const why =
+          now.kind === 'source'
+            ? `source ${op.uid} (${now.source.kind}) cannot be rescaled: its readers' positions cannot be handed to other instances (a source that can declares rescalable: true, e.g. generatorSource with splits)`
+            : 'only keyed operators, non-keyed process operators, rescalable sources and sinks with operator state can be rescaled'
+        throw new IncompatibleSnapshotError(`parallelism of ${op.uid} changed from ${op.parallelism} to ${now.parallelism}; ${why}. Set its parallelism back to ${op.parallelism}`, job, s.id, op.uid)
       }
     }
   }
@@ -432,6 +435,16 @@ class JobRunner {
       this.coordinator = undefined
     }
   }
+}
+
+/** The chunk kinds every snapshot must hold for `op` (keyed state per key group, operator state per instance). */
+function requiredChunks(graph: JobGraph, op: JobGraph['operators'][number]): { chunks?: ChunkKind[] } {
+  const chunks: ChunkKind[] = []
+  if (op.kind === 'process') chunks.push('keyed')
+  if (op.kind === 'process' && op.onTimer !== undefined) chunks.push('timers')
+  if (op.kind === 'process' && receivesRecorded(graph, op.uid)) chunks.push('channel')
+  if (writesOperatorChunk(op)) chunks.push('operator')
+  return chunks.length === 0 ? {} : { chunks }
 }
 
 /** Tries of the final checkpoint before the attempt fails and the restart strategy runs it again. */

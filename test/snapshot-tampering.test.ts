@@ -12,6 +12,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { CorruptSnapshotError, createLogger, runJob, type SnapshotInfo } from '../index.ts'
 import { decodeBatch, encodeBatch } from '../persistence/embedded-batch.ts'
+import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
 import type { StateChunk } from '../persistence/store.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
 import { pgClient, testStores, type TestStore } from './support/stores.ts'
@@ -176,7 +177,7 @@ for (const { name, make } of testStores) {
       await editBatches(ts, p, p.newer.id, (cs) =>
         cs.filter((c) => !(c.kind === 'keyed' && c.index === other)).map((c) => (c.kind === 'keyed' && c.index === full ? { ...c, index: other } : c)),
       )
-      moved = `keyed chunk (key group ${other}) of operator 'count' was changed (manifest: 0 bytes, format 1; stored: `
+      moved = `keyed chunk (key group ${other}) of operator 'count' was changed (manifest: 0 bytes, format ${KEYED_CHUNK_FORMAT}; stored: `
     }
     const refused = await rerun(ts, p.job, p.newer.id)
     t.type(refused.error, CorruptSnapshotError)

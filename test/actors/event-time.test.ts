@@ -184,7 +184,7 @@ t.test('a union of a stream with event time and one without: records of the seco
   b.source('timed', oneByOne(at('k', 7)), { watermarks: wm<Ev>() })
     .union(b.source('plain', oneByOne(at('k', -5))))
     .keyBy((r) => r.key)
-    .process('first', {}, (r, ctx) => ctx.emit(r))
+    .process<Ev>('first', {}, (r, ctx) => ctx.emit(r))
     .keyBy((r) => r.key)
     .process('second', {}, (r, ctx) => ctx.emit({ at: r.at, ts: ctx.timestamp }))
     .sink('out', arraySink(out))
