@@ -11,12 +11,12 @@ export interface RecordBatch {
   records: unknown[]
   keys: Key[] | undefined
   groups: number[] | undefined
-  /** Event times of the records, only on streams with event time (docs/architecture.md section 14). */
+  /** Event times of the records, only on streams with event time (docs/architecture.md section 17). */
   timestamps?: number[] | undefined
 }
 
 /**
- * The sender's watermark (docs/architecture.md section 14): no record with a timestamp <= `time`
+ * The sender's watermark (docs/architecture.md section 17): no record with a timestamp <= `time`
  * follows on this channel. `idle`: the sender is idle and does not hold the receiver's watermark
  * back until it sends records or a watermark without `idle`.
  */

@@ -66,7 +66,7 @@ export abstract class Instance {
       if (status !== last) host.transitioned(this, (last = status))
     })
     this.lifecycle.start()
-    // Side outputs (docs/architecture.md section 14) only get what ctx.output sends them.
+    // Side outputs (docs/architecture.md section 17) only get what ctx.output sends them.
     const outs = outputs.filter((o) => o.edge.tag === undefined).map((o) => o.emit)
     this.emitAll = outs.length === 0 ? () => {} : outs.length === 1 ? outs[0]! : (r) => outs.forEach((emit) => emit(r))
   }
@@ -104,7 +104,7 @@ export abstract class Instance {
     return this.outputs.some((o) => o.timed)
   }
 
-  /** Sets the event time of the records emitted next (docs/architecture.md section 14). */
+  /** Sets the event time of the records emitted next (docs/architecture.md section 17). */
   protected stamp(time: number): void {
     for (const o of this.outputs) o.timestamp = time
   }
@@ -196,7 +196,7 @@ export class SourceInstance extends Instance {
 
   /**
    * After a poll: sends the watermark if it advanced (bounded out-of-orderness), or marks the
-   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 14).
+   * instance idle after `idleTimeoutMs` without records (docs/architecture.md section 17).
    */
   private emitWatermark(maxOutOfOrdernessMs: number, idleTimeoutMs: number | undefined, polledNothing: boolean): void {
     const wm = this.maxTimestamp - maxOutOfOrdernessMs - 1
@@ -249,10 +249,12 @@ export abstract class ConsumingInstance extends Instance {
   protected replay: RecordBatch[] | undefined
   /** The input index `process` handles messages as. */
   protected messageInput = -1
-  /** The watermark over the input channels (docs/architecture.md section 14). */
+  /** The watermark over the input channels (docs/architecture.md section 17). */
   protected readonly watermarks: WatermarkTracker
   /** Some input sent a watermark: the stream has event time, forward ours. */
   private eventTime = false
+  /** Every open input is idle (in event time), and downstream was told so. */
+  private inputsIdle = false
 
   constructor(spec: OperatorSpec, index: number, inputs: readonly InputChannel[], outputs: readonly EdgeOutput[], host: InstanceHost, mode: CheckpointMode, recorder?: MessageRecorder) {
     super(spec, index, inputs, outputs, host)
@@ -282,7 +284,7 @@ export abstract class ConsumingInstance extends Instance {
 
   /**
    * The instance's watermark advanced to `time`: fire what it makes due, then forward it
-   * downstream (docs/architecture.md section 14). Runs in the executor's slice, between batches.
+   * downstream (docs/architecture.md section 17). Runs in the executor's slice, between batches.
    */
   protected watermarkAdvanced(time: number): void {
     if (this.eventTime) for (const o of this.outputs) o.broadcast({ type: 'watermark', time })
@@ -321,6 +323,12 @@ export abstract class ConsumingInstance extends Instance {
           this.eventTime = true
           const advanced = this.watermarks.onWatermark(c, item.time, item.idle === true)
           if (advanced !== undefined) this.watermarkAdvanced(advanced)
+          // All inputs idle: this instance is idle downstream too, until an input is active again.
+          if (this.watermarks.allIdle !== this.inputsIdle) {
+            this.inputsIdle = !this.inputsIdle
+            const time = this.watermarks.current
+            for (const o of this.outputs) o.broadcast(this.inputsIdle ? { type: 'watermark', time, idle: true } : { type: 'watermark', time })
+          }
         }
         else if (item.type === 'barrier') this.aligned(this.aligner.onBarrier(c, item.id), item.id)
         else {
@@ -562,7 +570,7 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
 
   /**
    * Fires every timer of `domain` with time <= `upTo`, each with its key and state bound
-   * (docs/architecture.md section 14). Returns how many fired. The seam a test harness drives:
+   * (docs/architecture.md section 17). Returns how many fired. The seam a test harness drives:
    * `fireTimers('processing-time', clock.now())`, or a watermark through `watermarkAdvanced`.
    */
   fireTimers(domain: TimeDomain, upTo: number): number {
@@ -602,6 +610,8 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
     if (input === 1 && this.broadcast !== undefined) return this.broadcast.process(batch.records, batch.timestamps, (t) => this.stamp(t))
     if (batch.timestamps !== undefined) return this.processTimed(batch, batch.timestamps, input)
     this.ctx.timestamp = undefined
+    // A union of a stream with event time and one without: these records carry none onward.
+    if (this.isTimed) this.stamp(NaN)
     const fn = this.fns[input]!
     const { records, keys, groups } = batch
     const backend = this.keyed

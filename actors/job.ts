@@ -15,7 +15,7 @@ import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
 
 /**
- * Timers of the current key (docs/architecture.md section 14), for keyed `process` operators
+ * Timers of the current key (docs/architecture.md section 17), for keyed `process` operators
  * that declare `onTimer`. At most one timer per (key, domain, time): registering it again does
  * nothing. Times are ms; a time that is not a finite number (or +Infinity for event time) throws.
  */
@@ -189,6 +189,15 @@ export interface ProcessOptions<K extends Key = Key, OUT = unknown, T = unknown>
   /**
    * Called once per fired timer, with the timer's key and state bound, like the process
    * function (synchronous too). Declaring it turns on `ctx.timers`.
+   * @example
+   * stream.keyBy((c) => c.user).process('sessions', {
+   *   state: { last },
+   *   onTimer: (time, ctx) => ctx.emit({ user: ctx.key, sessionEnd: time }),
+   * }, (c, ctx) => {
+   *   ctx.timers.deleteProcessingTimeTimer(ctx.state(last).value() + 30_000)
+   *   ctx.state(last).update(ctx.timers.currentProcessingTime())
+   *   ctx.timers.registerProcessingTimeTimer(ctx.state(last).value() + 30_000)
+   * })
    */
   onTimer?: (time: number, ctx: TimerContext<K, OUT>) => void
   /**

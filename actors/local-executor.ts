@@ -280,7 +280,7 @@ export class LocalExecutor implements InstanceHost {
             }
             inst.restoreMessages(batches)
           }
-          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 14).
+          // A snapshot taken before the operator had timers simply has none (docs/architecture.md section 17).
           if (inst.timers !== undefined) {
             for (const chunk of await read({ operatorUid: uid, kind: 'timers', indexes })) {
               if (chunk.format > TIMERS_CHUNK_FORMAT) throw new Error(`timers chunk format ${chunk.format} is newer than this Weir reads`)

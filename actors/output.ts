@@ -21,7 +21,7 @@ export class EdgeOutput {
   private readonly stamps: number[][]
   /**
    * The event time of the records emitted now: the sending instance sets it before it emits
-   * (docs/architecture.md section 14). Read only when the edge is `timed`.
+   * (docs/architecture.md section 17). Read only when the edge is `timed`.
    */
   timestamp = 0
 

@@ -1,7 +1,7 @@
 /**
  * Side outputs: a keyed `process` function sends records of another type or purpose (late
  * records, alerts, ...) to a tagged output with `ctx.output(tag, record)`; `.sideOutput(tag)` on
- * the operator's stream reads them (docs/architecture.md section 14).
+ * the operator's stream reads them (docs/architecture.md section 17).
  */
 import { JobDefinitionError } from './errors.ts'
 

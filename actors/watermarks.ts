@@ -1,6 +1,6 @@
 /**
- * Event time (docs/architecture.md section "Timers and event time"): the watermark strategy of a
- * source, and the per-channel watermark bookkeeping of an operator with inputs. A watermark `w`
+ * Event time (docs/architecture.md section 17): the watermark strategy of a source, and the
+ * per-channel watermark bookkeeping of an operator with inputs. A watermark `w`
  * says "no record with a timestamp <= w comes any more" on that channel; an operator's watermark
  * is the minimum over its non-idle input channels, and it only moves forward.
  */
@@ -75,12 +75,25 @@ export function isWatermarkStrategy(value: unknown): value is WatermarkStrategy<
 export class WatermarkTracker {
   private readonly marks: number[]
   private readonly idle: boolean[]
+  private readonly ended: boolean[]
   /** The instance's watermark: -Infinity before every channel sent one. */
   current = -Infinity
 
   constructor(channels: number) {
     this.marks = new Array<number>(channels).fill(-Infinity)
     this.idle = new Array<boolean>(channels).fill(false)
+    this.ended = new Array<boolean>(channels).fill(false)
+  }
+
+  /** True if every channel that has not ended is idle (and one is): the instance is idle too. */
+  get allIdle(): boolean {
+    let idle = false
+    for (let c = 0; c < this.marks.length; c++) {
+      if (this.ended[c]) continue
+      if (!this.idle[c]) return false
+      idle = true
+    }
+    return idle
   }
 
   /** A watermark item arrived on `channel`. Returns the new watermark if it advanced, else undefined. */
@@ -99,25 +112,33 @@ export class WatermarkTracker {
   /** `channel` never carries watermarks (a message channel): it never holds the watermark back. */
   ignore(channel: number): void {
     this.marks[channel] = Infinity
+    // Like an ended channel: neither active nor idle, so it cannot lift the watermark alone.
+    this.ended[channel] = true
   }
 
   /** `channel` ended: it no longer holds the watermark back. */
   onEnd(channel: number): number | undefined {
     this.marks[channel] = Infinity
     this.idle[channel] = false
+    this.ended[channel] = true
     return this.recompute()
   }
 
   private recompute(): number | undefined {
     let min = Infinity
-    let any = false
+    let active = false
+    let open = false
     for (let c = 0; c < this.marks.length; c++) {
-      if (this.idle[c]) continue
-      any = true
+      if (this.idle[c]) {
+        open = true
+        continue
+      }
+      if (!this.ended[c]) active = true
       if (this.marks[c]! < min) min = this.marks[c]!
     }
-    // Every channel idle: the watermark stays where it is (Flink).
-    if (!any) return undefined
+    // Every open channel idle: the watermark stays where it is. (Ended channels alone must not
+    // lift it to +Infinity while an idle one may still send records.)
+    if (open && !active) return undefined
     if (min > this.current) {
       this.current = min
       return min

@@ -1,11 +1,11 @@
 /**
- * The window operator (docs/architecture.md section 17): `keyed.window(assigner)` followed by
+ * The window operator (docs/architecture.md section 18): `keyed.window(assigner)` followed by
  * `reduce`, `aggregate` or `process` adds an ordinary keyed `process` operator whose function
  * and `onTimer` are generated here. Every window's contents are keyed state of that operator and
  * its firing and clean-up are timers, so checkpoints, restores and rescaling need nothing of
  * their own.
  *
- * State of a window operator, per key (docs/architecture.md section 17):
+ * State of a window operator, per key (docs/architecture.md section 18):
  * * `windows`: value state, the key's open windows `{ start, end, value }` (`value`: the reduced
  *   value or accumulator of `reduce` and `aggregate`), replaced, never changed in place, which is
  *   what copy-on-write snapshots need;

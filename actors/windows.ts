@@ -1,5 +1,5 @@
 /**
- * Window assigners and the pure arithmetic of time windows (docs/architecture.md section 17):
+ * Window assigners and the pure arithmetic of time windows (docs/architecture.md section 18):
  * which windows a timestamp falls into, when a window fires and when its state is cleared, and
  * how session windows merge. The window operator (`window-operator.ts`) applies them per record
  * and per timer; everything here is pure and tested on its own.

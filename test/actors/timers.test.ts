@@ -109,24 +109,68 @@ t.test('TimerStore: ordered, deduplicated per (key, domain, time), lazy deletion
   t.equal(s.pollDue('processing-time', 10)?.key, 'a')
 })
 
+t.test('TimerStore: 20k random timers with deletions come out in time order, each live one once', async (t) => {
+  const s = new TimerStore({ start: 0, end: 0 })
+  let x = 7
+  const rnd = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) % 5000)
+  const live = new Set<string>()
+  for (let i = 0; i < 20_000; i++) {
+    const key = `k${rnd() % 300}`
+    const time = rnd()
+    s.register('event-time', key, 0, time)
+    live.add(`${key}@${time}`)
+    if (i % 7 === 0) {
+      s.delete('event-time', key, 0, time)
+      live.delete(`${key}@${time}`)
+    }
+  }
+  t.equal(s.size, live.size)
+  let last = -Infinity
+  let ordered = true
+  const seen = new Set<string>()
+  for (let e = s.pollDue('event-time', 2500); e !== undefined; e = s.pollDue('event-time', 2500)) {
+    if (e.time < last || e.time > 2500) ordered = false
+    last = e.time
+    seen.add(`${e.key as string}@${e.time}`)
+  }
+  for (let e = s.pollDue('event-time', Infinity); e !== undefined; e = s.pollDue('event-time', Infinity)) {
+    if (e.time < last) ordered = false
+    last = e.time
+    seen.add(`${e.key as string}@${e.time}`)
+  }
+  t.ok(ordered, 'in time order, and only due ones in the first round')
+  t.same([...seen].sort(), [...live].sort())
+  t.equal(s.size, 0)
+})
+
 t.test('TimerStore: a snapshot keeps the timers as they were (copy-on-write) and restores per key group', async (t) => {
   const { keyGroupOf } = await import('../../index.ts')
-  const maxP = 8
+  const maxP = 64
   const s = new TimerStore({ start: 0, end: maxP - 1 })
   const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
   for (const k of keys) s.register('event-time', k, keyGroupOf(k, maxP), 100)
+  // A group that had timers once and is empty now must not take later timers into the snapshot.
+  const used = new Set(keys.map((k) => keyGroupOf(k, maxP)))
+  let late = 'late-0'
+  for (let i = 1; used.has(keyGroupOf(late, maxP)); i++) late = `late-${i}`
+  s.register('processing-time', late, keyGroupOf(late, maxP), 1)
+  s.pollDue('processing-time', 1)
   const snap = s.startSnapshot()
   // Changes after the snapshot must not reach it.
   for (const k of keys) s.register('event-time', k, keyGroupOf(k, maxP), 200)
+  s.register('processing-time', late, keyGroupOf(late, maxP), 2)
   s.pollDue('event-time', 100)
   while (!s.encodeSome(0.01));
   t.ok(snap.complete)
-  const a = new TimerStore({ start: 0, end: 3 })
-  const b = new TimerStore({ start: 4, end: 7 })
-  for (const g of snap.groups) (g.keyGroup <= 3 ? a : b).restoreGroup(g.keyGroup, g.data, maxP)
+  const a = new TimerStore({ start: 0, end: 31 })
+  const b = new TimerStore({ start: 32, end: 63 })
+  for (const g of snap.groups) (g.keyGroup <= 31 ? a : b).restoreGroup(g.keyGroup, g.data, maxP)
   t.equal(a.size + b.size, 40, 'one timer per key, the ones registered later are not in it')
   t.equal(a.earliest('event-time'), 100)
-  t.throws(() => a.restoreGroup(4, snap.groups[0]!.data, maxP), RangeError)
+  t.equal(a.earliest('processing-time') ?? b.earliest('processing-time'), undefined, 'no processing-time timer was in the snapshot')
+  t.throws(() => a.restoreGroup(32, snap.groups[0]!.data, maxP), RangeError)
+  const moved = snap.groups.find((g) => g.keyGroup !== 0)!
+  t.throws(() => new TimerStore({ start: 0, end: 63 }).restoreGroup(0, moved.data, maxP), { name: 'MisplacedKeyError' }, 'a chunk under another key group is refused')
 })
 
 const fired = valueState<number>('fired', { default: 0 })
