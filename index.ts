@@ -53,6 +53,17 @@ export type {
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
 } from './actors/state.ts'
+export {
+  tumblingEventTimeWindows,
+  slidingEventTimeWindows,
+  eventTimeSessionWindows,
+  tumblingProcessingTimeWindows,
+  slidingProcessingTimeWindows,
+  processingTimeSessionWindows,
+} from './actors/windows.ts'
+export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/windows.ts'
+export { WindowedStream } from './actors/window-operator.ts'
+export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/window-operator.ts'
 export { operatorListState } from './actors/operator-state.ts'
 export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
 export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'

@@ -24,6 +24,22 @@ export class JobDefinitionError extends TerminalError {
 }
 
 /**
+ * Throws if `fn` is an `async` function or an async generator function. Per-record work is
+ * synchronous: the runtime sets the key and the state before a call and takes snapshots between
+ * calls, so work finished later would land on another record's key and after a barrier.
+ */
+export function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
+  const tag = Object.prototype.toString.call(fn)
+  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
+    throw new JobDefinitionError(
+      `${what} is an async function; per-record work is synchronous (state would change after the next record's key is set), so make it synchronous and do async work in a source or a sink`,
+      job,
+      operator,
+    )
+  }
+}
+
+/**
  * User code (a map, a process function, a key selector...) threw. A restart may help.
  *
  * `cause` is what was thrown; when it is an `Error`, this error's `stack` continues with the

@@ -3,12 +3,14 @@
  * graph of operators); `runJob` executes it.
  */
 import type { Source, Sink } from './connectors.ts'
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError, rejectAsync } from './errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
 import { checkMessages, checkSendsTo } from './messages.ts'
 import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
 import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
 import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
+import { WindowedStream } from './window-operator.ts'
+import type { WindowAssigner } from './windows.ts'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
 
@@ -230,22 +232,6 @@ interface MessageOptions {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
-
-/**
- * Throws if `fn` is an `async` function or an async generator function. Per-record work is
- * synchronous: the runtime sets the key and the state before a call and takes snapshots between
- * calls, so work finished later would land on another record's key and after a barrier.
- */
-function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
-  const tag = Object.prototype.toString.call(fn)
-  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
-    throw new JobDefinitionError(
-      `${what} is an async function; per-record work is synchronous (state would change after the next record's key is set), so make it synchronous and do async work in a source or a sink`,
-      job,
-      operator,
-    )
-  }
-}
 
 interface Branch {
   from: string
@@ -606,6 +592,18 @@ export class KeyedStream<T, K extends Key> {
     const { state, onMessage, sendsTo, ...rest } = options ?? {}
     this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest as OperatorOptions, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
+  }
+
+  /**
+   * Groups each key's records into time windows (see `actors/windows.ts` for the assigners); end
+   * with `reduce`, `aggregate` or `process` on the returned stream.
+   * @example
+   * payments.keyBy((p) => p.account)
+   *   .window(tumblingEventTimeWindows(3_600_000))
+   *   .aggregate('hourly', { createAccumulator: () => 0, add: (sum, p) => sum + p.cents, getResult: (sum) => sum })
+   */
+  window(assigner: WindowAssigner): WindowedStream<T, K> {
+    return new WindowedStream(this, assigner)
   }
 
   /**

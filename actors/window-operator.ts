@@ -1,0 +1,539 @@
+/**
+ * The window operator (docs/architecture.md section 18): `keyed.window(assigner)` followed by
+ * `reduce`, `aggregate` or `process` adds an ordinary keyed `process` operator whose function
+ * and `onTimer` are generated here. Every window's contents are keyed state of that operator and
+ * its firing and clean-up are timers, so checkpoints, restores and rescaling need nothing of
+ * their own.
+ *
+ * State of a window operator, per key (docs/architecture.md section 18):
+ * * `windows`: value state, the key's open windows `{ start, end, value }` (`value`: the reduced
+ *   value or accumulator of `reduce` and `aggregate`), replaced, never changed in place, which is
+ *   what copy-on-write snapshots need;
+ * * `window-end`, `window-value` (tumbling only): the key's latest window, apart from `windows`,
+ *   so the usual record reads and writes primitives;
+ * * `window-elements` (`process`): list state of `[timestamp, record]`, each record once however
+ *   many windows hold it, a window's records being those with `start <= timestamp < end`.
+ *
+ * Timers, per key: an event-time timer at `end - 1` fires a window; one at `end - 1 + lateness`
+ * clears it (the same timer when there is no lateness). Processing-time windows fire and clear
+ * at `end - 1` on the processing-time clock; an event-time timer at `END_OF_INPUT` fires the
+ * windows still open when the input ends (its watermark is +Infinity).
+ */
+import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
+import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream, TimerContext } from './job.ts'
+import type { Key } from './key-groups.ts'
+import { isOutputTag, type OutputTag } from './side-outputs.ts'
+import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
+import { isWindowAssigner, mergeSession, windowStart, type SlidingWindows, type TimeWindow, type TumblingWindows, type WindowAssigner } from './windows.ts'
+
+/** The record a window operator emits per firing unless `result` says otherwise. */
+export interface WindowResult<K extends Key, R> {
+  readonly key: K
+  readonly window: TimeWindow
+  readonly value: R
+}
+
+/** Options of `reduce`, `aggregate` and `process` on a {@link WindowedStream}. */
+export interface WindowOptions<K extends Key, R, OUT> extends OperatorOptions {
+  /**
+   * Builds the record emitted when a window fires from the key, the window and its value.
+   * @default (key, window, value) => ({ key, window, value })
+   */
+  result?: (key: K, window: TimeWindow, value: R) => OUT
+}
+
+/**
+ * An {@link Aggregator} for windows. Session windows merge, and so must their accumulators:
+ * `aggregate` over session windows needs `merge`.
+ */
+export interface WindowAggregator<IN, ACC, OUT> extends Aggregator<IN, ACC, OUT> {
+  /** Combines the accumulators of two windows that merge (session windows); `a` is the earlier window's. */
+  merge?(a: ACC, b: ACC): ACC
+}
+
+/** A full window function: gets every record of a window when it fires (in arrival order) and returns its value. */
+export type WindowFunction<T, K extends Key, R> = (key: K, window: TimeWindow, records: readonly T[]) => R
+
+/**
+ * The event-time timer that fires processing-time windows still open at the end of the input,
+ * whose watermark is +Infinity. No event-time watermark of a real job comes near it.
+ */
+export const END_OF_INPUT = Number.MAX_SAFE_INTEGER
+
+export type WindowContents = { kind: 'reduce'; reduce: (a: unknown, b: unknown) => unknown } | { kind: 'aggregate'; aggregator: WindowAggregator<unknown, unknown, unknown> } | { kind: 'process'; fn: WindowFunction<unknown, Key, unknown> }
+
+export interface WindowSpec {
+  operator: string
+  assigner: WindowAssigner
+  lateness: number
+  lateTag: OutputTag<unknown> | undefined
+  contents: WindowContents
+  result: ((key: Key, window: TimeWindow, value: unknown) => unknown) | undefined
+}
+
+/**
+ * A keyed stream grouped into windows. Made by `keyedStream.window(assigner)`; ends with
+ * {@link WindowedStream.reduce}, {@link WindowedStream.aggregate} or {@link WindowedStream.process}.
+ */
+export class WindowedStream<T, K extends Key> {
+  /** @internal */
+  constructor(
+    private readonly keyed: KeyedStream<T, K>,
+    readonly assigner: WindowAssigner,
+    private readonly lateness = 0,
+    private readonly lateTag: OutputTag<T> | undefined = undefined,
+  ) {
+    if (!isWindowAssigner(assigner)) {
+      throw new JobDefinitionError('window needs a window assigner, e.g. tumblingEventTimeWindows(60_000)', keyed.job.name)
+    }
+  }
+
+  /**
+   * Keeps each event-time window's state `ms` past its end, as Flink does: a record that arrives
+   * after the window fired but before the watermark passes `end - 1 + ms` is added and the window
+   * fires again with the updated value. Later records are late: they go to {@link lateOutput}, or
+   * are dropped.
+   * @default 0
+   */
+  allowedLateness(ms: number): WindowedStream<T, K> {
+    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
+      throw new JobDefinitionError(`allowedLateness must be a whole number of milliseconds >= 0, got ${String(ms)}`, this.keyed.job.name)
+    }
+    if (this.assigner.domain !== 'event-time') throw new JobDefinitionError('allowedLateness applies to event-time windows only; processing-time windows have no late records', this.keyed.job.name)
+    return new WindowedStream(this.keyed, this.assigner, ms, this.lateTag)
+  }
+
+  /**
+   * Sends records too late for every window they belong to (the watermark passed the window's
+   * end - 1 + allowed lateness) to the side output `tag` instead of dropping them. Read them with
+   * `.sideOutput(tag)` on the stream the window operator returns.
+   * @example
+   * const late = outputTag<Reading>('late-readings')
+   * const perMinute = readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).lateOutput(late).reduce('max', (a, b) => (a.value > b.value ? a : b))
+   * perMinute.sideOutput(late).sink('late', fileSink({ path: 'late.ndjson' }))
+   */
+  lateOutput(tag: OutputTag<T>): WindowedStream<T, K> {
+    if (!isOutputTag(tag)) throw new JobDefinitionError('lateOutput needs an output tag, e.g. outputTag<Reading>("late")', this.keyed.job.name)
+    if (this.assigner.domain !== 'event-time') throw new JobDefinitionError('lateOutput applies to event-time windows only; processing-time windows have no late records', this.keyed.job.name)
+    return new WindowedStream(this.keyed, this.assigner, this.lateness, tag)
+  }
+
+  /**
+   * Reduces each window's records with `reduce` as they arrive (one value per window in state)
+   * and emits the value when the window fires. For session windows, the values of merging
+   * windows are combined with `reduce` too.
+   * @example
+   * // total per account and hour, by event time
+   * payments.keyBy((p) => p.account).window(tumblingEventTimeWindows(3_600_000)).reduce('hourly', (a, b) => ({ ...b, cents: a.cents + b.cents }))
+   */
+  reduce<OUT = WindowResult<K, T>>(name: string, reduce: (a: T, b: T) => T, options: WindowOptions<K, T, OUT> = {}): Stream<OUT> {
+    this.checkFunction(reduce, 'reduce needs a function (a, b) => reduced', name)
+    return this.build(name, { kind: 'reduce', reduce: reduce as (a: unknown, b: unknown) => unknown }, options)
+  }
+
+  /**
+   * Folds each window's records into an accumulator as they arrive and emits `getResult` of it
+   * when the window fires. Accumulators are keyed state: plain data, never changed in place
+   * (`add` returns the next one). Session windows need `merge`.
+   * @example
+   * const average: WindowAggregator<Reading, { sum: number; n: number }, number> = {
+   *   createAccumulator: () => ({ sum: 0, n: 0 }),
+   *   add: (a, r) => ({ sum: a.sum + r.value, n: a.n + 1 }),
+   *   getResult: (a) => a.sum / a.n,
+   *   merge: (a, b) => ({ sum: a.sum + b.sum, n: a.n + b.n }),
+   * }
+   * readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).aggregate('avg', average)
+   */
+  aggregate<ACC, R, OUT = WindowResult<K, R>>(name: string, aggregator: WindowAggregator<T, ACC, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
+    if (typeof aggregator !== 'object' || aggregator === null) throw new JobDefinitionError('aggregate needs an aggregator { createAccumulator, add, getResult, merge? }', this.keyed.job.name, name)
+    for (const fn of ['createAccumulator', 'add', 'getResult'] as const) this.checkFunction(aggregator[fn], `the aggregator needs ${fn}()`, name)
+    if (aggregator.merge !== undefined) this.checkFunction(aggregator.merge, 'the aggregator merge must be a function (a, b) => merged', name)
+    else if (this.assigner.kind === 'session') throw new JobDefinitionError('session windows merge, so their aggregator needs merge(a, b) to combine two accumulators', this.keyed.job.name, name)
+    return this.build(name, { kind: 'aggregate', aggregator: aggregator as WindowAggregator<unknown, unknown, unknown> }, options)
+  }
+
+  /**
+   * Keeps every record of each window (list state) and calls `fn` with all of them when the
+   * window fires; emits what it returns. Costs memory per record: prefer `reduce` or `aggregate`
+   * when the value can be computed incrementally.
+   * @example
+   * clicks.keyBy((c) => c.user).window(eventTimeSessionWindows(30 * 60_000))
+   *   .process('sessions', (user, window, clicks) => ({ pages: new Set(clicks.map((c) => c.page)).size }))
+   */
+  process<R, OUT = WindowResult<K, R>>(name: string, fn: WindowFunction<T, K, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
+    this.checkFunction(fn, 'process needs a window function (key, window, records) => value', name)
+    return this.build(name, { kind: 'process', fn: fn as WindowFunction<unknown, Key, unknown> }, options)
+  }
+
+  private checkFunction(fn: unknown, problem: string, operator: string): void {
+    if (typeof fn !== 'function') throw new JobDefinitionError(problem, this.keyed.job.name, operator)
+    rejectAsync(fn, 'a window function', this.keyed.job.name, operator)
+  }
+
+  private build<OUT>(name: string, contents: WindowContents, options: WindowOptions<K, never, OUT>): Stream<OUT> {
+    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('window options must be an object', this.keyed.job.name, name)
+    for (const k of Object.keys(options)) {
+      if (k !== 'parallelism' && k !== 'result') throw new JobDefinitionError(`unknown window option ${k} (known: parallelism, result)`, this.keyed.job.name, name)
+    }
+    const { result, ...rest } = options as WindowOptions<Key, unknown, unknown>
+    if (result !== undefined) this.checkFunction(result, 'result must be a function (key, window, value) => record', name)
+    const logic = new WindowLogic({
+      operator: name,
+      assigner: this.assigner,
+      lateness: this.lateness,
+      lateTag: this.lateTag as OutputTag<unknown> | undefined,
+      contents,
+      result,
+    })
+    const processOptions: ProcessOptions = {
+      ...rest,
+      state: logic.states,
+      onTimer: (time, ctx) => logic.timer(time, ctx),
+    }
+    return this.keyed.process(name, processOptions, (record, ctx) => logic.element(record, ctx)) as Stream<OUT>
+  }
+}
+
+/**
+ * One open window of a key, as kept in the `windows` value state. `value` is the reduced value or
+ * accumulator (`reduce`, `aggregate`; absent for `process`).
+ */
+export interface OpenWindow {
+  readonly start: number
+  readonly end: number
+  readonly value?: unknown
+}
+
+const NONE: readonly OpenWindow[] = Object.freeze([])
+
+/** The index of the window ending at `end` in `open`, or -1. */
+function find(open: readonly OpenWindow[], end: number): number {
+  for (let i = 0; i < open.length; i++) if (open[i]!.end === end) return i
+  return -1
+}
+
+/** The per-record and per-timer logic of one window operator (shared by its instances: it keeps no state of its own). Internal; exported for its tests. */
+export class WindowLogic {
+  private readonly windowsState = valueState<readonly OpenWindow[]>('windows')
+  private readonly latestEndState = valueState<number>('window-end')
+  private readonly latestValueState = valueState<unknown>('window-value')
+  private readonly elementsState = listState<readonly [number, unknown]>('window-elements')
+  readonly states: Record<string, StateDescriptor>
+  private readonly eventTime: boolean
+  private readonly lateness: number
+  private readonly keeps: boolean
+  /** Tumbling windows keep a key's latest window in `window-end` and `window-value`, apart from the others. */
+  private readonly tumbling: TumblingWindows | undefined
+  /** The handles of the last context seen: one context per instance, and its handles never change. */
+  private lastCtx: unknown
+  private windowsHandle!: ValueState<readonly OpenWindow[]>
+  private latestEnd!: ValueState<number | undefined>
+  private latestValue!: ValueState<unknown>
+  /** Ends of the windows due to fire once the record in hand is in (late records within the allowed lateness). */
+  private readonly due: number[] = []
+
+  constructor(private readonly spec: WindowSpec) {
+    this.eventTime = spec.assigner.domain === 'event-time'
+    this.lateness = spec.lateness
+    this.keeps = spec.contents.kind !== 'process'
+    this.tumbling = spec.assigner.kind === 'tumbling' ? spec.assigner : undefined
+    const states: Record<string, StateDescriptor> = { windows: this.windowsState }
+    if (this.tumbling !== undefined) states.latestEnd = this.latestEndState
+    if (this.tumbling !== undefined && this.keeps) states.latestValue = this.latestValueState
+    if (!this.keeps) states.elements = this.elementsState
+    this.states = states
+  }
+
+  private bind(ctx: ProcessContext<Key, unknown>): void {
+    if (ctx === this.lastCtx) return
+    this.windowsHandle = ctx.state(this.windowsState)
+    if (this.tumbling !== undefined) this.latestEnd = ctx.state(this.latestEndState)
+    if (this.tumbling !== undefined && this.keeps) this.latestValue = ctx.state(this.latestValueState)
+    this.lastCtx = ctx
+  }
+
+  element(record: unknown, ctx: ProcessContext<Key, unknown>): void {
+    let timestamp: number
+    let watermark: number
+    if (this.eventTime) {
+      const t = ctx.timestamp
+      if (t === undefined) {
+        throw new JobDefinitionError(
+          'event-time windows need the time of every record: give the source watermarks, e.g. { watermarks: boundedOutOfOrderness({ timestamp: (r) => r.time, maxOutOfOrdernessMs: 5000 }) }, or use processing-time windows',
+          undefined,
+          this.spec.operator,
+        )
+      }
+      timestamp = t
+      watermark = ctx.timers.currentWatermark()
+    } else {
+      timestamp = ctx.timers.currentProcessingTime()
+      watermark = -Infinity
+    }
+    if (!Number.isSafeInteger(timestamp)) {
+      throw new JobDefinitionError(
+        `windows need whole-millisecond times, got ${describeValue(timestamp)} for key ${describeValue(ctx.key)}${this.eventTime ? " (round it in the timestamp function of the source's watermarks)" : ' from the clock'}`,
+        undefined,
+        this.spec.operator,
+      )
+    }
+    this.bind(ctx)
+    const a = this.spec.assigner
+    let taken: boolean
+    if (a.kind === 'tumbling') taken = this.addTumbling(record, windowStart(timestamp, a.sizeMs, a.offsetMs), a.sizeMs, watermark, ctx)
+    else {
+      const open = this.windowsHandle.value() ?? NONE
+      const next = a.kind === 'session' ? this.addToSession(record, timestamp, a.gapMs, open, watermark, ctx) : this.addSliding(record, timestamp, a, open, watermark, ctx)
+      taken = next !== undefined
+      if (next !== undefined && next !== open) this.windowsHandle.update(next)
+    }
+    if (!taken) {
+      this.due.length = 0
+      // Late for every window it belongs to (Flink's isSkippedElement && isElementLate); a record
+      // in the gap between sliding windows belongs to none and is not late.
+      if (this.eventTime && timestamp + this.lateness <= watermark && this.spec.lateTag !== undefined) ctx.output(this.spec.lateTag, record)
+      return
+    }
+    if (!this.keeps) ctx.state(this.elementsState).add([timestamp, record])
+    if (this.due.length > 0) {
+      for (const end of this.due) {
+        const w = this.lookup(end)
+        if (w !== undefined) this.fire(w.start, w.end, w.value, ctx)
+      }
+      this.due.length = 0
+    }
+  }
+
+  /**
+   * Adds `record` to the tumbling window `[start, start + size)` unless it is late; true if it
+   * did. The key's latest window lives in two value states of primitives (its end, its value),
+   * so the usual record (in the latest window, a numeric value) allocates nothing and reads no
+   * object; older windows still open (kept for lateness, or records out of order across a
+   * window's end) are in `windows`.
+   */
+  private addTumbling(record: unknown, start: number, size: number, watermark: number, ctx: ProcessContext<Key, unknown>): boolean {
+    const end = start + size
+    if (this.eventTime && end - 1 + this.lateness <= watermark) return false
+    const latest = this.latestEnd.value()
+    if (latest === end) {
+      if (this.keeps) this.latestValue.update(this.fold(this.latestValue.value(), record, ctx))
+    } else {
+      const open = this.windowsHandle.value() ?? NONE
+      const i = find(open, end)
+      if (i >= 0) {
+        if (this.keeps) {
+          const next = open.slice()
+          next[i] = { start, end, value: this.fold(open[i]!.value, record, ctx) }
+          this.windowsHandle.update(next)
+        }
+      } else {
+        const value = this.keeps ? this.first(record, ctx) : undefined
+        this.registerTimers(end, watermark, ctx)
+        if (latest === undefined || end > latest) {
+          if (latest !== undefined) this.windowsHandle.update([...open, this.keeps ? { start: latest - size, end: latest, value: this.latestValue.value() } : { start: latest - size, end: latest }])
+          this.latestEnd.update(end)
+          if (this.keeps) this.latestValue.update(value)
+        } else this.windowsHandle.update([...open, this.keeps ? { start, end, value } : { start, end }])
+      }
+    }
+    if (this.eventTime && end - 1 <= watermark) this.due.push(end)
+    return true
+  }
+
+  /** Adds `record` to its sliding windows that are not late; returns the key's new windows, or undefined if it went into none. */
+  private addSliding(record: unknown, timestamp: number, a: SlidingWindows, open: readonly OpenWindow[], watermark: number, ctx: ProcessContext<Key, unknown>): readonly OpenWindow[] | undefined {
+    let taken = false
+    let next: OpenWindow[] | undefined
+    for (let start = windowStart(timestamp, a.slideMs, a.offsetMs); start > timestamp - a.sizeMs; start -= a.slideMs) {
+      const end = start + a.sizeMs
+      if (this.eventTime && end - 1 + this.lateness <= watermark) continue
+      taken = true
+      const i = find(next ?? open, end)
+      if (i < 0) {
+        next ??= open.slice()
+        next.push(this.keeps ? { start, end, value: this.first(record, ctx) } : { start, end })
+        this.registerTimers(end, watermark, ctx)
+      } else if (this.keeps) {
+        next ??= open.slice()
+        next[i] = { start, end, value: this.fold(next[i]!.value, record, ctx) }
+      }
+      if (this.eventTime && end - 1 <= watermark) this.due.push(end)
+    }
+    return taken ? (next ?? open) : undefined
+  }
+
+  /** The key's open window ending at `end`, if any. */
+  private lookup(end: number): OpenWindow | undefined {
+    if (this.tumbling !== undefined && this.latestEnd.value() === end) {
+      return { start: end - this.tumbling.sizeMs, end, value: this.keeps ? this.latestValue.value() : undefined }
+    }
+    const open = this.windowsHandle.value() ?? NONE
+    return open[find(open, end)]
+  }
+
+  /** Every open window of the key. */
+  private all(): OpenWindow[] {
+    const open = [...(this.windowsHandle.value() ?? NONE)]
+    const latest = this.tumbling === undefined ? undefined : this.latestEnd.value()
+    if (latest !== undefined) open.push({ start: latest - this.tumbling!.sizeMs, end: latest, value: this.keeps ? this.latestValue.value() : undefined })
+    return open
+  }
+
+  /**
+   * Adds `record` to the key's session that holds `[timestamp, timestamp + gap)`, merging the
+   * sessions it joins; returns the key's new windows, or undefined if the record is late.
+   */
+  private addToSession(record: unknown, timestamp: number, gap: number, open: readonly OpenWindow[], watermark: number, ctx: ProcessContext<Key, unknown>): OpenWindow[] | undefined {
+    const { window, merged } = mergeSession(open, { start: timestamp, end: timestamp + gap })
+    const { start, end } = window
+    // Late only if it joins no open session (an open one is not late, and the merge covers it).
+    if (this.eventTime && end - 1 + this.lateness <= watermark) return undefined
+    const next = open.filter((w) => !merged.includes(w))
+    let value: unknown
+    if (merged.length === 0) {
+      if (this.keeps) value = this.first(record, ctx)
+      this.registerTimers(end, watermark, ctx)
+    } else {
+      // A process window's records stay where they are: they belong to the window holding their time.
+      if (this.keeps) {
+        value = merged[0]!.value
+        for (let i = 1; i < merged.length; i++) value = this.combine(value, merged[i]!.value, ctx)
+        value = this.fold(value, record, ctx)
+      }
+      const unchanged = merged.length === 1 && merged[0]!.start === start && merged[0]!.end === end
+      if (!unchanged) {
+        for (const w of merged) this.deleteTimers(w.end, next, end, ctx)
+        this.registerTimers(end, watermark, ctx)
+      }
+    }
+    next.push(this.keeps ? { start, end, value } : { start, end })
+    if (this.eventTime && end - 1 <= watermark) this.due.push(end)
+    return next
+  }
+
+  private registerTimers(end: number, watermark: number, ctx: ProcessContext<Key, unknown>): void {
+    const timers = ctx.timers
+    if (this.eventTime) {
+      // A window whose end - 1 the watermark already passed fires with the record in hand (late
+      // within the allowed lateness), never by a timer in the past.
+      if (end - 1 > watermark) timers.registerEventTimeTimer(end - 1)
+      if (this.lateness > 0) timers.registerEventTimeTimer(end - 1 + this.lateness)
+    } else {
+      timers.registerProcessingTimeTimer(end - 1)
+      timers.registerEventTimeTimer(END_OF_INPUT)
+    }
+  }
+
+  /**
+   * Deletes the timers of a session merged away, unless another window of the key (`others`, or
+   * the merged session ending at `mergedEnd`) needs the same time: one timer per key and time
+   * serves every window due then.
+   */
+  private deleteTimers(end: number, others: readonly OpenWindow[], mergedEnd: number, ctx: ProcessContext<Key, unknown>): void {
+    const ends = (e: number) => e === mergedEnd || find(others, e) >= 0
+    const needed = (time: number) => ends(time + 1) || (this.lateness > 0 && ends(time + 1 - this.lateness))
+    const timers = ctx.timers
+    if (this.eventTime) {
+      if (!needed(end - 1)) timers.deleteEventTimeTimer(end - 1)
+      if (this.lateness > 0 && !needed(end - 1 + this.lateness)) timers.deleteEventTimeTimer(end - 1 + this.lateness)
+    } else if (!ends(end)) timers.deleteProcessingTimeTimer(end - 1)
+  }
+
+  /** The value of a window that `record` opens. */
+  private first(record: unknown, ctx: ProcessContext<Key, unknown>): unknown {
+    const c = this.spec.contents
+    if (c.kind === 'reduce') return record
+    if (c.kind === 'aggregate') return this.checked(c.aggregator.add(this.checked(c.aggregator.createAccumulator(), ctx), record), ctx)
+    return undefined
+  }
+
+  /** Folds `record` into a window's value. */
+  private fold(value: unknown, record: unknown, ctx: ProcessContext<Key, unknown>): unknown {
+    const c = this.spec.contents
+    if (c.kind === 'reduce') return this.checked(c.reduce(value, record), ctx)
+    if (c.kind === 'aggregate') return this.checked(c.aggregator.add(value, record), ctx)
+    return undefined
+  }
+
+  /** Combines the values of two merging sessions, the earlier first. */
+  private combine(a: unknown, b: unknown, ctx: ProcessContext<Key, unknown>): unknown {
+    const c = this.spec.contents
+    if (c.kind === 'reduce') return this.checked(c.reduce(a, b), ctx)
+    if (c.kind === 'aggregate') return this.checked(c.aggregator.merge!(a, b), ctx)
+    return undefined
+  }
+
+  /** Fails with `AsyncUserCodeError` if user code returned a promise. */
+  private checked<V>(value: V, ctx: ProcessContext<Key, unknown>): V {
+    if (typeof value === 'object' && value !== null) {
+      const error = asyncResultError(value, this.spec.operator, ctx.instance, ctx.key)
+      if (error !== undefined) throw error
+    }
+    return value
+  }
+
+  private fire(start: number, end: number, stored: unknown, ctx: ProcessContext<Key, unknown>): void {
+    const c = this.spec.contents
+    const window: TimeWindow = { start, end }
+    let value: unknown
+    if (c.kind === 'reduce') value = stored
+    else if (c.kind === 'aggregate') value = this.checked(c.aggregator.getResult(stored), ctx)
+    else {
+      const records: unknown[] = []
+      for (const [t, r] of ctx.state(this.elementsState).get()) if (t >= start && t < end) records.push(r)
+      value = this.checked(c.fn(ctx.key, window, records), ctx)
+    }
+    const result = this.spec.result
+    ctx.emit(result === undefined ? { key: ctx.key, window, value } : this.checked(result(ctx.key, window, value), ctx))
+  }
+
+  /** Removes the key's window ending at `end`, and drops the records no open window holds any more (`process`). */
+  private clear(end: number, ctx: ProcessContext<Key, unknown>): void {
+    if (this.tumbling !== undefined && this.latestEnd.value() === end) {
+      this.latestEnd.clear()
+      if (this.keeps) this.latestValue.clear()
+    } else {
+      const open = this.windowsHandle.value() ?? NONE
+      const i = find(open, end)
+      if (i < 0) return
+      if (open.length === 1) this.windowsHandle.clear()
+      else this.windowsHandle.update(open.filter((_, j) => j !== i))
+    }
+    if (this.keeps) return
+    const elements: ListState<readonly [number, unknown]> = ctx.state(this.elementsState)
+    const left = this.all()
+    if (left.length === 0) {
+      elements.clear()
+      return
+    }
+    // Keep the records some open window still holds (sliding windows share them).
+    const records = elements.get()
+    const kept = records.filter(([t]) => left.some((w) => t >= w.start && t < w.end))
+    if (kept.length !== records.length) elements.update(kept)
+  }
+
+  timer(time: number, ctx: TimerContext<Key, unknown>): void {
+    this.bind(ctx)
+    if (!this.eventTime) {
+      if (ctx.timeDomain === 'processing-time') {
+        const w = this.lookup(time + 1)
+        if (w !== undefined) {
+          this.fire(w.start, w.end, w.value, ctx)
+          this.clear(w.end, ctx)
+        }
+      } else if (time === END_OF_INPUT) {
+        // The input ended: fire what is still open, in time order.
+        for (const w of this.all().sort((x, y) => x.end - y.end)) {
+          this.fire(w.start, w.end, w.value, ctx)
+          this.clear(w.end, ctx)
+        }
+      }
+      return
+    }
+    if (ctx.timeDomain !== 'event-time') return
+    // One timer per key and time: it may be one window's firing and another's clean-up.
+    const due = this.lookup(time + 1)
+    if (due !== undefined) this.fire(due.start, due.end, due.value, ctx)
+    this.clear(time + 1 - this.lateness, ctx)
+  }
+}

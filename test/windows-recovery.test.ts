@@ -1,0 +1,107 @@
+/**
+ * Windows across process crashes: a child process runs test/fixtures/window-job.ts (hour totals
+ * rolled up into day totals, event time, checkpoints every 50 ms) through the `weir` CLI, is
+ * killed with SIGKILL at random moments, and is started again with `--restore latest`, the last
+ * time with another parallelism. The files sinks are at-least-once, so a result may be written
+ * twice; every result written must have exactly the expected value, and every expected result
+ * must be there. A window whose state counted a record twice or missed one after a restore, or
+ * a timer lost in a snapshot, fails this.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { embeddedTestStore } from './support/stores.ts'
+import { events, tumblingSums } from './support/windows.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const { NODE_V8_COVERAGE: _coverage, ...parentEnv } = process.env
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+function startRun(storeArgs: string[], env: Record<string, string>): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
+  let output = ''
+  const child = spawn(
+    process.execPath,
+    ['bin/weir.js', 'run', 'test/fixtures/window-job.ts', ...storeArgs, '--restore', 'latest', '--checkpoint-interval', '50', '--log-level', 'info'],
+    { cwd: root, env: { ...parentEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return { child, exit, output: () => output }
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 60_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > until) return false
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return true
+}
+
+/** Every result line of the files `path`, `path.1`, ...: `key@start` -> the distinct values written. */
+function written(path: string): Map<string, Set<number>> {
+  const out = new Map<string, Set<number>>()
+  for (let i = 0; ; i++) {
+    const file = i === 0 ? path : `${path}.${i}`
+    if (!existsSync(file)) break
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (line === '') continue
+      const r = JSON.parse(line) as { key: string; window: { start: number }; value: number }
+      const id = `${r.key}@${r.window.start}`
+      const values = out.get(id) ?? new Set<number>()
+      values.add(r.value)
+      out.set(id, values)
+    }
+  }
+  return out
+}
+
+t.test('windows after crashes - SIGKILL at random moments, restore from latest (the last time at another parallelism), exact hour and day totals', async (t) => {
+  const ts = embeddedTestStore()
+  const dir = mkdtempSync(join(tmpdir(), 'weir-window-results-'))
+  t.teardown(async () => {
+    await ts.cleanup()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const gen = { records: 40_000, keys: 50 }
+  const env = { WEIR_FIXTURE_JOB: 'windows-crash', WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_RATE: '20000', WEIR_FIXTURE_OUT: join(dir, 'results') }
+  await ts.store.open()
+  let kills = 0
+  for (let kill = 0; kill < 3; kill++) {
+    const run = startRun(ts.cliArgs, env)
+    const checkpointed = await Promise.race([waitFor(() => /checkpoint completed/.test(run.output())), run.exit.then(() => false)])
+    const wait = Math.floor(Math.random() * 400)
+    if (checkpointed) await new Promise((r) => setTimeout(r, wait))
+    run.child.kill('SIGKILL')
+    const code = await run.exit
+    if (code === 0) {
+      t.comment(`run ${kill + 1} finished before the kill`)
+      break
+    }
+    t.equal(code, null, `run ${kill + 1} was killed ${wait} ms after its first checkpoint`)
+    kills++
+    t.comment(`run ${kill + 1}: restored from ${/restoring snapshot=(\d+)/.exec(run.output())?.[1] ?? 'nothing'}`)
+  }
+  t.ok(kills >= 2, `killed part-way at least twice (${kills})`)
+  const last = startRun(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
+  const guard = setTimeout(() => last.child.kill('SIGKILL'), 120_000)
+  const code = await last.exit
+  clearTimeout(guard)
+  t.equal(code, 0, 'the last run, at parallelism 3, finishes', { output: last.output() })
+  t.match(last.output(), /restoring snapshot=\d+/)
+  const evs = events({ records: gen.records, keys: gen.keys, stepMs: 10_000, disorderMs: 300_000 })
+  for (const [what, path, expected] of [
+    ['hour', join(dir, 'results.hours'), tumblingSums(evs, HOUR)],
+    ['day', join(dir, 'results.days'), tumblingSums(evs, DAY)],
+  ] as const) {
+    const got = written(path)
+    t.equal(got.size, expected.size, `${what}: a result for every key and ${what}`)
+    const wrong = [...expected].filter(([id, value]) => got.get(id)?.size !== 1 || !got.get(id)!.has(value))
+    t.same(wrong.slice(0, 5), [], `${what}: every result written has exactly the expected value`)
+  }
+})
