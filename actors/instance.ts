@@ -569,6 +569,22 @@ export class ProcessInstance extends ConsumingInstance implements TimerOwner {
   }
 
   /**
+   * The instance's message cycle went quiet with every input ended (docs/architecture.md section
+   * 15): event-time timers still pending (registered by messages after the final watermark, or on
+   * an operator reached only by messages, which has no watermark) fire now, as at a final
+   * watermark. Returns how many fired; what they send keeps the cycle going.
+   */
+  fireFinalTimers(): number {
+    if (this.timerStore === undefined || this.finished) return 0
+    const fired = this.fireTimers('event-time', Infinity)
+    if (fired > 0) {
+      for (const o of this.outputs) o.flush()
+      this.sender?.flush()
+    }
+    return fired
+  }
+
+  /**
    * Fires every timer of `domain` with time <= `upTo`, each with its key and state bound
    * (docs/architecture.md section 17). Returns how many fired. The seam a test harness drives:
    * `fireTimers('processing-time', clock.now())`, or a watermark through `watermarkAdvanced`.

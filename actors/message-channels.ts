@@ -167,6 +167,8 @@ export interface CycleMember {
   readonly finished: boolean
   /** Work the instance holds outside its channels (restored messages not yet processed). */
   readonly idle: boolean
+  /** Fires the event-time timers left once the cycle is quiet; returns how many fired. */
+  fireFinalTimers(): number
   endMessages(): void
 }
 
@@ -210,11 +212,18 @@ export class CycleWatch {
     })
   }
 
-  /** Ends every group that went quiet; returns true if one did. */
+  /** Ends every group that went quiet (after its last event-time timers fired); returns true if it did any work. */
   tend(): boolean {
     let ended = false
     for (const g of this.groups) {
       if (g.ended || !quiet(g)) continue
+      // Event-time timers left fire first, as at a final watermark; what they send keeps the group going.
+      let fired = 0
+      for (const m of g.members) fired += m.fireFinalTimers()
+      if (fired > 0) {
+        ended = true
+        continue
+      }
       g.ended = ended = true
       for (const m of g.members) m.endMessages()
     }

@@ -407,3 +407,46 @@ t.test('no messages - a job without sendsTo has no message channels and no chann
   t.equal(result.status, 'finished')
   t.same(await store.readChunks('plain', result.lastCheckpoint!.id, { kind: 'channel' }), [])
 })
+
+t.test('timers in a cycle - event-time timers that messages register after the final watermark still fire, once each, before the job ends', async (t) => {
+  const store = tempEmbeddedStore(t)
+  const fired = valueState<number>('fired', { default: 0 })
+  const gen = { records: 300, keys: 20, seed: 5 }
+  const hops = 3
+  const out: number[] = []
+  const j = job('cycle-timers')
+  j.source('in', generatorSource(gen))
+    .keyBy((r) => r.key)
+    .process(
+      'a',
+      {
+        state: { fired },
+        sendsTo: ['a'],
+        // Each hop registers a timer of its own time (record seq * 10 + hop), then passes the chain on.
+        onMessage: (m, ctx) => {
+          const { seq, hop } = m as { seq: number; hop: number }
+          ctx.timers.registerEventTimeTimer(seq * 10 + hop)
+          if (hop > 0) ctx.send('a', ctx.key, { seq, hop: hop - 1 })
+        },
+        onTimer: (time, ctx) => {
+          const f = ctx.state(fired)
+          f.update(f.value() + 1)
+          ctx.emit(time)
+        },
+      },
+      (r, ctx) => ctx.send('a', ctx.key, { seq: r.seq, hop: hops }),
+    )
+    .sink('out', arraySink(out))
+  const result = await runJob(j, quiet(store, { checkpoints: { intervalMs: 10 } }))
+  t.equal(result.status, 'finished')
+  const expected: number[] = []
+  const perKey = new Map<string, number>()
+  for (let seq = 0; seq < gen.records; seq++) {
+    const key = generatedRecord(gen, seq).key
+    perKey.set(key, (perKey.get(key) ?? 0) + hops + 1)
+    for (let hop = 0; hop <= hops; hop++) expected.push(seq * 10 + hop)
+  }
+  t.same([...out].sort((a, b) => a - b), expected.sort((a, b) => a - b), 'every timer fired exactly once')
+  const got = await readSnapshotState(store, 'cycle-timers', 'a', 'fired')
+  t.same([...got].sort(), [...perKey].sort(), 'the final snapshot counts every timer once per key')
+})
