@@ -121,6 +121,42 @@ export class UnserializableStateError extends TerminalError {
 }
 
 /**
+ * A keyed machine did something the runtime cannot carry out exactly once: an action with an
+ * effect of its own (a custom action implementation, `sendTo`, `spawnChild`), or a delay in event
+ * time on a record without a timestamp. Terminal: change the machine.
+ */
+export class MachineActionError extends TerminalError {
+  override readonly name = 'MachineActionError'
+  constructor(
+    readonly operator: string,
+    readonly key: unknown,
+    /** The machine's state value when it happened. */
+    readonly stateValue: unknown,
+    readonly action: string,
+    problem: string,
+  ) {
+    super(`machine ${operator}, key ${describeValue(key)}, in state ${JSON.stringify(stateValue)}: action ${action} ${problem}`)
+  }
+}
+
+/**
+ * A keyed machine's stored snapshot was written by another version of the machine than the job
+ * runs, and cannot be used as it is. Terminal: see the message.
+ */
+export class MachineStateVersionError extends TerminalError {
+  override readonly name = 'MachineStateVersionError'
+  constructor(
+    readonly operator: string,
+    readonly key: unknown,
+    readonly storedVersion: number,
+    readonly version: number,
+    problem: string,
+  ) {
+    super(`machine ${operator}, key ${describeValue(key)}: the stored snapshot of version ${storedVersion} ${problem} (the machine is version ${version})`)
+  }
+}
+
+/**
  * A message in flight at a checkpoint cannot be written into the snapshot faithfully with CBOR:
  * it holds a class instance, a function, a symbol or a cycle. Terminal: send plain data
  * (objects, arrays, Maps, Sets, Dates, bigints, typed arrays).

@@ -11,6 +11,8 @@ import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type B
 import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
 import { WindowedStream } from './window-operator.ts'
 import type { WindowAssigner } from './windows.ts'
+import { addMachine, type MachineOptions } from './keyed-machine.ts'
+import type { AnyStateMachine } from 'xstate'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
 
@@ -592,6 +594,18 @@ export class KeyedStream<T, K extends Key> {
     const { state, onMessage, sendsTo, ...rest } = options ?? {}
     this.job.addProcess(name, state, [fn as ProcessSpec['fns'][number]], rest as OperatorOptions, [{ branches: this.branches, keySelector: this.keySelector }], { onMessage, sendsTo })
     return new Stream<OUT>(this.job, [{ from: name, transforms: [] }])
+  }
+
+  /**
+   * A keyed machine: an XState v5 machine per key, its persisted snapshot kept as the key's state.
+   * Each record is an event; events the machine `emit`s are the output; its delays (`after`)
+   * are durable timers that survive restores (docs/architecture.md section 19).
+   * @example
+   * const logins = setup({}).createMachine({ ... emit({ type: 'suspicious-login' }) ... })
+   * events.keyBy((e) => e.account).machine('login-patterns', logins, { delays: 'event-time' })
+   */
+  machine<OUT = { key: K; type: string }>(name: string, machine: AnyStateMachine, options: MachineOptions<T, K, OUT> = {}): Stream<OUT> {
+    return addMachine(this, name, machine, options)
   }
 
   /**

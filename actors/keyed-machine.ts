@@ -1,0 +1,229 @@
+/**
+ * Keyed machines (docs/architecture.md section 19): an XState v5 machine per key, run with
+ * XState's pure `initialTransition` / `transition` functions. No actor lives per key: the key's
+ * persisted machine snapshot is its keyed state, each record is an event applied to it, and the
+ * actions XState returns are carried out by the runtime:
+ *
+ * * `emit(...)`: the emitted event becomes an output record;
+ * * a delayed event (`after`, a delayed `raise`): a durable timer of the key, the event kept in the
+ *   key's state so it survives a restore (XState alone would lose it); `cancel` removes it; when
+ *   the timer fires the event is applied like a record;
+ * * anything else with an effect (a custom action implementation, `sendTo`, `spawnChild`, an
+ *   `invoke`) would run again on every replay, so it is refused: `invoke` when the job is
+ *   defined, the others when they first happen, with an error naming the state and the action.
+ *
+ * The machine is built on the keyed `process` path, so checkpoints, restores and rescaling need
+ * nothing of their own.
+ */
+import { initialTransition, transition, type AnyStateMachine, type EventObject } from 'xstate'
+import { asyncResultError, describeValue, JobDefinitionError, MachineActionError, MachineStateVersionError, rejectAsync } from './errors.ts'
+import type { KeyedStream, OperatorOptions, ProcessContext, Stream, TimerContext } from './job.ts'
+import type { Key } from './key-groups.ts'
+import { valueState } from './state.ts'
+
+/** When a machine's delays (`after`) run out. */
+export type MachineDelays = 'processing-time' | 'event-time'
+
+/** Options of {@link KeyedStream.machine}. */
+export interface MachineOptions<T, K extends Key, OUT> extends OperatorOptions {
+  /**
+   * Turns a record into the event the machine gets.
+   * @default the record itself, which must be an object with a string `type`
+   */
+  event?: (record: T) => EventObject
+  /**
+   * The version of the machine's stored snapshots. Raise it when a new machine cannot read the
+   * snapshots of the old one, and give `migrate`.
+   * @default 1
+   */
+  version?: number
+  /** Turns a snapshot stored by version `fromVersion` (older than `version`) into one of this version. */
+  migrate?: (persistedSnapshot: unknown, fromVersion: number) => unknown
+  /**
+   * What the machine's delays count: processing time (the wall clock, `RunOptions.clock`), or
+   * event time from the timestamp of the record that started the delay, fired by watermarks,
+   * which gives the same results on every replay.
+   * @default 'processing-time'
+   */
+  delays?: MachineDelays
+  /** The machine's `input` for a key's first event. @default undefined */
+  input?: (key: K) => unknown
+  /**
+   * The record emitted for each event the machine emits with `emit(...)`.
+   * @default (emitted, key) => ({ key, ...emitted })
+   */
+  output?: (emitted: EventObject, key: K) => OUT
+}
+
+/** What a key's state holds: the machine's version, its persisted snapshot, its pending delayed events. */
+interface StoredMachine {
+  v: number
+  s: unknown
+  /** Delayed events not yet delivered: [id, event, time], in the order they were scheduled. */
+  d: [string, EventObject, number][]
+}
+
+const OPTION_KEYS = ['parallelism', 'event', 'version', 'migrate', 'delays', 'input', 'output']
+
+/** Throws if some state of the machine invokes a promise, callback or actor: effects that would run again on replay. */
+function rejectInvoke(machine: AnyStateMachine, job: string, operator: string): void {
+  const walk = (node: { id: string; invoke?: readonly unknown[]; states?: Record<string, unknown> }): void => {
+    if ((node.invoke?.length ?? 0) > 0) {
+      throw new JobDefinitionError(`state ${node.id} of the machine invokes an actor; a keyed machine runs pure transitions only (an invoked promise or callback would run again on every replay), so move the work to a source or sink and send its result as a record`, job, operator)
+    }
+    for (const child of Object.values(node.states ?? {})) walk(child as typeof node)
+  }
+  walk(machine.root as unknown as Parameters<typeof walk>[0])
+}
+
+function checkFunction(value: unknown, what: string, job: string, operator: string): void {
+  if (value === undefined) return
+  if (typeof value !== 'function') throw new JobDefinitionError(`${what} must be a function`, job, operator)
+  rejectAsync(value, what, job, operator)
+}
+
+/** Adds the operator of `keyed.machine(...)`; see {@link KeyedStream.machine}. */
+export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name: string, machine: AnyStateMachine, options: MachineOptions<T, K, OUT> = {}): Stream<OUT> {
+  const job = keyed.job.name
+  const m = machine as Partial<AnyStateMachine> | undefined
+  if (typeof m !== 'object' || m === null || typeof m.getPersistedSnapshot !== 'function' || typeof m.resolveState !== 'function') {
+    throw new JobDefinitionError('machine needs an XState v5 machine (createMachine(...) or setup(...).createMachine(...))', job, name)
+  }
+  if (typeof options !== 'object' || options === null) throw new JobDefinitionError('machine options must be an object', job, name)
+  for (const k of Object.keys(options)) if (!OPTION_KEYS.includes(k)) throw new JobDefinitionError(`unknown machine option ${k} (known: ${OPTION_KEYS.join(', ')})`, job, name)
+  const version = options.version ?? 1
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new JobDefinitionError(`version must be an integer >= 1, got ${String(version)}`, job, name)
+  const delays = options.delays ?? 'processing-time'
+  if (delays !== 'processing-time' && delays !== 'event-time') throw new JobDefinitionError(`delays must be 'processing-time' or 'event-time', got ${String(delays)}`, job, name)
+  checkFunction(options.event, 'the event function', job, name)
+  checkFunction(options.migrate, 'migrate', job, name)
+  checkFunction(options.input, 'the input function', job, name)
+  checkFunction(options.output, 'the output function', job, name)
+  rejectInvoke(machine, job, name)
+
+  const toEvent = options.event ?? ((r: T) => r as unknown as EventObject)
+  const toOutput = options.output ?? ((e: EventObject, key: K) => ({ key, ...e }) as unknown as OUT)
+  const stored = valueState<StoredMachine>('machine')
+  type Ctx = ProcessContext<K, OUT>
+
+  /** The key's machine snapshot, migrated to `version` if it is older. */
+  const load = (ctx: Ctx): { snapshot: ReturnType<AnyStateMachine['resolveState']>; delayed: StoredMachine['d'] } => {
+    const s = ctx.state(stored).value()
+    if (s === undefined) {
+      const input = options.input?.(ctx.key)
+      const [snapshot, actions] = initialTransition(machine, input)
+      const delayed: StoredMachine['d'] = []
+      perform(ctx, snapshot, actions as Action[], delayed, ctx.timestamp)
+      return { snapshot, delayed }
+    }
+    let persisted = s.s
+    if (s.v > version) throw new MachineStateVersionError(name, ctx.key, s.v, version, 'is newer than the machine (a snapshot of a later version of the job); run that version, or restore an older snapshot')
+    if (s.v < version) {
+      if (options.migrate === undefined) throw new MachineStateVersionError(name, ctx.key, s.v, version, 'is older than the machine; give the machine a migrate(snapshot, fromVersion) option')
+      persisted = options.migrate(structuredClone(persisted), s.v)
+    }
+    return { snapshot: machine.resolveState(persisted as never), delayed: [...s.d] }
+  }
+
+  /** Carries out what XState returned: emits, delayed events, cancels; refuses effects. */
+  const perform = (ctx: Ctx, snapshot: { value: unknown }, actions: readonly Action[], delayed: StoredMachine['d'], base: number | undefined): void => {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'xstate.emit':
+          ctx.emit(toOutput(a.params.event, ctx.key))
+          break
+        case 'xstate.raise': {
+          // A raise without delay was already handled inside the transition.
+          const delay = a.params.delay
+          if (typeof delay !== 'number') break
+          const from = delays === 'event-time' ? base : ctx.timers.currentProcessingTime()
+          if (from === undefined) {
+            throw new MachineActionError(name, ctx.key, snapshot.value, a.type, "has a delay counted in event time (delays: 'event-time'), but the record has no timestamp; give the source a watermarks strategy")
+          }
+          const time = from + delay
+          let id = a.params.id
+          if (id === undefined) {
+            // A raise without an id cannot be canceled: any id unused by the key's pending events will do.
+            let k = 0
+            while (delayed.some((d) => d[0] === `anonymous:${time}:${k}`)) k++
+            id = `anonymous:${time}:${k}`
+          }
+          // Scheduling an id again replaces the pending event (XState does the same).
+          const i = delayed.findIndex((d) => d[0] === id)
+          if (i >= 0) cancel(ctx, delayed, i)
+          delayed.push([id, a.params.event, time])
+          if (delays === 'event-time') ctx.timers.registerEventTimeTimer(time)
+          else ctx.timers.registerProcessingTimeTimer(time)
+          break
+        }
+        case 'xstate.cancel': {
+          const i = delayed.findIndex((d) => d[0] === a.params.sendId)
+          if (i >= 0) cancel(ctx, delayed, i)
+          break
+        }
+        case 'xstate.log':
+          break
+        default:
+          throw new MachineActionError(name, ctx.key, snapshot.value, a.type, 'has an effect that would run again on every replay; a keyed machine carries out emit(), assign(), raise() and delays only, so emit an event and act on it downstream')
+      }
+    }
+  }
+
+  const cancel = (ctx: Ctx, delayed: StoredMachine['d'], i: number): void => {
+    const [, , time] = delayed[i]!
+    delayed.splice(i, 1)
+    // Another pending event of the key may share the timer.
+    if (delayed.some((d) => d[2] === time)) return
+    if (delays === 'event-time') ctx.timers.deleteEventTimeTimer(time)
+    else ctx.timers.deleteProcessingTimeTimer(time)
+  }
+
+  /** Applies events to the key's machine and stores the result (or drops it when the machine is done). */
+  const apply = (ctx: Ctx, events: readonly EventObject[], base: number | undefined, loaded = load(ctx)): void => {
+    let { snapshot } = loaded
+    const { delayed } = loaded
+    for (const event of events) {
+      if (snapshot.status !== 'active') break
+      const [next, actions] = transition(machine, snapshot, event)
+      perform(ctx, next, actions as Action[], delayed, base)
+      snapshot = next
+    }
+    const state = ctx.state(stored)
+    if (snapshot.status !== 'active') {
+      // A machine that reached its final state is done with the key: its state and timers go.
+      for (let i = delayed.length - 1; i >= 0; i--) cancel(ctx, delayed, i)
+      state.clear()
+      return
+    }
+    state.update({ v: version, s: machine.getPersistedSnapshot(snapshot), d: delayed })
+  }
+
+  return keyed.process<OUT>(
+    name,
+    {
+      state: { stored },
+      ...(options.parallelism === undefined ? {} : { parallelism: options.parallelism }),
+      onTimer: (time: number, ctx: TimerContext<K, OUT>) => {
+        const loaded = load(ctx)
+        const due = loaded.delayed.filter((d) => d[2] === time)
+        if (due.length === 0) return
+        loaded.delayed.splice(0, loaded.delayed.length, ...loaded.delayed.filter((d) => d[2] !== time))
+        apply(ctx, due.map((d) => d[1]), time, loaded)
+      },
+    },
+    (record: T, ctx: Ctx) => {
+      const event = toEvent(record)
+      if (event !== undefined && typeof (event as { then?: unknown }).then === 'function') throw asyncResultError(event, name, ctx.instance, ctx.key)!
+      if (typeof event !== 'object' || event === null || typeof event.type !== 'string') {
+        throw new TypeError(`machine ${name}: an event must be an object with a string type, got ${describeValue(event)}; give the machine an event(record) option`)
+      }
+      apply(ctx, [event], ctx.timestamp)
+    },
+  )
+}
+
+/** The executable actions `transition` returns, as far as the runtime reads them. */
+interface Action {
+  type: string
+  params: { event: EventObject; id?: string; delay?: number; sendId?: string }
+}
