@@ -178,24 +178,45 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
     else ctx.timers.deleteProcessingTimeTimer(time)
   }
 
-  /** Applies events to the key's machine and stores the result (or drops it when the machine is done). */
-  const apply = (ctx: Ctx, events: readonly EventObject[], base: number | undefined, loaded = load(ctx)): void => {
-    let { snapshot } = loaded
-    const { delayed } = loaded
-    for (const event of events) {
-      if (snapshot.status !== 'active') break
-      const [next, actions] = transition(machine, snapshot, event)
-      perform(ctx, next, actions as Action[], delayed, base)
-      snapshot = next
+  type Loaded = ReturnType<typeof load>
+
+  /** Applies one event to the key's machine and carries out its actions. */
+  const step = (ctx: Ctx, loaded: Loaded, event: EventObject, base: number | undefined): void => {
+    const [next, actions] = transition(machine, loaded.snapshot, event)
+    perform(ctx, next, actions as Action[], loaded.delayed, base)
+    loaded.snapshot = next
+  }
+
+  /**
+   * Delivers the key's pending delayed events due before `until` (or at it, if `inclusive`), in
+   * time order, each as of its own time. Before a record of event time `t`, the events due
+   * before `t` go first, however far the watermark has come: a key's machine sees its records
+   * and its delays in event-time order, the same on every run.
+   */
+  const deliverDue = (ctx: Ctx, loaded: Loaded, until: number, inclusive: boolean): void => {
+    const delayed = loaded.delayed
+    while (loaded.snapshot.status === 'active') {
+      let best = -1
+      for (let i = 0; i < delayed.length; i++) {
+        const time = delayed[i]![2]
+        if ((inclusive ? time <= until : time < until) && (best < 0 || time < delayed[best]![2])) best = i
+      }
+      if (best < 0) return
+      const [, event, time] = delayed[best]!
+      cancel(ctx, delayed, best)
+      step(ctx, loaded, event, time)
     }
+  }
+
+  /** Stores the key's machine, or drops it (with its timers) once it reached its final state. */
+  const save = (ctx: Ctx, loaded: Loaded): void => {
     const state = ctx.state(stored)
-    if (snapshot.status !== 'active') {
-      // A machine that reached its final state is done with the key: its state and timers go.
-      for (let i = delayed.length - 1; i >= 0; i--) cancel(ctx, delayed, i)
+    if (loaded.snapshot.status !== 'active') {
+      for (let i = loaded.delayed.length - 1; i >= 0; i--) cancel(ctx, loaded.delayed, i)
       state.clear()
       return
     }
-    state.update({ v: version, s: machine.getPersistedSnapshot(snapshot), d: delayed })
+    state.update({ v: version, s: machine.getPersistedSnapshot(loaded.snapshot), d: loaded.delayed })
   }
 
   return keyed.process<OUT>(
@@ -205,10 +226,8 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
       ...(options.parallelism === undefined ? {} : { parallelism: options.parallelism }),
       onTimer: (time: number, ctx: TimerContext<K, OUT>) => {
         const loaded = load(ctx)
-        const due = loaded.delayed.filter((d) => d[2] === time)
-        if (due.length === 0) return
-        loaded.delayed.splice(0, loaded.delayed.length, ...loaded.delayed.filter((d) => d[2] !== time))
-        apply(ctx, due.map((d) => d[1]), time, loaded)
+        deliverDue(ctx, loaded, time, true)
+        save(ctx, loaded)
       },
     },
     (record: T, ctx: Ctx) => {
@@ -217,7 +236,11 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
       if (typeof event !== 'object' || event === null || typeof event.type !== 'string') {
         throw new TypeError(`machine ${name}: an event must be an object with a string type, got ${describeValue(event)}; give the machine an event(record) option`)
       }
-      apply(ctx, [event], ctx.timestamp)
+      const loaded = load(ctx)
+      const at = ctx.timestamp
+      if (delays === 'event-time' && at !== undefined) deliverDue(ctx, loaded, at, false)
+      if (loaded.snapshot.status === 'active') step(ctx, loaded, event, at)
+      save(ctx, loaded)
     },
   )
 }
