@@ -104,6 +104,12 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
   const toEvent = options.event ?? ((r: T) => r as unknown as EventObject)
   const toOutput = options.output ?? ((e: EventObject, key: K) => ({ key, ...e }) as unknown as OUT)
   const stored = valueState<StoredMachine>('machine')
+  /**
+   * The resolved snapshot of each stored value this operator wrote, so the next event of the key
+   * skips `resolveState`. Weak: a value replaced or dropped takes its entry with it; values
+   * restored from a snapshot are new objects and are resolved once.
+   */
+  const resolved = new WeakMap<StoredMachine, ReturnType<AnyStateMachine['resolveState']>>()
   type Ctx = ProcessContext<K, OUT>
 
   /** The key's machine snapshot, migrated to `version` if it is older. */
@@ -122,7 +128,9 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
       if (options.migrate === undefined) throw new MachineStateVersionError(name, ctx.key, s.v, version, 'is older than the machine; give the machine a migrate(snapshot, fromVersion) option')
       persisted = options.migrate(structuredClone(persisted), s.v)
     }
-    return { snapshot: machine.resolveState(persisted as never), delayed: [...s.d] }
+    // The snapshot this instance wrote last for the key is still at hand: no need to resolve it again.
+    const live = s.v === version ? resolved.get(s) : undefined
+    return { snapshot: live ?? machine.resolveState(persisted as never), delayed: [...s.d] }
   }
 
   /** Carries out what XState returned: emits, delayed events, cancels; refuses effects. */
@@ -216,7 +224,9 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
       state.clear()
       return
     }
-    state.update({ v: version, s: machine.getPersistedSnapshot(loaded.snapshot), d: loaded.delayed })
+    const value: StoredMachine = { v: version, s: machine.getPersistedSnapshot(loaded.snapshot), d: loaded.delayed }
+    state.update(value)
+    resolved.set(value, loaded.snapshot)
   }
 
   return keyed.process<OUT>(
