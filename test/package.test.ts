@@ -99,6 +99,7 @@ function consumerLock(tarball: string, manifest: { name: string; version: string
 }
 
 const JS_CONSUMER = `import { job, valueState, generatorSource, arraySink, runJob, EmbeddedStore, readSnapshotState } from 'weir'
+import { ManualClock, testJob } from 'weir/testing'
 
 const count = valueState('count', { default: 0 })
 const counts = job('plain-js')
@@ -113,6 +114,9 @@ const store = new EmbeddedStore({ dir: 'snapshots' })
 const result = await runJob(counts, { store, checkpoints: { intervalMs: 1000 }, logLevel: 'silent' })
 const state = await readSnapshotState(store, 'plain-js', 'count', 'count')
 await store.close()
+// The test kit of the package subpath runs the same job again.
+const run = await testJob(counts, { clock: new ManualClock(0) })
+if (run.state('count', count).size !== state.size) throw new Error('weir/testing saw other state')
 console.log(JSON.stringify({ status: result.status, keys: state.size, total: [...state.values()].reduce((a, b) => a + b, 0) }))
 `
 

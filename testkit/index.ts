@@ -1,0 +1,6 @@
+/**
+ * `weir/testing`: what tests of Weir jobs need. Everything not exported here is internal.
+ */
+export { ManualClock } from './manual-clock.ts'
+export { testJob } from './test-job.ts'
+export type { TestJobOptions, TestJobRun } from './test-job.ts'
