@@ -11,10 +11,10 @@ import { activity, fraudPatterns, FIVE_MINUTES, TEN_MINUTES, type Activity, type
 /** The rules, read directly: per account in time order; a timeout applies before an event later than it. */
 function expectedAlerts(records: readonly Activity[]): Alert[] {
   const out: Alert[] = []
-  const accounts = new Map<string, { fails: number; failingSince?: number; smallAt?: number }>()
+  const accounts = new Map<string, { fails: number; failingSince: number | undefined; smallAt: number | undefined }>()
   for (const a of records) {
     let s = accounts.get(a.account)
-    if (s === undefined) accounts.set(a.account, (s = { fails: 0 }))
+    if (s === undefined) accounts.set(a.account, (s = { fails: 0, failingSince: undefined, smallAt: undefined }))
     if (s.failingSince !== undefined && s.failingSince + FIVE_MINUTES < a.at) {
       s.failingSince = undefined
       s.fails = 0
