@@ -61,7 +61,7 @@ t.test('fraud-patterns - a failure part-way: the restarted job ends with the sam
   const failing = records.map((r, i) => (i === 4_000 ? { ...r, boom: true } : r))
   const job = fraudPatterns(arraySink(out), failing)
   const graph = job.graph()
-  const spec = graph.operators.find((o) => o.uid === 'patterns')! as { fns: ((r: unknown, ctx: unknown) => void)[] }
+  const spec = graph.operators.find((o) => o.uid === 'patterns')! as unknown as { fns: ((r: unknown, ctx: unknown) => void)[] }
   const original = spec.fns[0]!
   spec.fns = [
     (r, ctx) => {
