@@ -8,7 +8,8 @@
  *   npx weir run examples/fraud-patterns/job.ts --checkpoint-interval 500
  */
 import { assign, emit, setup } from 'xstate'
-import { boundedOutOfOrderness, job, stdoutSink, type Sink, type Source } from 'weir'
+import { boundedOutOfOrderness, job, stdoutSink, type Sink } from 'weir'
+import { arraySource } from '../shared/array-source.ts'
 
 /** A login attempt or a card payment of an account, at event time `at` (ms). */
 export type Activity = { account: string; at: number; kind: 'login'; ok: boolean } | { account: string; at: number; kind: 'payment'; amount: number }
@@ -87,26 +88,6 @@ export function activity(count = 20_000, accounts = 40, seed = 7): Activity[] {
     else out.push({ account, at, kind: 'payment', amount: r < 0.7 ? Math.round(next() * 90) / 100 : Math.round(next() * 1_000_00) / 100 })
   }
   return out
-}
-
-/** A replayable source over an array: the offset is the next index. */
-export function arraySource<T>(records: readonly T[]): Source<T> {
-  return {
-    kind: 'array',
-    open() {
-      let next = 0
-      return {
-        restore(offset) {
-          next = offset as number
-        },
-        poll(emit, max) {
-          for (let n = 0; n < max && next < records.length; n++) emit(records[next++]!)
-          return next >= records.length ? 'end' : 'more'
-        },
-        offset: () => next,
-      }
-    },
-  }
 }
 
 /** The job, writing its alerts to `sink`. */

@@ -9,7 +9,7 @@
  *   npx weir run examples/history/job.ts
  */
 import { job, listState, stdoutSink, type Sink } from 'weir'
-import { arraySource } from '../fraud-patterns/job.ts'
+import { arraySource } from '../shared/array-source.ts'
 
 export const DAY = 24 * 3_600_000
 export const KEEP_DAYS = 30
