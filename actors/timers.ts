@@ -179,6 +179,17 @@ export class TimerStore {
     this.groups[index] = { event: copyTable(g.event), processing: copyTable(g.processing) }
   }
 
+  /** Every live timer, for tests and tools: [domain, key, time], unordered. Reads only. */
+  pending(): [TimeDomain, Key, number][] {
+    const out: [TimeDomain, Key, number][] = []
+    for (const g of this.groups) {
+      if (g === undefined) continue
+      g.event.forEach((times, key) => times.forEach((time) => out.push(['event-time', key, time])))
+      g.processing.forEach((times, key) => times.forEach((time) => out.push(['processing-time', key, time])))
+    }
+    return out
+  }
+
   /** Registers a timer; a no-op if (key, domain, time) is already registered. */
   register(domain: TimeDomain, key: Key, index: number, time: number): void {
     const t = this.table(index, domain, true)!

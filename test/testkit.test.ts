@@ -103,3 +103,73 @@ t.test('testJob - a ManualClock drives processing-time timers and state TTL of a
 t.test('testJob - a broken job rejects with the error the job would fail with', async (t) => {
   await t.rejects(() => testJob(job('no-source')), JobDefinitionError)
 })
+
+t.test('operatorHarness - records, watermarks and processing time by hand; output, side output, state and pending timers', async (t) => {
+  const { operatorHarness } = await import('../testkit/index.ts')
+  const { arraySink: sink, outputTag, tumblingEventTimeWindows } = await import('../index.ts')
+  const total = valueState<number>('total', { default: 0 })
+  const big = outputTag<{ key: string; cents: number }>('big')
+  const j = job('harnessed')
+  const totals = j
+    .source('in', generatorSource({ records: 1, keys: 1 }))
+    .map((r) => ({ key: r.key, cents: r.value }))
+    .keyBy((p) => p.key)
+    .process(
+      'totals',
+      {
+        state: { total },
+        onTimer: (time, ctx) => ctx.emit({ key: ctx.key, total: ctx.state(total).value(), at: time, domain: ctx.timeDomain }),
+      },
+      (p, ctx) => {
+        ctx.state(total).update(ctx.state(total).value() + p.cents)
+        if (p.cents > 100) ctx.output(big, p)
+        ctx.timers.registerEventTimeTimer(1_000)
+        ctx.timers.registerProcessingTimeTimer(ctx.timers.currentProcessingTime() + 500)
+      },
+    )
+  totals.sink('out', sink([]))
+  totals.sideOutput(big).sink('big', sink([]))
+  const h = operatorHarness(j, 'totals')
+  h.process({ key: 'a', cents: 50 }, { timestamp: 10 })
+  h.process({ key: 'a', cents: 150 }, { timestamp: 20 })
+  h.process({ key: 'b', cents: 5 }, { timestamp: 30 })
+  t.equal(h.state(total, 'a'), 200)
+  t.equal(h.state(total, 'b'), 5)
+  t.same(h.takeSideOutput(big), [{ record: { key: 'a', cents: 150 }, timestamp: 20 }])
+  t.same(h.pendingTimers(), [
+    { key: 'a', domain: 'processing-time', time: 500 },
+    { key: 'b', domain: 'processing-time', time: 500 },
+    { key: 'a', domain: 'event-time', time: 1_000 },
+    { key: 'b', domain: 'event-time', time: 1_000 },
+  ])
+  h.watermark(999)
+  t.same(h.takeOutput(), [], 'no event-time timer before its time')
+  h.setProcessingTime(500)
+  t.same(h.takeOutput().map((o) => o.record), [
+    { key: 'a', total: 200, at: 500, domain: 'processing-time' },
+    { key: 'b', total: 5, at: 500, domain: 'processing-time' },
+  ])
+  h.watermark(1_000)
+  t.same(h.takeOutput(), [
+    { record: { key: 'a', total: 200, at: 1_000, domain: 'event-time' }, timestamp: 1_000 },
+    { record: { key: 'b', total: 5, at: 1_000, domain: 'event-time' }, timestamp: 1_000 },
+  ])
+  t.equal(h.currentWatermark(), 1_000)
+  t.same(h.pendingTimers(), [])
+  t.throws(() => operatorHarness(j, 'nope'), /no keyed operator nope \(keyed operators: totals\)/)
+
+  // A window operator is a keyed operator too.
+  const w = job('harnessed-windows')
+  w.source('in', generatorSource({ records: 1, keys: 1 }))
+    .keyBy((r) => r.key)
+    .window(tumblingEventTimeWindows(100))
+    .reduce('sums', (a, b) => ({ ...a, value: a.value + b.value }))
+    .sink('out', sink([]))
+  const hw = operatorHarness(w, 'sums')
+  hw.process({ key: 'k', value: 1, seq: 0 }, { timestamp: 5 })
+  hw.process({ key: 'k', value: 2, seq: 1 }, { timestamp: 50 })
+  hw.process({ key: 'k', value: 4, seq: 2 }, { timestamp: 150 })
+  t.equal(hw.pendingTimers().length, 2, 'one timer per open window')
+  hw.endInput()
+  t.same(hw.takeOutput().map((o) => (o.record as { value: { value: number } }).value.value), [3, 4], 'each window fires at the end of input')
+})

@@ -4,3 +4,5 @@
 export { ManualClock } from './manual-clock.ts'
 export { testJob } from './test-job.ts'
 export type { TestJobOptions, TestJobRun } from './test-job.ts'
+export { operatorHarness } from './operator-harness.ts'
+export type { OperatorHarness, OperatorHarnessOptions, HarnessRecord, PendingTimer } from './operator-harness.ts'
