@@ -9,7 +9,7 @@
  */
 import { assign, emit, setup } from 'xstate'
 import { boundedOutOfOrderness, job, stdoutSink, type Sink } from 'weir'
-import { arraySource } from '../shared/array-source.ts'
+import { arraySource } from '../support/array-source.ts'
 
 /** A login attempt or a card payment of an account, at event time `at` (ms). */
 export type Activity = { account: string; at: number; kind: 'login'; ok: boolean } | { account: string; at: number; kind: 'payment'; amount: number }

@@ -9,7 +9,7 @@
  *   npx weir run examples/history/job.ts
  */
 import { job, listState, stdoutSink, type Sink } from 'weir'
-import { arraySource } from '../shared/array-source.ts'
+import { arraySource } from '../support/array-source.ts'
 
 export const DAY = 24 * 3_600_000
 export const KEEP_DAYS = 30

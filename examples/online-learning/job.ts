@@ -8,7 +8,7 @@
  *   npx weir run examples/online-learning/job.ts
  */
 import { job, mapState, stdoutSink, valueState, type Sink } from 'weir'
-import { arraySource } from '../shared/array-source.ts'
+import { arraySource } from '../support/array-source.ts'
 
 export const FEATURES = 3
 export const LEARNING_RATE = 0.1
