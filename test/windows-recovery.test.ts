@@ -7,41 +7,17 @@
  * must be there. A window whose state counted a record twice or missed one after a restore, or
  * a timer lost in a snapshot, fails this.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { startRun, waitFor } from './support/kill-runs.ts'
 import { embeddedTestStore } from './support/stores.ts'
 import { events, tumblingSums } from './support/windows.ts'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const { NODE_V8_COVERAGE: _coverage, ...parentEnv } = process.env
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
 
-function startRun(storeArgs: string[], env: Record<string, string>): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
-  let output = ''
-  const child = spawn(
-    process.execPath,
-    ['bin/weir.js', 'run', 'test/fixtures/window-job.ts', ...storeArgs, '--restore', 'latest', '--checkpoint-interval', '50', '--log-level', 'info'],
-    { cwd: root, env: { ...parentEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  return { child, exit, output: () => output }
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 60_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) return false
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return true
-}
 
 /** Every result line of the files `path`, `path.1`, ...: `key@start` -> the distinct values written. */
 function written(path: string): Map<string, Set<number>> {
@@ -73,7 +49,7 @@ t.test('windows after crashes - SIGKILL at random moments, restore from latest (
   await ts.store.open()
   let kills = 0
   for (let kill = 0; kill < 3; kill++) {
-    const run = startRun(ts.cliArgs, env)
+    const run = startRun('test/fixtures/window-job.ts', ts.cliArgs, env)
     const checkpointed = await Promise.race([waitFor(() => /checkpoint completed/.test(run.output())), run.exit.then(() => false)])
     const wait = Math.floor(Math.random() * 400)
     if (checkpointed) await new Promise((r) => setTimeout(r, wait))
@@ -88,7 +64,7 @@ t.test('windows after crashes - SIGKILL at random moments, restore from latest (
     t.comment(`run ${kill + 1}: restored from ${/restoring snapshot=(\d+)/.exec(run.output())?.[1] ?? 'nothing'}`)
   }
   t.ok(kills >= 2, `killed part-way at least twice (${kills})`)
-  const last = startRun(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
+  const last = startRun('test/fixtures/window-job.ts', ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
   const guard = setTimeout(() => last.child.kill('SIGKILL'), 120_000)
   const code = await last.exit
   clearTimeout(guard)

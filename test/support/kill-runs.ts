@@ -10,10 +10,10 @@ import type { Test } from 'tap'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const { NODE_V8_COVERAGE: _coverage, ...parentEnv } = process.env
 
-/** One `weir run <jobFile> --restore latest` child with checkpoints every 50 ms. */
-export function startRun(jobFile: string, storeArgs: string[], env: Record<string, string>): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
+/** One `weir run <jobFile> --restore latest` child with checkpoints every `intervalMs` (default 50). */
+export function startRun(jobFile: string, storeArgs: string[], env: Record<string, string>, intervalMs = 50): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
   let output = ''
-  const child = spawn(process.execPath, ['bin/weir.js', 'run', jobFile, ...storeArgs, '--restore', 'latest', '--checkpoint-interval', '50', '--log-level', 'info'], {
+  const child = spawn(process.execPath, ['bin/weir.js', 'run', jobFile, ...storeArgs, '--restore', 'latest', '--checkpoint-interval', String(intervalMs), '--log-level', 'info'], {
     cwd: root,
     env: { ...parentEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -24,7 +24,8 @@ export function startRun(jobFile: string, storeArgs: string[], env: Record<strin
   return { child, exit, output: () => output }
 }
 
-async function waitFor(check: () => boolean, timeoutMs = 120_000): Promise<boolean> {
+/** Resolves true once `check` holds (polling every 20 ms), false after `timeoutMs`. */
+export async function waitFor(check: () => boolean, timeoutMs = 120_000): Promise<boolean> {
   const until = Date.now() + timeoutMs
   while (!check()) {
     if (Date.now() > until) return false
