@@ -39,8 +39,23 @@ export interface EndItem {
 
 export type ChannelItem = RecordBatch | BarrierItem | EndItem | WatermarkItem
 
+/**
+ * A channel as its instances see it (the transport seam, docs/architecture.md section 21): the
+ * sender pushes while `hasCredit()`, the receiver shifts. An in-process channel is both ends in
+ * one object; across processes each end is its own object (cluster/remote-channel.ts), the
+ * sender's `shift` and the receiver's `push` are never called.
+ */
+export interface Channel {
+  /** Items waiting for the receiver (0 on the sending end of a remote channel). */
+  readonly length: number
+  /** True while the receiver has granted room for more items. */
+  hasCredit(): boolean
+  push(item: ChannelItem): void
+  shift(): ChannelItem | undefined
+}
+
 /** A FIFO queue of items with a soft capacity: a sender stops while its receiver is full. */
-export class LocalChannel {
+export class LocalChannel implements Channel {
   private items: ChannelItem[] = []
   private head = 0
 
@@ -75,4 +90,38 @@ export class LocalChannel {
     }
     return item
   }
+}
+
+/** Which channel: of edge `edge` (records) or of send edge `edge` (messages), between two instances. */
+export interface ChannelAddress {
+  kind: 'records' | 'messages'
+  /** Index in `graph.edges`, or in `sendEdges(graph)` for messages. */
+  edge: number
+  from: string
+  fromIndex: number
+  to: string
+  toIndex: number
+}
+
+/**
+ * The instances of a job that run in this process, and the ends of channels to the others: a
+ * cluster node runs part of a job (cluster/node.ts). Without one, every instance runs here.
+ */
+export interface Placement {
+  isLocal(uid: string, index: number): boolean
+  /** This process's end of a channel whose other end runs in another process. */
+  remote(address: ChannelAddress, capacity: number): Channel
+}
+
+/**
+ * The channel this process holds for `address`: in-process if both ends run here, a remote end if
+ * one does, none if neither does.
+ */
+export function channelFor(placement: Placement | undefined, address: ChannelAddress, capacity: number): Channel | undefined {
+  if (placement === undefined) return new LocalChannel(capacity)
+  const sends = placement.isLocal(address.from, address.fromIndex)
+  const receives = placement.isLocal(address.to, address.toIndex)
+  if (sends && receives) return new LocalChannel(capacity)
+  if (!sends && !receives) return undefined
+  return placement.remote(address, capacity)
 }

@@ -5,7 +5,7 @@
  */
 import { createActor, type Actor } from 'xstate'
 import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
-import type { LocalChannel, RecordBatch } from './channel.ts'
+import type { Channel, RecordBatch } from './channel.ts'
 import { systemClock, type Clock } from './clock.ts'
 import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
 import { WeirError } from '../persistence/errors.ts'
@@ -36,7 +36,7 @@ export interface InstanceHost {
 
 /** An input channel and which logical input (0 or 1) of the operator it feeds. */
 export interface InputChannel {
-  channel: LocalChannel
+  channel: Channel
   input: number
 }
 

@@ -8,7 +8,7 @@ import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
 import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
 import type { Logger } from '../supervisor/logger.ts'
 import type { CheckpointMode } from './alignment.ts'
-import { LocalChannel } from './channel.ts'
+import { channelFor, type Channel, type Placement } from './channel.ts'
 import { describeValue, IncompatibleSnapshotError, MisplacedKeyError } from './errors.ts'
 import type { KeyedSnapshot } from './heap-backend.ts'
 import {
@@ -67,6 +67,11 @@ export interface ExecutorOptions {
   watchdog?: Watchdog | undefined
   /** Processing time of timers, state TTL and idleness (`RunOptions.clock`). @default systemClock */
   clock?: Clock | undefined
+  /**
+   * The instances that run in this process and channels to the others (a cluster node).
+   * @default every instance runs here
+   */
+  placement?: Placement | undefined
 }
 
 /** Measurements of one attempt. */
@@ -122,6 +127,7 @@ export class LocalExecutor implements InstanceHost {
   private readonly cyclic: ProcessInstance[] = []
   private readonly inFlight = new Set<number>()
   private finishedCount = 0
+  private started = false
   /** Fenced: canceled or failed; sends no more acks. */
   private stopped = false
   private settled = false
@@ -165,26 +171,31 @@ export class LocalExecutor implements InstanceHost {
       inputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
       outputs.set(op.uid, Array.from({ length: op.parallelism }, () => []))
     }
-    for (const edge of graph.edges) {
+    const placement = this.options.placement
+    const here = (uid: string, i: number) => placement === undefined || placement.isLocal(uid, i)
+    graph.edges.forEach((edge, e) => {
       const from = graph.operators.find((o) => o.uid === edge.from)!
       const to = graph.operators.find((o) => o.uid === edge.to)!
       for (let s = 0; s < from.parallelism; s++) {
         // A forward edge connects instance s to instance s only.
         const receivers = edge.partitioning === 'forward' ? [s] : Array.from({ length: to.parallelism }, (_, r) => r)
-        const targets = receivers.map((r) => {
-          const c = new LocalChannel(tuning.channelCapacity)
-          inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
+        const targets: Channel[] = []
+        for (const r of receivers) {
+          const c = channelFor(placement, { kind: 'records', edge: e, from: from.uid, fromIndex: s, to: to.uid, toIndex: r }, tuning.channelCapacity)
+          if (c === undefined) continue
+          targets.push(c)
+          if (here(to.uid, r)) inputs.get(to.uid)![r]!.push({ channel: c, input: edge.input })
           links.push({ from: from.uid, fromIndex: s, to: to.uid, channel: c })
-          return c
-        })
-        outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s, timed.has(from.uid)))
+        }
+        if (here(from.uid, s)) outputs.get(from.uid)![s]!.push(new EdgeOutput(edge, targets, graph.maxParallelism, tuning.batchSize, s, timed.has(from.uid)))
       }
-    }
+    })
     // Messages (section 15): aligned message inputs after the record inputs, recorded ones last.
-    const messages = buildMessageChannels(graph, tuning.channelCapacity, tuning.batchSize)
+    const messages = buildMessageChannels(graph, tuning.channelCapacity, tuning.batchSize, placement)
     links.push(...messages.links)
     for (const op of graph.operators) {
       for (let i = 0; i < op.parallelism; i++) {
+        if (!here(op.uid, i)) continue
         const outs = outputs.get(op.uid)![i]!
         const ins = inputs.get(op.uid)![i]!
         const ctx = connectorContext(graph.name, op, i)
@@ -307,6 +318,7 @@ export class LocalExecutor implements InstanceHost {
 
   /** Starts processing. */
   start(): void {
+    this.started = true
     for (const inst of this.instances) inst.lifecycle.send({ type: 'RUN' })
     if (this.options.watchdog !== undefined) this.options.watchdog.describe = () => this.describeCurrent()
     this.schedule(true)
@@ -319,6 +331,17 @@ export class LocalExecutor implements InstanceHost {
     if (inst instanceof ProcessInstance) return `operator ${inst.id} key ${describeValue(inst.backend.currentKey)}`
     if (inst instanceof SourceInstance) return `operator ${inst.id} (the source, or a map/filter/flatMap/keyBy chained to it)`
     return `operator ${inst.id}`
+  }
+
+  /** Runs a slice soon: a remote channel received items or credit (cluster/remote-channel.ts). */
+  wake(): void {
+    // Before start() the instances are not restored yet: items wait in their channels.
+    if (!this.started) return
+    if (this.timeout !== undefined) {
+      clearTimeout(this.timeout)
+      this.timeout = undefined
+    }
+    this.schedule(true)
   }
 
   private schedule(busy: boolean): void {

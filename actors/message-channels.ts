@@ -6,7 +6,7 @@
  * of `b`); `ctx.send('b', key, message)` computes the key's group and instance, as a hash edge
  * does, and batches the message on that channel.
  */
-import { LocalChannel, type BarrierItem, type EndItem } from './channel.ts'
+import { channelFor, type BarrierItem, type Channel, type EndItem, type Placement } from './channel.ts'
 import { describeValue, JobDefinitionError } from './errors.ts'
 import type { JobGraph, ProcessSpec } from './job.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
@@ -24,7 +24,7 @@ export class MessageOutput {
 
   constructor(
     readonly target: ProcessSpec,
-    private readonly channels: readonly LocalChannel[],
+    private readonly channels: readonly Channel[],
     /** Recorded channels always accept (section 15): a cycle never waits on itself. */
     readonly recorded: boolean,
     private readonly maxParallelism: number,
@@ -121,7 +121,7 @@ export interface ChannelLink {
   from: string
   fromIndex: number
   to: string
-  channel: LocalChannel
+  channel: Channel
 }
 
 /** The message channels of a job attempt, per operator and instance. */
@@ -129,14 +129,17 @@ export interface MessageChannels {
   /** `outputs.get(uid)[i]`: instance i's message outputs by target. */
   outputs: Map<string, Map<string, MessageOutput>[]>
   /** `aligned.get(uid)[i]`: instance i's message input channels that are aligned like records. */
-  aligned: Map<string, LocalChannel[][]>
+  aligned: Map<string, Channel[][]>
   /** `recorded.get(uid)[i]`: instance i's message input channels that close a cycle. */
-  recorded: Map<string, LocalChannel[][]>
+  recorded: Map<string, Channel[][]>
   links: ChannelLink[]
 }
 
-/** Builds a channel per (sender instance, receiver instance) of every declared send edge. */
-export function buildMessageChannels(graph: JobGraph, capacity: number, batchSize: number): MessageChannels {
+/**
+ * Builds a channel per (sender instance, receiver instance) of every declared send edge; with a
+ * placement, only those with an end in this process.
+ */
+export function buildMessageChannels(graph: JobGraph, capacity: number, batchSize: number, placement?: Placement): MessageChannels {
   const out: MessageChannels = { outputs: new Map(), aligned: new Map(), recorded: new Map(), links: [] }
   const spec = (uid: string) => graph.operators.find((o) => o.uid === uid) as ProcessSpec
   const perInstance = <T>(map: Map<string, T[]>, uid: string, make: () => T): T[] => {
@@ -144,19 +147,22 @@ export function buildMessageChannels(graph: JobGraph, capacity: number, batchSiz
     if (list === undefined) map.set(uid, (list = Array.from({ length: spec(uid).parallelism }, make)))
     return list
   }
-  for (const edge of sendEdges(graph)) {
+  sendEdges(graph).forEach((edge, e) => {
     const from = spec(edge.from)
     const to = spec(edge.to)
     for (let s = 0; s < from.parallelism; s++) {
-      const channels = Array.from({ length: to.parallelism }, (_, r) => {
-        const channel = new LocalChannel(capacity)
-        perInstance(edge.recorded ? out.recorded : out.aligned, to.uid, () => [])[r]!.push(channel)
+      const channels: Channel[] = []
+      for (let r = 0; r < to.parallelism; r++) {
+        const channel = channelFor(placement, { kind: 'messages', edge: e, from: from.uid, fromIndex: s, to: to.uid, toIndex: r }, capacity)
+        if (channel === undefined) continue
+        channels.push(channel)
+        if (placement === undefined || placement.isLocal(to.uid, r)) perInstance(edge.recorded ? out.recorded : out.aligned, to.uid, () => [])[r]!.push(channel)
         out.links.push({ from: from.uid, fromIndex: s, to: to.uid, channel })
-        return channel
-      })
+      }
+      if (placement !== undefined && !placement.isLocal(from.uid, s)) continue
       perInstance(out.outputs, from.uid, () => new Map())[s]!.set(to.uid, new MessageOutput(to, channels, edge.recorded, graph.maxParallelism, batchSize))
     }
-  }
+  })
   return out
 }
 
@@ -176,9 +182,9 @@ interface CycleGroup {
   /** Instances with recorded inputs: they wait for the group to end. */
   members: CycleMember[]
   /** Channels between instances of the group. */
-  internal: LocalChannel[]
+  internal: Channel[]
   /** Channels into the group, with their senders. */
-  external: { sender: { readonly finished: boolean }; channel: LocalChannel }[]
+  external: { sender: { readonly finished: boolean }; channel: Channel }[]
   ended: boolean
 }
 

@@ -2,7 +2,7 @@
  * The sending side of an edge: runs the chained stateless transforms, partitions records over
  * the target instances and batches them per channel.
  */
-import type { BarrierItem, EndItem, LocalChannel, WatermarkItem } from './channel.ts'
+import type { BarrierItem, Channel, EndItem, WatermarkItem } from './channel.ts'
 import type { EdgeSpec, Transform } from './job.ts'
 import { asyncResultError, KeySelectorError, UserCodeError } from './errors.ts'
 import { WeirError } from '../persistence/errors.ts'
@@ -28,7 +28,7 @@ export class EdgeOutput {
   constructor(
     readonly edge: EdgeSpec,
     /** One channel per target instance; a forward edge has only its own instance's. */
-    private readonly targets: readonly LocalChannel[],
+    private readonly targets: readonly Channel[],
     private readonly maxParallelism: number,
     private readonly batchSize: number,
     /** The index of the sending instance, for errors of the chained transforms. */

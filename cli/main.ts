@@ -3,15 +3,9 @@
  * keyed state of a completed snapshot; `weir snapshots` lists a job's snapshots.
  */
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { JobBuilder } from '../actors/job.ts'
-import { EmbeddedStore } from '../persistence/embedded-store.ts'
-import { PostgresStore } from '../persistence/postgres-store.ts'
 import { decodeKeyedChunk } from '../persistence/keyed-chunk.ts'
 import { readSnapshotState } from '../persistence/snapshot-reader.ts'
-import { checkDuration } from '../persistence/option-checks.ts'
 import type { SnapshotInfo, SnapshotStore } from '../persistence/store.ts'
 import type { CheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { formatBytes } from '../supervisor/checkpoint-coordinator.ts'
@@ -20,6 +14,8 @@ import { InvalidOptionError, UnknownOptionError } from '../supervisor/errors.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts'
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
 import { NotFoundError } from './errors.ts'
+import { int, loadJob, ms, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
+import { CLUSTER_USAGE, node, nodes, request } from './cluster.ts'
 
 const USAGE = `Usage:
   weir run <job.ts> [options]      run a job in this process (local mode)
@@ -48,13 +44,6 @@ Store options:
   --pg-schema <name>               Postgres schema (default weir)
 `
 
-const STORE_OPTIONS = {
-  store: { type: 'string' },
-  'store-dir': { type: 'string' },
-  'pg-schema': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options']
-
 const RUN_OPTIONS = {
   ...STORE_OPTIONS,
   'checkpoint-interval': { type: 'string' },
@@ -68,11 +57,6 @@ const RUN_OPTIONS = {
   restart: { type: 'string' },
   'log-level': { type: 'string' },
 } as const satisfies ParseArgsConfig['options']
-
-/** A mistake on the command line: print it with the usage, exit 2. */
-class UsageError extends Error {
-  override readonly name = 'UsageError'
-}
 
 /** The flag that sets a `startJob` option, to name it in a usage error. */
 const FLAG_OF_OPTION: Record<string, string> = {
@@ -110,33 +94,6 @@ function onStdoutError(err: Error & { code?: string }): void {
   process.exit(0)
 }
 
-function int(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${flag} needs a non-negative integer, got ${JSON.stringify(value)}`)
-  return n
-}
-
-/** A duration flag in ms, checked by the one duration check (a timer waits at most 2^31-1 ms). */
-function ms(flag: string, value: string | undefined): number | undefined {
-  const n = int(flag, value)
-  try {
-    return n === undefined ? undefined : checkDuration(`--${flag}`, n)
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
-}
-
-/** `readOnly` for the inspecting commands: they never take a lease or create anything. */
-function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }, readOnly = false): SnapshotStore {
-  const store = values.store ?? 'embedded'
-  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR, readOnly })
-  if (/^postgres(ql)?:\/\//.test(store)) {
-    return new PostgresStore({ connectionString: store, readOnly, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
-  }
-  throw new UsageError(`--store must be "embedded" or a postgres:// URL, got ${JSON.stringify(store)}`)
-}
-
 function restartFrom(value: string | undefined): RestartStrategyOptions | undefined {
   if (value === undefined) return undefined
   if (value.startsWith('{')) {
@@ -147,15 +104,6 @@ function restartFrom(value: string | undefined): RestartStrategyOptions | undefi
     }
   }
   return { type: value } as RestartStrategyOptions
-}
-
-async function loadJob(file: string): Promise<JobBuilder> {
-  const mod = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown }
-  const def = mod.default
-  if (!(def instanceof JobBuilder) && typeof (def as { graph?: unknown })?.graph !== 'function') {
-    throw new UsageError(`${file} must export a job as its default export (export default job('name')...), found ${def === undefined ? 'no default export' : typeof def}`)
-  }
-  return def as JobBuilder
 }
 
 /** The shell's exit code for a process ended by `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
@@ -307,8 +255,11 @@ export async function main(argv: string[]): Promise<number> {
     if (verb === 'run') return await run(rest)
     if (verb === 'state') return await state(rest)
     if (verb === 'snapshots') return await snapshots(rest)
+    if (verb === 'node') return await node(rest)
+    if (verb === 'nodes') return await nodes(rest)
+    if (verb === 'status' || verb === 'cancel') return await request(verb, rest)
     if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
-      process.stdout.write(USAGE)
+      process.stdout.write(`${USAGE}\n${CLUSTER_USAGE}`)
       return verb === undefined ? 2 : 0
     }
     throw new UsageError(`unknown command ${JSON.stringify(verb)}`)

@@ -127,6 +127,8 @@ export class PostgresStore implements SnapshotStore {
   /** Read-only over a schema that does not exist (yet): every read finds nothing. */
   #absent = false
   readonly #leases = new Map<string, HeldLease>()
+  /** Epochs of other processes' leases this store writes chunks under (cluster nodes, {@link followLease}). */
+  readonly #followers = new Map<string, HeldLease>()
 
   constructor(options: PostgresStoreOptions) {
     this.#options = resolvePostgresStoreOptions(options)
@@ -144,9 +146,32 @@ export class PostgresStore implements SnapshotStore {
   }
 
   async close(): Promise<void> {
-    for (const lease of [...this.#leases.values()]) await lease.release().catch(() => undefined)
+    for (const lease of [...this.#leases.values(), ...this.#followers.values()]) await lease.release().catch(() => undefined)
     this.#opening = undefined
     await this.#endPool()
+  }
+
+  /**
+   * Lets this store write chunks of `job` under the lease another process holds at `epoch`: a
+   * cluster node writes its instances' snapshots for the coordinator. The writes are fenced as
+   * the holder's are: once a newer epoch exists they fail with `FencedError`. Replaces the
+   * epoch followed before; the store's own lease, if it holds one, takes precedence.
+   */
+  async followLease(job: string, epoch: number, options?: LeaseOptions): Promise<void> {
+    assertJobName(job)
+    const timing = options === undefined ? this.#options.lease : resolveLeaseOptions(options)
+    await this.#followers.get(job)?.release()
+    const follower: HeldLease = new HeldLease(
+      job,
+      epoch,
+      thisHolder(),
+      timing,
+      async () => (await this.#session(false, (c) => currentEpoch(c, this.#schema, job))) === epoch,
+      async () => {
+        if (this.#followers.get(job) === follower) this.#followers.delete(job)
+      },
+    )
+    this.#followers.set(job, follower)
   }
 
   async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
@@ -443,7 +468,7 @@ export class PostgresStore implements SnapshotStore {
 
   /** The lease this instance holds on `job`, if it may still be used; throws `FencedError` if not. */
   #lease(job: string, operation: string): HeldLease {
-    const lease = this.#leases.get(job)
+    const lease = this.#leases.get(job) ?? this.#followers.get(job)
     if (lease === undefined) throw new FencedError(job, undefined, undefined, operation)
     if (!lease.usable) throw lease.fenced(operation)
     return lease

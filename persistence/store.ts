@@ -160,6 +160,12 @@ export interface SnapshotStore {
    * heartbeat is older than its expiry, or whose process is gone from this host, is taken over.
    */
   acquireLease(job: string, options?: LeaseOptions): Promise<JobLease>
+  /**
+   * Writes chunks of `job` under the lease another process holds at `epoch` (a cluster node for
+   * its coordinator), fenced like the holder's own writes. Only stores several processes share
+   * have it (Postgres); a cluster refuses a store without it.
+   */
+  followLease?(job: string, epoch: number, options?: LeaseOptions): Promise<void>
   /** The next unused snapshot id of a job (greater than every id ever begun). */
   nextSnapshotId(job: string): Promise<number>
   /** Records a pending snapshot. Fails if the id exists. */

@@ -1,0 +1,297 @@
+/**
+ * Channels between instances on different nodes, over NATS (docs/architecture.md section 21).
+ *
+ * One channel per (sender instance, receiver instance) of an edge, as in process. Each channel
+ * item (a record batch, a barrier, a watermark, end-of-input) is one NATS message on the data
+ * subject of the channel, with the attempt and a sequence number per channel. The receiver
+ * grants credit on the credit subject: the total number of items the sender may have sent. A
+ * sender without credit stops like one whose in-process receiver is full, so a slow operator
+ * slows its senders and no queue grows without bound (nats-server would cut a slow consumer,
+ * and nats.js buffers outgoing messages without limit).
+ *
+ * A receiver that sees a gap in sequence numbers, another attempt's message, more items than it
+ * granted, or bytes that do not decode drops the message, counts it and reports the attempt as
+ * failed: the job recovers from its last checkpoint instead of running on with a hole in a stream.
+ */
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core'
+import { Encoder } from 'cbor-x'
+import type { Channel, ChannelAddress, ChannelItem } from '../actors/channel.ts'
+import type { Key } from '../actors/key-groups.ts'
+
+/** Which attempt of which coordinator a message belongs to. */
+export interface Generation {
+  epoch: number
+  attempt: number
+}
+
+// Plain CBOR without shared structures: a message must decode on its own, on another node.
+const wire = new Encoder({ useRecords: false })
+
+/** Item tags on the wire: arrays are smaller and faster to check than objects. */
+const RECORDS = 0
+const BARRIER = 1
+const END = 2
+const WATERMARK = 3
+
+/** Encodes one channel message: `[epoch, attempt, seq, tag, ...fields]`. */
+export function encodeItem(gen: Generation, seq: number, item: ChannelItem): Uint8Array {
+  switch (item.type) {
+    case 'records':
+      return wire.encode([gen.epoch, gen.attempt, seq, RECORDS, item.records, item.keys ?? null, item.groups ?? null, item.timestamps ?? null])
+    case 'barrier':
+      return wire.encode([gen.epoch, gen.attempt, seq, BARRIER, item.id])
+    case 'end':
+      return wire.encode([gen.epoch, gen.attempt, seq, END])
+    case 'watermark':
+      return wire.encode([gen.epoch, gen.attempt, seq, WATERMARK, item.time, item.idle === true])
+  }
+}
+
+/** Why a channel message was refused. */
+export class BadChannelMessage extends Error {
+  override readonly name = 'BadChannelMessage'
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v)
+const isNumberArray = (v: unknown, n: number): v is number[] => Array.isArray(v) && v.length === n && v.every((x) => typeof x === 'number')
+
+/** Decodes and checks one channel message; throws {@link BadChannelMessage} for anything malformed. */
+export function decodeItem(bytes: Uint8Array): { gen: Generation; seq: number; item: ChannelItem } {
+  let v: unknown
+  try {
+    v = wire.decode(bytes)
+  } catch (err) {
+    throw new BadChannelMessage(`${bytes.byteLength} bytes that do not decode as CBOR (${(err as Error).message})`)
+  }
+  if (!Array.isArray(v) || v.length < 4 || !isInt(v[0]) || !isInt(v[1]) || !isInt(v[2]) || !isInt(v[3])) throw new BadChannelMessage('not a channel message (no epoch, attempt, sequence and tag)')
+  const gen = { epoch: v[0], attempt: v[1] }
+  const seq = v[2]
+  switch (v[3]) {
+    case RECORDS: {
+      const [, , , , records, keys, groups, timestamps] = v as unknown[]
+      if (!Array.isArray(records) || v.length !== 8) throw new BadChannelMessage('a record batch without records')
+      const n = records.length
+      if (keys !== null && !(Array.isArray(keys) && keys.length === n)) throw new BadChannelMessage('a record batch whose keys do not match its records')
+      if (groups !== null && !isNumberArray(groups, n)) throw new BadChannelMessage('a record batch whose key groups do not match its records')
+      if (timestamps !== null && !isNumberArray(timestamps, n)) throw new BadChannelMessage('a record batch whose timestamps do not match its records')
+      const item: ChannelItem = { type: 'records', records, keys: (keys ?? undefined) as Key[] | undefined, groups: (groups ?? undefined) as number[] | undefined }
+      if (timestamps !== null) item.timestamps = timestamps as number[]
+      return { gen, seq, item }
+    }
+    case BARRIER:
+      if (v.length !== 5 || !isInt(v[4]) || v[4] < 1) throw new BadChannelMessage('a barrier without a checkpoint id')
+      return { gen, seq, item: { type: 'barrier', id: v[4] } }
+    case END:
+      if (v.length !== 4) throw new BadChannelMessage('a malformed end-of-input')
+      return { gen, seq, item: { type: 'end' } }
+    case WATERMARK:
+      if (v.length !== 6 || typeof v[4] !== 'number' || typeof v[5] !== 'boolean') throw new BadChannelMessage('a malformed watermark')
+      return { gen, seq, item: v[5] ? { type: 'watermark', time: v[4], idle: true } : { type: 'watermark', time: v[4] } }
+    default:
+      throw new BadChannelMessage(`an unknown item tag ${String(v[3])}`)
+  }
+}
+
+/** Subjects of one job's channels: everything under `<prefix>.<job>` so NATS permissions can confine a node. */
+export function channelSubjects(root: string, gen: Generation, a: ChannelAddress): { data: string; credit: string } {
+  const tail = `${gen.epoch}.${gen.attempt}.${a.kind === 'records' ? 'r' : 'm'}.${a.edge}.${a.fromIndex}.${a.toIndex}`
+  return { data: `${root}.d.${tail}`, credit: `${root}.k.${tail}` }
+}
+
+/** Encodes a credit grant: `[epoch, attempt, total items the sender may have sent]`. */
+function encodeCredit(gen: Generation, granted: number): Uint8Array {
+  return wire.encode([gen.epoch, gen.attempt, granted])
+}
+
+/** What both ends report to their node. */
+export interface ChannelEvents {
+  /** A message arrived or credit was granted: the executor has work. */
+  wake(): void
+  /** The channel is broken (a gap, a foreign attempt, undecodable bytes): the attempt must recover. */
+  broken(reason: string): void
+  /** A message was dropped; counted for `weir status`. */
+  dropped(): void
+}
+
+/** Items past the granted credit a receiver tolerates: a sender checks credit before a step, not before each item. */
+const OVERSHOOT = 4096
+
+/** The sending end: publishes each item at once while the receiver has granted credit. */
+export class RemoteSender implements Channel {
+  private sent = 0
+  private granted = 0
+  private readonly sub: Subscription
+  private readonly data: string
+  readonly length = 0
+
+  constructor(
+    private readonly nc: NatsConnection,
+    root: string,
+    private readonly gen: Generation,
+    address: ChannelAddress,
+    events: ChannelEvents,
+    /** Largest message the server takes; a bigger record batch is split. */
+    private readonly maxPayload: number,
+  ) {
+    const subjects = channelSubjects(root, gen, address)
+    this.data = subjects.data
+    this.sub = nc.subscribe(subjects.credit, {
+      callback: (err, msg) => {
+        if (err !== null) return
+        const granted = decodeCredit(msg, gen)
+        if (granted === undefined) {
+          events.dropped()
+          return
+        }
+        if (granted > this.granted) {
+          const wasBlocked = !this.hasCredit()
+          this.granted = granted
+          if (wasBlocked) events.wake()
+        }
+      },
+    })
+  }
+
+  hasCredit(): boolean {
+    return this.sent < this.granted
+  }
+
+  push(item: ChannelItem): void {
+    const bytes = encodeItem(this.gen, this.sent + 1, item)
+    if (bytes.byteLength > this.maxPayload && item.type === 'records' && item.records.length > 1) {
+      // Too big for one NATS message: send it as two batches, in order.
+      const half = item.records.length >> 1
+      const part = (a: number, b: number): ChannelItem => ({
+        type: 'records',
+        records: item.records.slice(a, b),
+        keys: item.keys?.slice(a, b),
+        groups: item.groups?.slice(a, b),
+        ...(item.timestamps === undefined ? {} : { timestamps: item.timestamps.slice(a, b) }),
+      })
+      this.push(part(0, half))
+      this.push(part(half, item.records.length))
+      return
+    }
+    if (bytes.byteLength > this.maxPayload) throw new Error(`one record encodes to ${bytes.byteLength} bytes, more than the NATS server's max_payload of ${this.maxPayload}; raise max_payload in the server's configuration`)
+    this.sent++
+    this.nc.publish(this.data, bytes)
+  }
+
+  shift(): ChannelItem | undefined {
+    return undefined
+  }
+
+  close(): void {
+    this.sub.unsubscribe()
+  }
+}
+
+function decodeCredit(msg: Msg, gen: Generation): number | undefined {
+  try {
+    const v = wire.decode(msg.data) as unknown
+    if (Array.isArray(v) && v.length === 3 && v[0] === gen.epoch && v[1] === gen.attempt && isInt(v[2]) && v[2] >= 0) return v[2]
+  } catch {
+    // counted by the caller
+  }
+  return undefined
+}
+
+/**
+ * The receiving end: queues items in order and grants credit as the instance takes them. It
+ * grants `window` items at first and again whenever half the window was consumed, and repeats
+ * its grant now and then, so a sender that subscribed after the first grant still gets it.
+ */
+export class RemoteReceiver implements Channel {
+  private items: ChannelItem[] = []
+  private head = 0
+  private received = 0
+  private consumed = 0
+  private grantedAt = 0
+  private broken = false
+  private readonly sub: Subscription
+  private readonly credit: string
+  private readonly repeat: NodeJS.Timeout
+
+  constructor(
+    private readonly nc: NatsConnection,
+    root: string,
+    private readonly gen: Generation,
+    address: ChannelAddress,
+    private readonly events: ChannelEvents,
+    private readonly window: number,
+  ) {
+    const subjects = channelSubjects(root, gen, address)
+    this.credit = subjects.credit
+    const name = `${address.from}[${address.fromIndex}] -> ${address.to}[${address.toIndex}]`
+    this.sub = nc.subscribe(subjects.data, {
+      callback: (err, msg) => {
+        if (err !== null || this.broken) return
+        let decoded: ReturnType<typeof decodeItem>
+        try {
+          decoded = decodeItem(msg.data)
+        } catch (e) {
+          return this.refuse(`channel ${name}: ${(e as Error).message}`)
+        }
+        if (decoded.gen.epoch !== gen.epoch || decoded.gen.attempt !== gen.attempt) {
+          return this.refuse(`channel ${name}: a message of epoch ${decoded.gen.epoch} attempt ${decoded.gen.attempt} on the channel of epoch ${gen.epoch} attempt ${gen.attempt}`)
+        }
+        if (decoded.seq !== this.received + 1) return this.refuse(`channel ${name}: message ${decoded.seq} after ${this.received} (a gap or a replay)`)
+        if (decoded.seq > this.grantedAt + OVERSHOOT) return this.refuse(`channel ${name}: message ${decoded.seq} is far beyond the credit granted (${this.grantedAt})`)
+        this.received = decoded.seq
+        this.items.push(decoded.item)
+        events.wake()
+      },
+    })
+    this.grant()
+    this.repeat = setInterval(() => this.publishGrant(), 250)
+    this.repeat.unref()
+  }
+
+  private refuse(reason: string): void {
+    this.events.dropped()
+    this.broken = true
+    this.events.broken(reason)
+  }
+
+  get length(): number {
+    return this.items.length - this.head
+  }
+
+  hasCredit(): boolean {
+    return true
+  }
+
+  push(): void {
+    throw new Error('the receiving end of a remote channel cannot send')
+  }
+
+  shift(): ChannelItem | undefined {
+    if (this.head === this.items.length) return undefined
+    const item = this.items[this.head]!
+    this.items[this.head++] = undefined as unknown as ChannelItem
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    if (++this.consumed + this.window - this.grantedAt >= this.window >> 1) this.grant()
+    return item
+  }
+
+  private grant(): void {
+    this.grantedAt = this.consumed + this.window
+    this.publishGrant()
+  }
+
+  private publishGrant(): void {
+    if (this.broken || this.nc.isClosed()) return
+    this.nc.publish(this.credit, encodeCredit(this.gen, this.grantedAt))
+  }
+
+  close(): void {
+    clearInterval(this.repeat)
+    this.sub.unsubscribe()
+  }
+}
