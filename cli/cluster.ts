@@ -3,11 +3,11 @@
  * `weir status` and `weir cancel` ask a running job over NATS.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import type { NatsConnection } from '@nats-io/nats-core'
+import type { NatsConnection } from '@nats-io/transport-node'
 import { DEFAULT_TUNING } from '../actors/local-executor.ts'
 import { resolveCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts'
-import { connectNats, NATS_FLAGS, natsConnectionOptions, natsFlagsFrom } from '../cluster/nats-options.ts'
+import { connectNats, NATS_FLAGS, NATS_USAGE, natsConnectionOptions, NatsOptionError, natsFlagsFrom } from '../cluster/nats-options.ts'
 import { decodeHeartbeat, jobSubjects } from '../cluster/control.ts'
 import { WeirNode } from '../cluster/node.ts'
 import { Decoder } from 'cbor-x'
@@ -29,7 +29,8 @@ Node options (and the store and checkpoint options of weir run):
   --node-timeout <ms>              a node silent this long is dead (default 3000)
   --lease-expiry <ms>              how long a silent coordinator keeps the job (default 5000)
   --subject-prefix <name>          first token of the job's NATS subjects (default weir)
-`
+
+${NATS_USAGE}`
 
 const NODE_OPTIONS = {
   ...STORE_OPTIONS,
@@ -76,7 +77,7 @@ export async function node(args: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
-  const nats = natsConnectionOptions(natsFlagsFrom(values))
+  const nats = natsOptions(values)
   const definition = await loadJob(positionals[0]!)
   const graph = definition.graph()
   const logger = createLogger({ level }).child(graph.name)
@@ -84,7 +85,7 @@ export async function node(args: string[]): Promise<number> {
   let nc: NatsConnection | undefined
   try {
     await store.open()
-    nc = await connectNats({ ...nats, name: `weir node ${graph.name}` }, `weir node ${graph.name}`)
+    nc = await connectNats(nats, `weir node ${graph.name}`)
     const n = new WeirNode({
       graph,
       store,
@@ -123,11 +124,21 @@ export async function node(args: string[]): Promise<number> {
   }
 }
 
+/** NATS options from the flags; a setting that cannot work is a usage mistake. */
+function natsOptions(values: Record<string, unknown>) {
+  try {
+    return natsConnectionOptions(natsFlagsFrom(values))
+  } catch (err) {
+    if (err instanceof NatsOptionError) throw new UsageError(err.message)
+    throw err
+  }
+}
+
 /** Connects, runs `fn`, closes: for the commands that ask a running job. */
 async function ask<T>(args: string[], fn: (nc: NatsConnection, subjects: ReturnType<typeof jobSubjects>, timeoutMs: number) => Promise<T>): Promise<T> {
   const { values, positionals } = parseArgs({ args, options: ASK_OPTIONS, allowPositionals: true, strict: true })
   if (positionals.length !== 1) throw new UsageError('name exactly one job')
-  const nc = await connectNats(natsConnectionOptions(natsFlagsFrom(values)), 'weir')
+  const nc = await connectNats(natsOptions(values), 'weir')
   try {
     return await fn(nc, jobSubjects(values['subject-prefix'] ?? 'weir', positionals[0]!), ms('timeout', values.timeout) ?? 3000)
   } finally {

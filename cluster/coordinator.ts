@@ -6,7 +6,7 @@
  * joins makes it take a checkpoint and restore onto all of them (rescale). Its lease's epoch is
  * on every command, and the store refuses its writes once another node took the lease.
  */
-import type { Subscription } from '@nats-io/nats-core'
+import type { Subscription } from '@nats-io/transport-node'
 import { describeThrown } from '../persistence/errors.ts'
 import type { JobLease, SnapshotInfo } from '../persistence/store.ts'
 import { CheckpointCoordinator } from '../supervisor/checkpoint-coordinator.ts'

@@ -5,7 +5,7 @@
  * coordinator (cluster/coordinator.ts). When the job finishes, every node ends.
  */
 import { hostname } from 'node:os'
-import type { NatsConnection, Subscription } from '@nats-io/nats-core'
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Channel, ChannelAddress, Placement } from '../actors/channel.ts'
 import type { Clock } from '../actors/clock.ts'
 import type { JobGraph } from '../actors/job.ts'

@@ -13,7 +13,7 @@
  * granted, or bytes that do not decode drops the message, counts it and reports the attempt as
  * failed: the job recovers from its last checkpoint instead of running on with a hole in a stream.
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core'
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { Encoder } from 'cbor-x'
 import type { Channel, ChannelAddress, ChannelItem } from '../actors/channel.ts'
 import type { Key } from '../actors/key-groups.ts'
