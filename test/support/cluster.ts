@@ -40,13 +40,13 @@ export class TestCluster {
   constructor(private readonly o: ClusterOptions) {}
 
   /** Starts a node; its id is `n<k>` unless given. */
-  start(extra: string[] = [], id = `n${this.next++}`): NodeProcess {
+  start(extra: string[] = [], id = `n${this.next++}`, env: Record<string, string> = {}): NodeProcess {
     let output = ''
     const args = [
       'bin/weir.js', 'node', this.o.jobFile, '--nats', this.o.nats, ...this.o.store, '--node-id', id,
       '--checkpoint-interval', String(this.o.checkpointIntervalMs ?? 200), ...QUICK, ...(this.o.args ?? []), ...extra,
     ]
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...this.o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...this.o.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
     const node: NodeProcess = {
