@@ -1,7 +1,9 @@
 // Makes sure the services the tests need are up before `tap` runs: the PostgreSQL database the
 // store conformance suite and the exactly-once tests use (WEIR_TEST_PG_URL, or
 // postgres://127.0.0.1:5432/test). It connects to that very database and runs `SELECT 1`; starts a
-// local cluster that stopped; and otherwise says exactly what is missing and how to fix it.
+// local cluster that stopped; and otherwise says exactly what is missing and how to fix it. The
+// cluster tests also need a nats-server binary (they start their own servers): installed with
+// apt-get when missing and possible, else named with how to install it.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { userInfo } from 'node:os'
@@ -95,4 +97,32 @@ if (err !== undefined && isDown(err) && startLocalClusters()) {
 if (err !== undefined) {
   process.stderr.write(`test-services: ${explain(err)}\n`)
   process.exit(1)
+}
+
+// The cluster tests start nats-server processes of their own (on free ports of 127.0.0.1).
+function hasNatsServer() {
+  try {
+    execFileSync('nats-server', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+if (!hasNatsServer()) {
+  if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    process.stderr.write('test-services: nats-server is missing; installing the Debian package nats-server\n')
+    try {
+      execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'nats-server'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+    } catch {
+      // reported below
+    }
+  }
+  if (!hasNatsServer()) {
+    process.stderr.write(
+      'test-services: the cluster tests need a nats-server binary on the PATH, and there is none.\n' +
+        '  Install it (apt-get install nats-server on Debian/Ubuntu, or a binary from the NATS server releases)\n' +
+        '  and run npm test again.\n',
+    )
+    process.exit(1)
+  }
 }
