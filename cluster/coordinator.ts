@@ -126,10 +126,14 @@ export class Coordinator {
     this.deploy()
   }
 
-  /** Nodes heard from within the timeout, not leaving, running this job graph. */
-  private live(): Member[] {
+  /**
+   * Nodes heard from within `withinMs` (the node timeout), not leaving, running this job graph.
+   * A deploy asks for nodes heard from within two heartbeats: a node that died just before a
+   * takeover is still within the timeout, and placing instances on it would cost a recovery.
+   */
+  private live(withinMs = this.node.nodeTimeoutMs): Member[] {
     const now = performance.now()
-    return [...this.node.members.values()].filter((m) => now - m.seenAt < this.node.nodeTimeoutMs && m.state !== 'leaving' && m.hash === this.node.fingerprint.hash)
+    return [...this.node.members.values()].filter((m) => now - m.seenAt < withinMs && m.state !== 'leaving' && m.hash === this.node.fingerprint.hash)
   }
 
   private command(c: Command): void {
@@ -140,7 +144,7 @@ export class Coordinator {
   private deploy(): void {
     this.restarting = false
     if (!this.active) return
-    const live = this.live()
+    const live = this.live(Math.min(this.node.nodeTimeoutMs, 2 * this.node.heartbeatMs))
     if (live.length === 0) {
       this.node.log.warn('no live node to run the job; waiting')
       setTimeout(() => this.deploy(), this.node.heartbeatMs).unref()
