@@ -29,6 +29,7 @@ Node options (and the store and checkpoint options of weir run):
   --node-timeout <ms>              a node silent this long is dead (default 3000)
   --lease-expiry <ms>              how long a silent coordinator keeps the job (default 5000)
   --subject-prefix <name>          first token of the job's NATS subjects (default weir)
+  --nats-timeout <ms>              give up after NATS was unreachable this long (default 60000)
 
 ${NATS_USAGE}`
 
@@ -42,6 +43,7 @@ const NODE_OPTIONS = {
   'node-timeout': { type: 'string' },
   'lease-expiry': { type: 'string' },
   'subject-prefix': { type: 'string' },
+  'nats-timeout': { type: 'string' },
   'checkpoint-interval': { type: 'string' },
   'checkpoint-mode': { type: 'string' },
   'checkpoint-timeout': { type: 'string' },
@@ -101,6 +103,7 @@ export async function node(args: string[]): Promise<number> {
       ...(values['node-timeout'] === undefined ? {} : { nodeTimeoutMs: ms('node-timeout', values['node-timeout'])! }),
       ...(values['lease-expiry'] === undefined ? {} : { leaseExpiryMs: ms('lease-expiry', values['lease-expiry'])! }),
       ...(values['subject-prefix'] === undefined ? {} : { subjectPrefix: values['subject-prefix'] }),
+      ...(values['nats-timeout'] === undefined ? {} : { natsTimeoutMs: ms('nats-timeout', values['nats-timeout'])! }),
     })
     let signals = 0
     const leave = (signal: NodeJS.Signals) => {
@@ -119,7 +122,11 @@ export async function node(args: string[]): Promise<number> {
     logger.info(`job ${result.status}`, { node: n.nodeId })
     return 0
   } finally {
-    await nc?.drain().catch(() => {})
+    // drain() waits for the server: bounded, so a node cut off from NATS still exits.
+    if (nc !== undefined) {
+      await Promise.race([nc.drain().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())])
+      await nc.close().catch(() => {})
+    }
     await store.close()
   }
 }

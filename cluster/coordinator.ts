@@ -316,7 +316,8 @@ export class Coordinator {
     await this.release()
   }
 
-  private async release(): Promise<void> {
+  /** Stops coordinating and lets another node take the lease at once. */
+  async release(): Promise<void> {
     await this.stop()
     await this.lease.release().catch((e: unknown) => this.node.log.warn('could not release the job lease', { error: describeThrown(e) }))
   }

@@ -41,6 +41,12 @@ export interface NodeOptions {
   nodeTimeoutMs?: number
   /** How long a coordinator's lease outlives its last renewal. @default 5000 */
   leaseExpiryMs?: number
+  /**
+   * A node cut off from NATS this long gives up: it exits with an error instead of waiting for
+   * ever. (After the node timeout it already stopped its instances and its coordination.)
+   * @default 60000
+   */
+  natsTimeoutMs?: number
   /** Restarts in a row (without a completed checkpoint in between) before the job fails. @default 20 */
   maxRestarts?: number
   logger: Logger
@@ -94,6 +100,8 @@ export class WeirNode {
   private coordinator: Coordinator | undefined
   private readonly subs: Subscription[] = []
   private heartbeat: NodeJS.Timeout | undefined
+  /** Timers running while NATS is unreachable: stop the instances, then give up. */
+  private cutOff: NodeJS.Timeout[] = []
   private leaseTimer: NodeJS.Timeout | undefined
   /** Commands run one after another: a deploy awaits its restore before the next command. */
   private queue: Promise<void> = Promise.resolve()
@@ -153,10 +161,45 @@ export class WeirNode {
         },
       }),
     )
+    void this.watchConnection()
     this.beat()
     this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs)
     this.log.info('node joined', { node: this.nodeId, slots: this.slots, graph: this.fingerprint.hash })
     void this.tryLease()
+  }
+
+  /**
+   * NATS unreachable: after the node timeout the others count this node dead and run the job
+   * without it, so it stops its instances and its coordination (its lease is released, a node
+   * that still reaches NATS takes over); once NATS is back it joins again. After `natsTimeoutMs`
+   * it gives up with an error.
+   */
+  private async watchConnection(): Promise<void> {
+    for await (const s of this.o.nats.status()) {
+      if (this.ended) return
+      if (s.type === 'disconnect' && this.cutOff.length === 0) {
+        this.log.warn('lost the NATS connection; reconnecting', { node: this.nodeId })
+        this.cutOff.push(
+          setTimeout(() => {
+            this.log.warn(`NATS unreachable for ${this.nodeTimeoutMs} ms: stopping this node's instances (the others run the job without it)`, { node: this.nodeId })
+            this.queue = this.queue.then(async () => {
+              await this.coordinator?.stop()
+              await this.coordinator?.release()
+              await this.stopRunning()
+            })
+          }, this.nodeTimeoutMs),
+          setTimeout(() => this.end(new Error(`NATS unreachable for ${this.o.natsTimeoutMs ?? 60_000} ms (${this.o.nats.getServer()}); this node gives up`)), this.o.natsTimeoutMs ?? 60_000),
+        )
+      } else if (s.type === 'reconnect') {
+        this.log.info('NATS connection back', { node: this.nodeId })
+        for (const t of this.cutOff) clearTimeout(t)
+        this.cutOff = []
+        // Commands, acks and channel items published meanwhile may be lost: recover the job
+        // from its last checkpoint rather than wait for a checkpoint to time out.
+        const r = this.running
+        if (r !== undefined) this.attemptFailed(r.gen, new Error('the NATS connection was lost and came back: messages of this attempt may be lost'), true)
+      }
+    }
   }
 
   /** The heartbeat this node publishes now. */
@@ -192,7 +235,8 @@ export class WeirNode {
   private async tryLease(): Promise<void> {
     this.leaseTimer = undefined
     if (this.ended || this.leaving) return
-    if (this.coordinator === undefined || !this.coordinator.active) {
+    // Cut off from NATS, it could not reach the nodes it would coordinate.
+    if (this.cutOff.length === 0 && (this.coordinator === undefined || !this.coordinator.active)) {
       try {
         const lease = await this.o.store.acquireLease(this.o.graph.name, { expiryMs: this.o.leaseExpiryMs ?? 5000 })
         if (this.ended) {
@@ -395,6 +439,7 @@ export class WeirNode {
     this.ended = true
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
     if (this.leaseTimer !== undefined) clearTimeout(this.leaseTimer)
+    for (const t of this.cutOff) clearTimeout(t)
     for (const s of this.subs) s.unsubscribe()
     await this.coordinator?.stop()
     await this.stopRunning()

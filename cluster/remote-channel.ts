@@ -32,6 +32,8 @@ const RECORDS = 0
 const BARRIER = 1
 const END = 2
 const WATERMARK = 3
+/** Not an item: the sender's count of items sent so far, so a receiver notices lost messages. */
+const PROBE = 4
 
 /** Encodes one channel message: `[epoch, attempt, seq, tag, ...fields]`. */
 export function encodeItem(gen: Generation, seq: number, item: ChannelItem): Uint8Array {
@@ -55,8 +57,16 @@ export class BadChannelMessage extends Error {
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v)
 const isNumberArray = (v: unknown, n: number): v is number[] => Array.isArray(v) && v.length === n && v.every((x) => typeof x === 'number')
 
-/** Decodes and checks one channel message; throws {@link BadChannelMessage} for anything malformed. */
-export function decodeItem(bytes: Uint8Array): { gen: Generation; seq: number; item: ChannelItem } {
+/** Encodes a probe: `[epoch, attempt, items sent so far, PROBE]`. */
+export function encodeProbe(gen: Generation, sent: number): Uint8Array {
+  return wire.encode([gen.epoch, gen.attempt, sent, PROBE])
+}
+
+/**
+ * Decodes and checks one channel message; throws {@link BadChannelMessage} for anything
+ * malformed. A probe comes back with `item` undefined and `seq` the count of items sent.
+ */
+export function decodeItem(bytes: Uint8Array): { gen: Generation; seq: number; item: ChannelItem | undefined } {
   let v: unknown
   try {
     v = wire.decode(bytes)
@@ -84,6 +94,9 @@ export function decodeItem(bytes: Uint8Array): { gen: Generation; seq: number; i
     case END:
       if (v.length !== 4) throw new BadChannelMessage('a malformed end-of-input')
       return { gen, seq, item: { type: 'end' } }
+    case PROBE:
+      if (v.length !== 4) throw new BadChannelMessage('a malformed probe')
+      return { gen, seq, item: undefined }
     case WATERMARK:
       if (v.length !== 6 || typeof v[4] !== 'number' || typeof v[5] !== 'boolean') throw new BadChannelMessage('a malformed watermark')
       return { gen, seq, item: v[5] ? { type: 'watermark', time: v[4], idle: true } : { type: 'watermark', time: v[4] } }
@@ -113,6 +126,9 @@ export interface ChannelEvents {
   dropped(): void
 }
 
+/** Time between a sender's probes, in ms. */
+const PROBE_MS = 500
+
 /** Items past the granted credit a receiver tolerates: a sender checks credit before a step, not before each item. */
 const OVERSHOOT = 4096
 
@@ -122,6 +138,7 @@ export class RemoteSender implements Channel {
   private granted = 0
   private readonly sub: Subscription
   private readonly data: string
+  private readonly probe: NodeJS.Timeout
   readonly length = 0
 
   constructor(
@@ -150,6 +167,13 @@ export class RemoteSender implements Channel {
         }
       },
     })
+    // Messages lost on the way (a NATS server restart, a slow consumer cut off) would otherwise
+    // leave the receiver waiting and this sender without credit for ever: the probe tells the
+    // receiver how many items it should have.
+    this.probe = setInterval(() => {
+      if (this.sent > 0 && !nc.isClosed()) nc.publish(this.data, encodeProbe(gen, this.sent))
+    }, PROBE_MS)
+    this.probe.unref()
   }
 
   hasCredit(): boolean {
@@ -182,6 +206,7 @@ export class RemoteSender implements Channel {
   }
 
   close(): void {
+    clearInterval(this.probe)
     this.sub.unsubscribe()
   }
 }
@@ -234,6 +259,11 @@ export class RemoteReceiver implements Channel {
         }
         if (decoded.gen.epoch !== gen.epoch || decoded.gen.attempt !== gen.attempt) {
           return this.refuse(`channel ${name}: a message of epoch ${decoded.gen.epoch} attempt ${decoded.gen.attempt} on the channel of epoch ${gen.epoch} attempt ${gen.attempt}`)
+        }
+        if (decoded.item === undefined) {
+          // A probe: the sender has sent `seq` items; fewer arrived means some were lost.
+          if (decoded.seq > this.received) this.refuse(`channel ${name}: the sender sent ${decoded.seq} messages, ${this.received} arrived (messages lost)`)
+          return
         }
         if (decoded.seq !== this.received + 1) return this.refuse(`channel ${name}: message ${decoded.seq} after ${this.received} (a gap or a replay)`)
         if (decoded.seq > this.grantedAt + OVERSHOOT) return this.refuse(`channel ${name}: message ${decoded.seq} is far beyond the credit granted (${this.grantedAt})`)

@@ -87,6 +87,39 @@ t.test('a NATS server restart under a running job ends exact', async (tt) => {
   await assertFinalState(tt, ts, job, expected)
 })
 
+t.test('NATS gone longer than the node timeout: nodes stop their instances, rejoin when it is back, exact', async (tt) => {
+  const { job, ts, cluster, expected } = await setup(tt, 150_000, 25_000)
+  for (let i = 0; i < 3; i++) cluster.start(['--min-nodes', '3'])
+  tt.ok(await cluster.checkpoints(2), 'the job checkpoints')
+  await nats.kill()
+  await pause(3500)
+  await nats.start()
+  tt.comment('nats-server back after 3.5 s')
+  assertExits(tt, await cluster.finish(), cluster)
+  tt.ok(cluster.live().length === 0 && [...cluster.nodes.values()].some((n) => /NATS unreachable for 1500 ms: stopping this node's instances/.test(n.output())), 'nodes stopped their instances while cut off')
+  tt.ok([...cluster.nodes.values()].some((n) => /coordinating the job node=\S+ epoch=[2-9]/.test(n.output())), 'a node took the lease again afterwards')
+  await assertFinalState(tt, ts, job, expected)
+})
+
+t.test('NATS gone for good: every node gives up with a clear error', async (tt) => {
+  const own = await startNatsServer()
+  tt.teardown(() => own.cleanup())
+  const job = `gone-${process.pid}`
+  const ts = postgresTestStore()
+  const cluster = new TestCluster({ jobFile: 'test/fixtures/counting-job.ts', nats: own.url, store: ts.cliArgs, env: { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: '2000000', WEIR_FIXTURE_RATE: '20000' } })
+  tt.teardown(async () => {
+    cluster.stopAll()
+    await ts.cleanup()
+  })
+  cluster.start(['--min-nodes', '2', '--nats-timeout', '3000'])
+  cluster.start(['--min-nodes', '2', '--nats-timeout', '3000'])
+  tt.ok(await cluster.checkpoints(1), 'the job runs')
+  await own.kill()
+  const codes = await cluster.finish(20_000)
+  tt.same([...codes.values()], [1, 1], 'both nodes exit 1', { logs: cluster.logs() })
+  for (const n of cluster.nodes.values()) tt.match(n.output(), /NATS unreachable for 3000 ms \((nats:\/\/)?127\.0\.0\.1:\d+\); this node gives up/)
+})
+
 /** Resident set size of a process, in MiB. */
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

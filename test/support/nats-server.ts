@@ -80,7 +80,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<TestNa
   }
   const kill = async () => {
     const c = child
-    if (c === undefined || c.exitCode !== null) return
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return
     const exited = new Promise((r) => c.once('exit', r))
     c.kill('SIGKILL')
     await exited
