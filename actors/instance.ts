@@ -75,6 +75,13 @@ export abstract class Instance {
     return statusOf(this.lifecycle.getSnapshot().value)
   }
 
+  /** Records sent on all outputs so far (buffered records count once their batch is sent). */
+  get recordsOut(): number {
+    let n = 0
+    for (const o of this.outputs) n += o.sent
+    return n
+  }
+
   /** True if every output can take more records (backpressure). */
   hasCredit(): boolean {
     for (const o of this.outputs) if (!o.hasCredit()) return false

@@ -84,6 +84,18 @@ export interface ExecutorMetrics {
   maxEncodeSliceMs: number
 }
 
+/** One instance as `weir status` shows it. */
+export interface InstanceStats {
+  /** `operator[index]`. */
+  instance: string
+  /** Its lifecycle state (e.g. `running.processing`, `running.aligning`, `finished`). */
+  status: InstanceStatus
+  recordsIn: number
+  recordsOut: number
+  /** True if an output has no credit now: an operator downstream is slower (backpressure). */
+  backpressured: boolean
+}
+
 interface Upload {
   instance: Instance
   id: number
@@ -544,6 +556,11 @@ export class LocalExecutor implements InstanceHost {
     const out: Record<string, number> = {}
     for (const inst of this.consumers) out[inst.spec.uid] = (out[inst.spec.uid] ?? 0) + inst.recordsIn
     return out
+  }
+
+  /** Each local instance's lifecycle state, records in and out, and whether it waits for output credit now. */
+  instanceStats(): InstanceStats[] {
+    return this.instances.map((inst) => ({ instance: inst.id, status: inst.status, recordsIn: inst.recordsIn, recordsOut: inst.recordsOut, backpressured: !inst.finished && !inst.hasCredit() }))
   }
 
   private fail(error: unknown): void {

@@ -24,6 +24,8 @@ export class EdgeOutput {
    * (docs/architecture.md section 17). Read only when the edge is `timed`.
    */
   timestamp = 0
+  /** Records sent on so far (after the chained transforms), for `weir status`. */
+  sent = 0
 
   constructor(
     readonly edge: EdgeSpec,
@@ -94,6 +96,7 @@ export class EdgeOutput {
   private flushTo(t: number): void {
     const n = this.counts[t]!
     if (n === 0) return
+    this.sent += n
     const size = this.batchSize
     const records = this.records[t]!
     if (n < size) records.length = n

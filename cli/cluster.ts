@@ -8,7 +8,7 @@ import { DEFAULT_TUNING } from '../actors/local-executor.ts'
 import { resolveCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts'
 import { connectNats, NATS_FLAGS, NATS_USAGE, natsConnectionOptions, NatsOptionError, natsFlagsFrom } from '../cluster/nats-options.ts'
-import { decodeHeartbeat, jobSubjects } from '../cluster/control.ts'
+import { decodeHeartbeat, jobSubjects, newer, type Heartbeat } from '../cluster/control.ts'
 import { WeirNode } from '../cluster/node.ts'
 import { Decoder } from 'cbor-x'
 import { int, loadJob, ms, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
@@ -17,6 +17,7 @@ const decoder = new Decoder({ useRecords: false })
 
 export const CLUSTER_USAGE = `Cluster commands:
   weir node <job.ts> [options]     run a node of the job; the nodes of a job elect a coordinator
+  weir jobs [nats options]         list the jobs whose nodes are heard on NATS
   weir nodes <job> [nats options]  list the live nodes of a job
   weir status <job> [nats options] the job's attempt, instances, records and last checkpoint (JSON)
   weir cancel <job> [nats options] cancel the job on every node
@@ -141,30 +142,63 @@ function natsOptions(values: Record<string, unknown>) {
   }
 }
 
-/** Connects, runs `fn`, closes: for the commands that ask a running job. */
-async function ask<T>(args: string[], fn: (nc: NatsConnection, subjects: ReturnType<typeof jobSubjects>, timeoutMs: number) => Promise<T>): Promise<T> {
+/** Connects, runs `fn`, closes: for the commands that ask running jobs (`job` true: exactly one job named). */
+async function ask<T>(args: string[], fn: (nc: NatsConnection, subjects: ReturnType<typeof jobSubjects>, timeoutMs: number, prefix: string) => Promise<T>, job = true): Promise<T> {
   const { values, positionals } = parseArgs({ args, options: ASK_OPTIONS, allowPositionals: true, strict: true })
-  if (positionals.length !== 1) throw new UsageError('name exactly one job')
+  if (job && positionals.length !== 1) throw new UsageError('name exactly one job')
+  if (!job && positionals.length !== 0) throw new UsageError(`unexpected argument ${positionals[0]}`)
   const nc = await connectNats(natsOptions(values), 'weir')
   try {
-    return await fn(nc, jobSubjects(values['subject-prefix'] ?? 'weir', positionals[0]!), ms('timeout', values.timeout) ?? 3000)
+    const prefix = values['subject-prefix'] ?? 'weir'
+    return await fn(nc, jobSubjects(prefix, positionals[0] ?? ''), ms('timeout', values.timeout) ?? 3000, prefix)
   } finally {
     await nc.close()
   }
 }
 
+/** Heartbeats heard on `subject` for up to 1.5 s (at least three heartbeats at the default interval), by subject and node. */
+async function listen(nc: NatsConnection, subject: string, timeoutMs: number): Promise<Map<string, Map<string, Heartbeat>>> {
+  const seen = new Map<string, Map<string, Heartbeat>>()
+  const sub = nc.subscribe(subject, {
+    callback: (err, msg) => {
+      const hb = err === null ? decodeHeartbeat(msg.data) : undefined
+      if (hb === undefined) return
+      const nodes = seen.get(msg.subject) ?? new Map<string, Heartbeat>()
+      seen.set(msg.subject, nodes.set(hb.node, hb))
+    },
+  })
+  await new Promise((r) => setTimeout(r, Math.min(timeoutMs, 1500)))
+  sub.unsubscribe()
+  return seen
+}
+
+/** `weir jobs`: listens to every job's heartbeats for a moment and lists the jobs heard. */
+export async function jobs(args: string[]): Promise<number> {
+  return await ask(
+    args,
+    async (nc, _subjects, timeoutMs, prefix) => {
+      const seen = await listen(nc, `${prefix}.*.hb`, timeoutMs)
+      if (seen.size === 0) {
+        process.stderr.write(`weir: no node of any job answers on ${nc.getServer()}\n`)
+        return 1
+      }
+      const rows = [...seen].map(([subject, nodes]) => {
+        const all = [...nodes.values()]
+        const coordinator = all.find((h) => h.coordinator)
+        const newest = all.reduce((a, b) => (newer(b, a) ? b : a))
+        return `${subject.split('.').slice(-2, -1)[0]}\t${all.length} node${all.length === 1 ? '' : 's'}\tcoordinator ${coordinator?.node ?? '(none)'}\tattempt ${newest.epoch}.${newest.attempt}\t${newest.state}\n`
+      })
+      for (const row of rows.sort()) process.stdout.write(row)
+      return 0
+    },
+    false,
+  )
+}
+
 /** `weir nodes <job>`: listens to heartbeats for a moment and lists the nodes heard. */
 export async function nodes(args: string[]): Promise<number> {
   return await ask(args, async (nc, subjects, timeoutMs) => {
-    const seen = new Map<string, ReturnType<typeof decodeHeartbeat>>()
-    const sub = nc.subscribe(subjects.heartbeats, {
-      callback: (err, msg) => {
-        const hb = err === null ? decodeHeartbeat(msg.data) : undefined
-        if (hb !== undefined) seen.set(hb.node, hb)
-      },
-    })
-    await new Promise((r) => setTimeout(r, Math.min(timeoutMs, 1500)))
-    sub.unsubscribe()
+    const seen = (await listen(nc, subjects.heartbeats, timeoutMs)).get(subjects.heartbeats) ?? new Map<string, Heartbeat>()
     if (seen.size === 0) {
       process.stderr.write(`weir: no node of job ${subjects.root.split('.').slice(1).join('.')} answers on ${nc.getServer()}\n`)
       return 1

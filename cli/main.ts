@@ -15,7 +15,7 @@ import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
 import { NotFoundError } from './errors.ts'
 import { int, loadJob, ms, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
-import { CLUSTER_USAGE, node, nodes, request } from './cluster.ts'
+import { CLUSTER_USAGE, jobs, node, nodes, request } from './cluster.ts'
 
 const USAGE = `Usage:
   weir run <job.ts> [options]      run a job in this process (local mode)
@@ -257,6 +257,7 @@ export async function main(argv: string[]): Promise<number> {
     if (verb === 'snapshots') return await snapshots(rest)
     if (verb === 'node') return await node(rest)
     if (verb === 'nodes') return await nodes(rest)
+    if (verb === 'jobs') return await jobs(rest)
     if (verb === 'status' || verb === 'cancel') return await request(verb, rest)
     if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
       process.stdout.write(`${USAGE}\n${CLUSTER_USAGE}`)

@@ -6,6 +6,7 @@
  */
 import { Encoder } from 'cbor-x'
 import type { ExecutionPlan } from './plan.ts'
+import type { InstanceStats } from '../actors/local-executor.ts'
 
 const wire = new Encoder({ useRecords: false })
 
@@ -48,6 +49,8 @@ export interface Heartbeat {
   instances: string[]
   /** Records taken in per operator by its instances. */
   recordsIn: Record<string, number>
+  /** Each of its instances' lifecycle state, records in and out and backpressure. */
+  stats?: InstanceStats[]
   /** Channel and control messages refused (bad bytes, old epochs, gaps). */
   dropped: number
   /** The newest completed checkpoint, as the coordinator knows it. */

@@ -341,7 +341,7 @@ export class Coordinator {
         state: m.state,
         coordinator: m.coordinator,
         attempt: m.attempt,
-        instances: m.instances,
+        instances: m.stats ?? m.instances,
         recordsIn: m.recordsIn,
         dropped: m.dropped,
         silentMs: Math.round(performance.now() - m.seenAt),

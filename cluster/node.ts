@@ -219,6 +219,7 @@ export class WeirNode {
       ran: this.ran,
       instances: r?.instances ?? [],
       recordsIn: r?.executor.recordsIn() ?? {},
+      stats: r?.executor.instanceStats() ?? [],
       dropped: this.dropped,
       ...(this.coordinator?.lastCompleted === undefined ? {} : { lastCheckpoint: this.coordinator.lastCompleted }),
     }
