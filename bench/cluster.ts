@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { connect } from '@nats-io/transport-node'
-import { encodeItem, decodeItem } from '../cluster/remote-channel.ts'
+import { ItemDecoder, ItemEncoder } from '../cluster/remote-channel.ts'
 import { withFallbackUser } from '../persistence/postgres-store.ts'
 import { startNatsServer } from '../test/support/nats-server.ts'
 
@@ -70,20 +70,22 @@ async function rawNats(url: string, records: number, keys: number): Promise<{ by
   const run = async (encodeEach: boolean): Promise<number> => {
     const pub = await connect({ servers: url })
     const sub = await connect({ servers: url })
-    const fixed = encodeItem({ epoch: 1, attempt: 1 }, 1, batch(0))
+    const encoder = new ItemEncoder()
+    const decoder = new ItemDecoder()
+    const fixed = new ItemEncoder().encode({ epoch: 1, attempt: 1 }, 1, batch(0))
     let got = 0
     let done!: () => void
     const finished = new Promise<void>((r) => (done = r))
     sub.subscribe('raw', {
       callback: (_e, m) => {
-        if (encodeEach) decodeItem(m.data)
+        if (encodeEach) decoder.decode(m.data)
         if (++got === batches) done()
       },
     })
     await sub.flush()
     const began = performance.now()
     for (let b = 0; b < batches; b++) {
-      pub.publish('raw', encodeEach ? encodeItem({ epoch: 1, attempt: 1 }, b + 1, batch(b * BATCH)) : fixed)
+      pub.publish('raw', encodeEach ? encoder.encode({ epoch: 1, attempt: 1 }, b + 1, batch(b * BATCH)) : fixed)
       // Let the client write out now and then, as the nodes' event loops do.
       if (b % 64 === 63) await pub.flush()
     }

@@ -24,7 +24,7 @@ export interface Generation {
   attempt: number
 }
 
-// Plain CBOR without shared structures: a message must decode on its own, on another node.
+// Credit grants and probes: plain CBOR, each message decodes on its own.
 const wire = new Encoder({ useRecords: false })
 
 /** Item tags on the wire: arrays are smaller and faster to check than objects. */
@@ -35,18 +35,63 @@ const WATERMARK = 3
 /** Not an item: the sender's count of items sent so far, so a receiver notices lost messages. */
 const PROBE = 4
 
-/** Encodes one channel message: `[epoch, attempt, seq, tag, ...fields]`. */
-export function encodeItem(gen: Generation, seq: number, item: ChannelItem): Uint8Array {
+/**
+ * The first byte of a data message. Items are encoded as one CBOR stream per channel: an object
+ * shape is described once, the first time it is sent, and later records refer to it (smaller
+ * and faster to encode and decode than a map per record). So the receiver must decode every item
+ * in order with one decoder: a lost item shows up as a sequence gap and breaks the channel.
+ */
+const FRAME_ITEM = 0
+/** An item that starts a new stream: the sender dropped an encoding it did not send (a batch it split). */
+const FRAME_RESTART = 1
+/** A probe, plain CBOR outside the stream. */
+const FRAME_PROBE = 2
+
+const streamEncoder = () => new Encoder({ sequential: true })
+const streamDecoder = () => new Encoder({ sequential: true, structures: [] })
+
+function framed(frame: number, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.byteLength + 1)
+  out[0] = frame
+  out.set(bytes, 1)
+  return out
+}
+
+function envelope(gen: Generation, seq: number, item: ChannelItem): unknown[] {
   switch (item.type) {
     case 'records':
-      return wire.encode([gen.epoch, gen.attempt, seq, RECORDS, item.records, item.keys ?? null, item.groups ?? null, item.timestamps ?? null])
+      return [gen.epoch, gen.attempt, seq, RECORDS, item.records, item.keys ?? null, item.groups ?? null, item.timestamps ?? null]
     case 'barrier':
-      return wire.encode([gen.epoch, gen.attempt, seq, BARRIER, item.id])
+      return [gen.epoch, gen.attempt, seq, BARRIER, item.id]
     case 'end':
-      return wire.encode([gen.epoch, gen.attempt, seq, END])
+      return [gen.epoch, gen.attempt, seq, END]
     case 'watermark':
-      return wire.encode([gen.epoch, gen.attempt, seq, WATERMARK, item.time, item.idle === true])
+      return [gen.epoch, gen.attempt, seq, WATERMARK, item.time, item.idle === true]
   }
+}
+
+/** Encodes the items of one channel, in order: `[frame][CBOR [epoch, attempt, seq, tag, ...fields]]`. */
+export class ItemEncoder {
+  private stream = streamEncoder()
+  private restarted = false
+
+  /** Encodes the item; call {@link restart} if the result is not sent. */
+  encode(gen: Generation, seq: number, item: ChannelItem): Uint8Array {
+    const bytes = framed(this.restarted ? FRAME_RESTART : FRAME_ITEM, this.stream.encode(envelope(gen, seq, item)))
+    this.restarted = false
+    return bytes
+  }
+
+  /** Forgets the shapes described so far: the next item starts a new stream. */
+  restart(): void {
+    this.stream = streamEncoder()
+    this.restarted = true
+  }
+}
+
+/** Encodes a probe: `[epoch, attempt, items sent so far, PROBE]`. */
+export function encodeProbe(gen: Generation, sent: number): Uint8Array {
+  return framed(FRAME_PROBE, wire.encode([gen.epoch, gen.attempt, sent, PROBE]))
 }
 
 /** Why a channel message was refused. */
@@ -57,22 +102,31 @@ export class BadChannelMessage extends Error {
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v)
 const isNumberArray = (v: unknown, n: number): v is number[] => Array.isArray(v) && v.length === n && v.every((x) => typeof x === 'number')
 
-/** Encodes a probe: `[epoch, attempt, items sent so far, PROBE]`. */
-export function encodeProbe(gen: Generation, sent: number): Uint8Array {
-  return wire.encode([gen.epoch, gen.attempt, sent, PROBE])
+/** Decodes and checks the data messages of one channel, in order, as {@link ItemEncoder} made them. */
+export class ItemDecoder {
+  private stream = streamDecoder()
+
+  /**
+   * Decodes one message; throws {@link BadChannelMessage} for anything malformed. A probe comes
+   * back with `item` undefined and `seq` the count of items sent.
+   */
+  decode(bytes: Uint8Array): { gen: Generation; seq: number; item: ChannelItem | undefined } {
+    const frame = bytes[0]
+    if (frame !== FRAME_ITEM && frame !== FRAME_RESTART && frame !== FRAME_PROBE) throw new BadChannelMessage(`${bytes.byteLength} bytes that do not start with a frame byte`)
+    if (frame === FRAME_RESTART) this.stream = streamDecoder()
+    let v: unknown
+    try {
+      v = (frame === FRAME_PROBE ? wire : this.stream).decode(bytes.subarray(1))
+    } catch (err) {
+      throw new BadChannelMessage(`${bytes.byteLength} bytes that do not decode as CBOR (${(err as Error).message})`)
+    }
+    const decoded = checkItem(v)
+    if ((frame === FRAME_PROBE) !== (decoded.item === undefined)) throw new BadChannelMessage(frame === FRAME_PROBE ? 'a probe frame that holds an item' : 'a probe inside the item stream')
+    return decoded
+  }
 }
 
-/**
- * Decodes and checks one channel message; throws {@link BadChannelMessage} for anything
- * malformed. A probe comes back with `item` undefined and `seq` the count of items sent.
- */
-export function decodeItem(bytes: Uint8Array): { gen: Generation; seq: number; item: ChannelItem | undefined } {
-  let v: unknown
-  try {
-    v = wire.decode(bytes)
-  } catch (err) {
-    throw new BadChannelMessage(`${bytes.byteLength} bytes that do not decode as CBOR (${(err as Error).message})`)
-  }
+function checkItem(v: unknown): { gen: Generation; seq: number; item: ChannelItem | undefined } {
   if (!Array.isArray(v) || v.length < 4 || !isInt(v[0]) || !isInt(v[1]) || !isInt(v[2]) || !isInt(v[3])) throw new BadChannelMessage('not a channel message (no epoch, attempt, sequence and tag)')
   const gen = { epoch: v[0], attempt: v[1] }
   const seq = v[2]
@@ -139,6 +193,7 @@ export class RemoteSender implements Channel {
   private readonly sub: Subscription
   private readonly data: string
   private readonly probe: NodeJS.Timeout
+  private readonly encoder = new ItemEncoder()
   readonly length = 0
 
   constructor(
@@ -181,9 +236,11 @@ export class RemoteSender implements Channel {
   }
 
   push(item: ChannelItem): void {
-    const bytes = encodeItem(this.gen, this.sent + 1, item)
+    const bytes = this.encoder.encode(this.gen, this.sent + 1, item)
     if (bytes.byteLength > this.maxPayload && item.type === 'records' && item.records.length > 1) {
-      // Too big for one NATS message: send it as two batches, in order.
+      // Too big for one NATS message: send it as two batches, in order. The encoder may have
+      // described new shapes in the bytes dropped here, so the halves start a new stream.
+      this.encoder.restart()
       const half = item.records.length >> 1
       const part = (a: number, b: number): ChannelItem => ({
         type: 'records',
@@ -248,12 +305,13 @@ export class RemoteReceiver implements Channel {
     const subjects = channelSubjects(root, gen, address)
     this.credit = subjects.credit
     const name = `${address.from}[${address.fromIndex}] -> ${address.to}[${address.toIndex}]`
+    const decoder = new ItemDecoder()
     this.sub = nc.subscribe(subjects.data, {
       callback: (err, msg) => {
         if (err !== null || this.broken) return
-        let decoded: ReturnType<typeof decodeItem>
+        let decoded: ReturnType<ItemDecoder['decode']>
         try {
-          decoded = decodeItem(msg.data)
+          decoded = decoder.decode(msg.data)
         } catch (e) {
           return this.refuse(`channel ${name}: ${(e as Error).message}`)
         }
