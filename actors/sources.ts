@@ -77,6 +77,10 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
     const splits = positiveInt('splits', options.splits)
     return { kind: 'generator', rescalable: true, open: (ctx) => splitReader(ctx, { records, keys, seedHash, rate, splits }) }
   }
+  // Shared by the instances: each key is one string, whichever instance emits it.
+  // Sized up front: filling a growing array at random indexes would turn it into a slow dictionary.
+  const names: (string | undefined)[] = new Array<string | undefined>(keys)
+  const name = (i: number) => names[i] ?? (names[i] = `k${i}`)
   return {
     kind: 'generator',
     open(ctx: ConnectorContext): SourceReader<GeneratedRecord> {
@@ -84,9 +88,6 @@ export function generatorSource(options: GeneratorOptions): Source<GeneratedReco
       let next = ctx.instance
       let startedAt = performance.now()
       let startedFrom = next
-      // Sized up front: filling a growing array at random indexes would turn it into a slow dictionary.
-      const names: (string | undefined)[] = new Array<string | undefined>(keys)
-      const name = (i: number) => names[i] ?? (names[i] = `k${i}`)
       return {
         restore(offset) {
           if (typeof offset !== 'number' || offset % step !== ctx.instance) throw new Error(`generator offset ${String(offset)} does not belong to instance ${ctx.instance} of ${step}`)
