@@ -7,15 +7,16 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { decodeKeyedChunk } from '../persistence/keyed-chunk.ts'
 import { readSnapshotState } from '../persistence/snapshot-reader.ts'
 import type { SnapshotInfo, SnapshotStore } from '../persistence/store.ts'
-import type { CheckpointOptions } from '../supervisor/checkpoint-options.ts'
+import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { formatBytes } from '../supervisor/checkpoint-coordinator.ts'
 import { DEFAULT_SNAPSHOT_DIR, startJob } from '../supervisor/job-runner.ts'
 import { InvalidOptionError, UnknownOptionError } from '../supervisor/errors.ts'
-import { createLogger, LOG_LEVELS, type LogLevel } from '../supervisor/logger.ts'
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../supervisor/logger.ts'
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
 import { NotFoundError } from './errors.ts'
 import { int, loadJob, ms, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
 import { CLUSTER_USAGE, jobs, node, nodes, request } from './cluster.ts'
+import { runWorkers } from './workers.ts'
 
 const USAGE = `Usage:
   weir run <job.ts> [options]      run a job in this process (local mode)
@@ -56,7 +57,26 @@ const RUN_OPTIONS = {
   restore: { type: 'string' },
   restart: { type: 'string' },
   'log-level': { type: 'string' },
+  workers: { type: 'string' },
 } as const satisfies ParseArgsConfig['options']
+
+/** `weir run --workers N`: checks the flags that apply, then runs the job's nodes on worker threads. */
+async function runOnWorkers(file: string, workers: number, values: { restart?: string } & Parameters<typeof storeFrom>[0], checkpoints: CheckpointOptions | false, restore: 'latest' | 'none' | number, level: LogLevel, logger: Logger): Promise<number> {
+  if (workers < 1) throw new UsageError('--workers must be at least 1')
+  if (values.restart !== undefined) throw new UsageError('--restart does not apply with --workers: the workers recover a failed attempt from the last checkpoint, at most 20 times in a row')
+  let resolved: ResolvedCheckpointOptions
+  try {
+    // The workers recover and rescale through checkpoints: they always take them (every second unless told).
+    resolved = resolveCheckpointOptions(checkpoints === false ? { intervalMs: 1000 } : checkpoints)
+  } catch (err) {
+    if (err instanceof InvalidOptionError) {
+      const flag = FLAG_OF_OPTION[err.option]
+      throw new UsageError(flag === undefined ? err.message : `--${flag}: expected ${err.expected}, got ${JSON.stringify(err.value)}`)
+    }
+    throw err
+  }
+  return await runWorkers(file, { workers, store: storeFrom(values), checkpoints: resolved, restore, level, logger })
+}
 
 /** The flag that sets a `startJob` option, to name it in a usage error. */
 const FLAG_OF_OPTION: Record<string, string> = {
@@ -139,6 +159,8 @@ async function run(args: string[]): Promise<number> {
     throw new UsageError('--checkpoint-mode needs --checkpoint-interval')
   }
   const logger = createLogger({ level })
+  const workers = int('workers', values.workers)
+  if (workers !== undefined) return await runOnWorkers(positionals[0]!, workers, values, checkpoints, restore, level, logger)
   const definition = await loadJob(positionals[0]!)
   const store = storeFrom(values)
   const restart = restartFrom(values.restart)

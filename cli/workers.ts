@@ -1,0 +1,119 @@
+/**
+ * `weir run <job.ts> --workers N`: the job as N cluster nodes in worker threads of this process,
+ * so it uses N cores without a NATS server. The main thread routes the nodes' messages (an
+ * in-process bus in place of NATS) and serves the one snapshot store they share; each worker
+ * runs a node exactly as `weir node` does: the nodes elect a coordinator through the store's
+ * lease, keyed operators run at N instances, and a worker that dies is recovered from as a dead
+ * node is.
+ */
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { Worker } from 'node:worker_threads'
+import { encodeMessage, jobSubjects } from '../cluster/control.ts'
+import { LocalBus } from '../cluster/local-bus.ts'
+import { checkClusterable } from '../cluster/plan.ts'
+import { StoreServer } from '../cluster/store-proxy.ts'
+import type { SnapshotStore } from '../persistence/store.ts'
+import type { ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
+import type { Logger, LogLevel } from '../supervisor/logger.ts'
+import { loadJob, UsageError } from './common.ts'
+import type { WorkerData, WorkerResult } from './worker.ts'
+
+export interface WorkersOptions {
+  workers: number
+  store: SnapshotStore
+  checkpoints: ResolvedCheckpointOptions
+  restore: 'latest' | 'none' | number
+  level: LogLevel
+  logger: Logger
+}
+
+/** bin/weir-worker.js, beside the sources (`cli/`) or the build (`dist/cli/`). */
+function workerEntry(): URL {
+  for (const up of ['../bin/weir-worker.js', '../../bin/weir-worker.js']) {
+    const url = new URL(up, import.meta.url)
+    if (existsSync(url)) return url
+  }
+  throw new Error('bin/weir-worker.js is missing from this installation of weir')
+}
+
+/** Runs the job on `workers` worker threads; resolves with the exit code. */
+export async function runWorkers(file: string, o: WorkersOptions): Promise<number> {
+  const graph = (await loadJob(file)).graph()
+  try {
+    checkClusterable(graph)
+  } catch (err) {
+    throw new UsageError(`--workers: ${(err as Error).message}`)
+  }
+  const log = o.logger.child(graph.name)
+  await o.store.open()
+  const bus = new LocalBus()
+  const server = new StoreServer(o.store)
+  const entry = workerEntry()
+  const results = new Map<string, WorkerResult>()
+  const exits: Promise<void>[] = []
+  log.info('starting workers', { workers: o.workers, store: o.store.description })
+  for (let i = 1; i <= o.workers; i++) {
+    const nodeId = `w${i}`
+    const busPort = bus.connect()
+    const storePort = server.connect()
+    const data: WorkerData = {
+      file: resolve(file),
+      nodeId,
+      workers: o.workers,
+      checkpoints: o.checkpoints,
+      restore: o.restore,
+      level: o.level,
+      heartbeatMs: 200,
+      nodeTimeoutMs: 2000,
+      busPort,
+      storePort,
+      storeDescription: o.store.description,
+    }
+    const worker = new Worker(entry, { workerData: data, transferList: [busPort, storePort] })
+    worker.on('message', (m: WorkerResult) => results.set(nodeId, m))
+    exits.push(
+      new Promise<void>((done) => {
+        worker.on('error', (err) => {
+          results.set(nodeId, { t: 'failed', error: err.message })
+          log.error(`worker ${nodeId} stopped; the others go on with its part of the job`, { error: err.message })
+        })
+        worker.on('exit', (code) => {
+          bus.disconnect(busPort)
+          if (!results.has(nodeId)) {
+            results.set(nodeId, { t: 'failed', error: `the worker thread exited with code ${code}` })
+            log.error(`worker ${nodeId} exited with code ${code}; the others go on with its part of the job`)
+          }
+          void server.disconnect(storePort).then(done, done)
+        })
+      }),
+    )
+  }
+  let signaled = 0
+  const stop = (signal: NodeJS.Signals) => {
+    if (++signaled > 1) process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
+    log.warn(`${signal}: canceling the job (send it again to exit at once)`)
+    bus.publish(jobSubjects('weir', graph.name).cancel, encodeMessage({}))
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  try {
+    await Promise.all(exits)
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+    await server.close()
+    bus.close()
+    await o.store.close()
+  }
+  const failed = [...results].filter(([, r]) => r.t === 'failed')
+  const done = [...results.values()].find((r) => r.t === 'done')
+  if (done === undefined || results.size < o.workers) {
+    for (const [id, r] of failed) log.error(`worker ${id} failed`, { error: r.t === 'failed' ? r.error : '' })
+    log.error('job failed', { workers: o.workers })
+    return 1
+  }
+  for (const [id, r] of failed) log.warn(`worker ${id} failed; the job ended on the others`, { error: r.t === 'failed' ? r.error : '' })
+  log.info(`job ${done.status}`, { workers: o.workers })
+  return 0
+}
