@@ -38,6 +38,8 @@ Run options:
   --restart <strategy>             none | fixed-delay | exponential-backoff | failure-rate,
                                    or a JSON object such as '{"type":"fixed-delay","attempts":5}'
   --log-level <level>              debug | info (default) | warn | error | silent
+  --workers <n>                    run as n nodes in worker threads of this process
+                                   (checkpoints every 1000 ms unless set; no --restart)
 
 Store options:
   --store <embedded|postgres-url>  where snapshots go (default embedded)
