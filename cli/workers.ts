@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { encodeMessage, jobSubjects } from '../cluster/control.ts'
+import { decodeHeartbeat, encodeMessage, jobSubjects } from '../cluster/control.ts'
 import { LocalBus } from '../cluster/local-bus.ts'
 import { checkClusterable } from '../cluster/plan.ts'
 import { StoreServer } from '../cluster/store-proxy.ts'
@@ -27,6 +27,15 @@ export interface WorkersOptions {
   level: LogLevel
   logger: Logger
 }
+
+/** Heartbeats between workers: cheap in process, so often, for a quick recovery. */
+const HEARTBEAT_MS = 200
+/** A worker not heard from for this long is dead to the others. */
+const NODE_TIMEOUT_MS = 2000
+/** A worker silent for this long is ended by the main thread (after the others gave up on it). */
+const WORKER_TIMEOUT_MS = 3000
+/** Time a worker has to load the job and send its first heartbeat. */
+const STARTUP_MS = 60_000
 
 /** bin/weir-worker.js, beside the sources (`cli/`) or the build (`dist/cli/`). */
 function workerEntry(): URL {
@@ -52,6 +61,29 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   const entry = workerEntry()
   const results = new Map<string, WorkerResult>()
   const exits: Promise<void>[] = []
+  const threads = new Map<string, Worker>()
+  // The main thread renews the leases the workers hold, so a worker stuck in user code that
+  // never returns would keep the job's lease for ever: a worker silent past the node timeout is
+  // ended, like a process killed, and the others recover the job without it.
+  const subjects = jobSubjects('weir', graph.name)
+  const seen = new Map<string, number>()
+  bus.tap(subjects.heartbeats, (data) => {
+    const hb = decodeHeartbeat(data)
+    if (hb !== undefined) seen.set(hb.node, performance.now())
+  })
+  const started = performance.now()
+  const watch = setInterval(() => {
+    const now = performance.now()
+    for (const [id, worker] of threads) {
+      if (results.has(id)) continue // its node ended: it is closing
+      const last = seen.get(id)
+      const silentMs = now - (last ?? started)
+      if (silentMs < (last === undefined ? STARTUP_MS : WORKER_TIMEOUT_MS)) continue
+      threads.delete(id)
+      log.error(`worker ${id} stopped answering for ${Math.round(silentMs)} ms (user code that never returns?); ending its thread`)
+      void worker.terminate()
+    }
+  }, 250)
   log.info('starting workers', { workers: o.workers, store: o.store.description })
   for (let i = 1; i <= o.workers; i++) {
     const nodeId = `w${i}`
@@ -64,13 +96,14 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
       checkpoints: o.checkpoints,
       restore: o.restore,
       level: o.level,
-      heartbeatMs: 200,
-      nodeTimeoutMs: 2000,
+      heartbeatMs: HEARTBEAT_MS,
+      nodeTimeoutMs: NODE_TIMEOUT_MS,
       busPort,
       storePort,
       storeDescription: o.store.description,
     }
     const worker = new Worker(entry, { workerData: data, transferList: [busPort, storePort] })
+    threads.set(nodeId, worker)
     worker.on('message', (m: WorkerResult) => results.set(nodeId, m))
     exits.push(
       new Promise<void>((done) => {
@@ -79,6 +112,7 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
           log.error(`worker ${nodeId} stopped; the others go on with its part of the job`, { error: err.message })
         })
         worker.on('exit', (code) => {
+          threads.delete(nodeId)
           bus.disconnect(busPort)
           if (!results.has(nodeId)) {
             results.set(nodeId, { t: 'failed', error: `the worker thread exited with code ${code}` })
@@ -100,6 +134,7 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   try {
     await Promise.all(exits)
   } finally {
+    clearInterval(watch)
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
     await server.close()

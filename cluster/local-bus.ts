@@ -44,6 +44,8 @@ export class LocalBus {
   /** Exact subjects, the common case, by subject. */
   private readonly exact = new Map<string, BusSubscription[]>()
   private readonly wildcards: BusSubscription[] = []
+  /** Main-thread listeners, by exact subject. */
+  private readonly taps = new Map<string, ((data: Uint8Array) => void)[]>()
   private readonly ports = new Set<MessagePort>()
   /** This end of each worker's port, by the worker's end. */
   private readonly ends = new Map<MessagePort, MessagePort>()
@@ -87,7 +89,14 @@ export class LocalBus {
     }
   }
 
+  /** Calls `listener` on the main thread for every message published on `subject` (exact). */
+  tap(subject: string, listener: (data: Uint8Array) => void): void {
+    this.taps.set(subject, [...(this.taps.get(subject) ?? []), listener])
+  }
+
   private route(subject: string, data: Uint8Array, reply: string | undefined): void {
+    const taps = this.taps.get(subject)
+    if (taps !== undefined) for (const listen of taps) listen(data)
     const exact = this.exact.get(subject)
     if (exact !== undefined) for (const s of exact) s.port.postMessage({ t: 'msg', sid: s.sid, subject, data, reply } satisfies FromBus)
     for (const s of this.wildcards) if (subjectMatches(s.pattern, subject)) s.port.postMessage({ t: 'msg', sid: s.sid, subject, data, reply } satisfies FromBus)

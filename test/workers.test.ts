@@ -78,6 +78,24 @@ t.test('a worker thread that dies part-way: the other recovers the job, exact', 
   await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
 })
 
+t.test('a worker stuck in user code that never returns: the main thread ends it, the other recovers, exact', async (tt) => {
+  const ts = embeddedTestStore()
+  const dir = mkdtempSync(join(tmpdir(), 'weir-workers-'))
+  tt.teardown(async () => {
+    await ts.cleanup()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const job = `workers-hang-${process.pid}`
+  const env = { ...fixtureEnv(job, 120_000, 40_000), WEIR_FIXTURE_EXIT_AT: '60000', WEIR_FIXTURE_EXIT_MARKER: join(dir, 'hung'), WEIR_FIXTURE_HANG: '1' }
+  const run = weir(['run', 'test/fixtures/worker-exit-job.ts', '--workers', '2', '--checkpoint-interval', '300', ...ts.cliArgs], env)
+  tt.equal(await run.code, 0, 'exits 0: the job finished on the worker left', { output: run.output() })
+  const out = run.output()
+  tt.match(out, /worker w[12] stopped answering for \d+ ms \(user code that never returns\?\); ending its thread/)
+  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=2/, 'the other recovered the job without it')
+  await ts.store.open()
+  await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
+})
+
 t.test('SIGTERM cancels the job on every worker', async (tt) => {
   const ts = embeddedTestStore()
   tt.teardown(() => ts.cleanup())
