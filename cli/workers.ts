@@ -34,6 +34,8 @@ const HEARTBEAT_MS = 200
 const NODE_TIMEOUT_MS = 2000
 /** A worker silent for this long is ended by the main thread (after the others gave up on it). */
 const WORKER_TIMEOUT_MS = 3000
+/** How long the workers try to take a lease another runner holds before the run fails. */
+const LEASE_WAIT_MS = 15_000
 /** Time a worker has to load the job and send its first heartbeat. */
 const STARTUP_MS = 60_000
 
@@ -56,6 +58,14 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   }
   const log = o.logger.child(graph.name)
   await o.store.open()
+  // Another runner of the job (a `weir run` or another --workers process on the same store): say
+  // so now. The workers would otherwise wait for a lease that never comes.
+  try {
+    await (await o.store.acquireLease(graph.name)).release()
+  } catch (err) {
+    await o.store.close()
+    throw err
+  }
   const bus = new LocalBus()
   const server = new StoreServer(o.store)
   const entry = workerEntry()
@@ -72,8 +82,15 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
     if (hb !== undefined) seen.set(hb.node, performance.now())
   })
   const started = performance.now()
+  let refused: Error | undefined
   const watch = setInterval(() => {
     const now = performance.now()
+    // Another runner took the job between the check above and the workers' first try.
+    if (server.leasesGranted === 0 && server.lastLeaseRefusal !== undefined && now - started > LEASE_WAIT_MS && refused === undefined) {
+      refused = server.lastLeaseRefusal
+      log.error('the workers cannot take the job', { error: refused.message })
+      for (const worker of threads.values()) void worker.terminate()
+    }
     for (const [id, worker] of threads) {
       if (results.has(id)) continue // its node ended: it is closing
       const last = seen.get(id)
@@ -141,6 +158,7 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
     bus.close()
     await o.store.close()
   }
+  if (refused !== undefined) throw refused
   const failed = [...results].filter(([, r]) => r.t === 'failed')
   const done = [...results.values()].find((r) => r.t === 'done')
   if (done === undefined || results.size < o.workers) {

@@ -103,16 +103,18 @@ export class Coordinator {
     for (const s of await store.listSnapshots(graph.name)) {
       if (s.status === 'pending') await store.abortSnapshot(graph.name, s.id, 'left pending by an earlier coordinator')
     }
-    // Hear every live node before placing anything, and wait for as many as asked for.
+    // Hear every live node before placing anything.
     await sleep(this.node.heartbeatMs * 2)
-    const minNodes = this.o.minNodes ?? 1
+    // A coordinator taking over from another resumes on the nodes left; the first one waits for
+    // as many nodes as asked for, then starts as asked. (Waiting on a takeover would stall a job
+    // whose coordinator died with nothing to replace it.)
+    const resumed = [...this.node.members.values()].some((m) => m.ran && m.node !== this.node.nodeId) || this.node.heartbeatNow().ran
+    const minNodes = resumed ? 1 : (this.o.minNodes ?? 1)
     while (!this.stopped && this.live().length < minNodes) {
       this.node.log.info('waiting for nodes', { live: this.live().length, want: minNodes })
       await sleep(this.node.heartbeatMs)
     }
     if (this.stopped) return
-    // A coordinator taking over from another resumes; the first one starts as asked.
-    const resumed = [...this.node.members.values()].some((m) => m.ran && m.node !== this.node.nodeId) || this.node.heartbeatNow().ran
     const restore = resumed ? 'latest' : (this.o.restore ?? 'latest')
     let from: SnapshotInfo | undefined
     if (restore === 'latest') from = await newestVerifiedSnapshot(store, graph, this.node.log)

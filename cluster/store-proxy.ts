@@ -50,6 +50,9 @@ function rebuilt(e: SentError): Error {
 export class StoreServer {
   private readonly leases = new Map<number, { lease: JobLease; port: MessagePort }>()
   private nextLease = 1
+  /** Leases taken for workers so far, and the last refusal (another runner holds the job). */
+  leasesGranted = 0
+  lastLeaseRefusal: Error | undefined
   private readonly ports = new Set<MessagePort>()
   /** This end of each worker's port, by the worker's end. */
   private readonly ends = new Map<MessagePort, MessagePort>()
@@ -69,7 +72,11 @@ export class StoreServer {
     try {
       let value: unknown
       if (m.method === 'acquireLease') {
-        const lease = await this.store.acquireLease(m.args[0] as string, m.args[1] as LeaseOptions | undefined)
+        const lease = await this.store.acquireLease(m.args[0] as string, m.args[1] as LeaseOptions | undefined).catch((err: unknown) => {
+          if (err instanceof errors.JobAlreadyRunningError) this.lastLeaseRefusal = err
+          throw err
+        })
+        this.leasesGranted++
         const id = this.nextLease++
         this.leases.set(id, { lease, port })
         void lease.lost.then((error) => {

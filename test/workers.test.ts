@@ -49,7 +49,7 @@ async function runToTheEnd(tt: Test, kind: 'embedded' | 'postgres'): Promise<voi
   const job = `workers-${kind}-${process.pid}`
   const run = weir(['run', 'test/fixtures/counting-job.ts', '--workers', '2', '--checkpoint-interval', '300', ...ts.cliArgs], fixtureEnv(job, 100_000, 50_000))
   tt.equal(await run.code, 0, 'exits 0', { output: run.output() })
-  tt.match(run.output(), /deploying epoch=1 attempt=1 from=nothing nodes="w1 w2" parallelism=\{"in":1,"count":2\}/, 'the job ran on both workers')
+  tt.match(run.output(), /deploying epoch=\d+ attempt=1 from=nothing nodes="w1 w2" parallelism=\{"in":1,"count":2\}/, 'the job ran on both workers')
   tt.match(run.output(), /job finished workers=2/)
   await ts.store.open()
   await assertFinalState(tt, ts, job, expectedState({ records: 100_000, keys: 500, seed: 5 }))
@@ -71,8 +71,9 @@ t.test('a worker thread that dies part-way: the other recovers the job, exact', 
   tt.equal(await run.code, 0, 'exits 0: the job finished on the worker left', { output: run.output() })
   const out = run.output()
   tt.match(out, /worker (w[12]) exited with code 7; the others go on with its part of the job/)
-  // The dead worker may have been the coordinator: then the survivor takes the lease (epoch 2) and restores.
-  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=2/, 'the survivor recovered the job without it')
+  // The dead worker may have been the coordinator: then the survivor takes the lease (epoch 3:
+  // the first is the main thread's check that no other runner holds the job) and restores.
+  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=3/, 'the survivor recovered the job without it')
   tt.match(out, /deploying epoch=\d+ attempt=\d+ from=\d+ nodes=w[12] parallelism=\{"in":1,"count":1\}/, 'onto one worker')
   await ts.store.open()
   await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
@@ -91,7 +92,7 @@ t.test('a worker stuck in user code that never returns: the main thread ends it,
   tt.equal(await run.code, 0, 'exits 0: the job finished on the worker left', { output: run.output() })
   const out = run.output()
   tt.match(out, /worker w[12] stopped answering for \d+ ms \(user code that never returns\?\); ending its thread/)
-  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=2/, 'the other recovered the job without it')
+  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=3/, 'the other recovered the job without it')
   await ts.store.open()
   await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
 })
@@ -105,6 +106,26 @@ t.test('SIGTERM cancels the job on every worker', async (tt) => {
   tt.equal(await run.code, 0, { output: run.output() })
   tt.match(run.output(), /SIGTERM: canceling the job/)
   tt.match(run.output(), /job canceled workers=2/)
+})
+
+t.test('a job already running on the store: --workers says so and exits 1', async (tt) => {
+  const ts = embeddedTestStore()
+  tt.teardown(() => ts.cleanup())
+  const env = fixtureEnv(`workers-twice-${process.pid}`, 10_000_000, 20_000)
+  const first = weir(['run', 'test/fixtures/counting-job.ts', '--checkpoint-interval', '300', ...ts.cliArgs], env)
+  tt.teardown(() => {
+    try {
+      process.kill(first.pid, 'SIGKILL')
+    } catch {
+      // already ended
+    }
+  })
+  tt.ok(await waitFor(() => /checkpoint completed/.test(first.output()), 30_000), 'the first runner runs')
+  const second = weir(['run', 'test/fixtures/counting-job.ts', '--workers', '2', ...ts.cliArgs], env)
+  tt.equal(await second.code, 1, { output: second.output() })
+  tt.match(second.output(), /job 'workers-twice-\d+' is already running on host \S+ as pid \d+/)
+  process.kill(first.pid, 'SIGTERM')
+  tt.equal(await first.code, 143, 'the first runner was not disturbed (143: canceled by SIGTERM)', { output: first.output() })
 })
 
 t.test('what --workers cannot run is refused clearly', async (tt) => {

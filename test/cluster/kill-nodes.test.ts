@@ -50,6 +50,20 @@ t.test('three nodes run a job to the end with exact state', async (tt) => {
   await assertFinalState(tt, ts, job, expected)
 })
 
+t.test('the coordinator killed with no node to replace it: the one left takes over and finishes, exact', async (tt) => {
+  const { job, ts, cluster, expected } = setup(tt, 100_000, 25_000)
+  await ts.store.open()
+  for (let i = 0; i < 2; i++) cluster.start(['--min-nodes', '2'])
+  tt.ok(await cluster.checkpoints(2), 'the job checkpoints')
+  const old = cluster.coordinator()!
+  await cluster.kill(old)
+  const codes = await cluster.finish()
+  tt.same([...codes.entries()].filter(([id]) => id !== old.id).map(([, c]) => c), [0], 'the node left exits 0', { logs: cluster.logs() })
+  // --min-nodes 2 is for the first start: the node taking over resumes alone instead of waiting.
+  tt.ok([...cluster.nodes.values()].some((n) => n !== old && /coordinating the job node=\S+ epoch=2/.test(n.output())), 'it took the lease')
+  await assertFinalState(tt, ts, job, expected)
+})
+
 t.test('SIGKILL of random nodes, of the coordinator and of two at once ends exact', async (tt) => {
   const { job, ts, cluster, expected } = setup(tt, 150_000, 25_000)
   await ts.store.open()
