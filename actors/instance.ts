@@ -3,7 +3,7 @@
  * item at a time, in order), an XState lifecycle, outputs and, for keyed operators, a state
  * backend for its key-group range. All per-record work is synchronous.
  */
-import { createActor, type Actor } from 'xstate'
+import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
 import type { Channel, RecordBatch } from './channel.ts'
 import { systemClock, type Clock } from './clock.ts'
@@ -32,6 +32,8 @@ export interface InstanceHost {
   instanceFinished(instance: Instance): void
   /** A lifecycle transition, for logs and the supervisor. */
   transitioned(instance: Instance, status: InstanceStatus): void
+  /** XState's inspector for the instances' lifecycle actors (`RunOptions.inspect`), if any. */
+  readonly inspect?: ((event: InspectionEvent) => void) | undefined
 }
 
 /** An input channel and which logical input (0 or 1) of the operator it feeds. */
@@ -59,7 +61,8 @@ export abstract class Instance {
     protected readonly host: InstanceHost,
   ) {
     this.id = `${spec.uid}[${index}]`
-    this.lifecycle = createActor(instanceMachine)
+    // The actor's id is the instance's, so an inspector tells the instances apart.
+    this.lifecycle = createActor(instanceMachine, host.inspect === undefined ? { id: this.id } : { id: this.id, inspect: host.inspect })
     let last: InstanceStatus | undefined
     this.lifecycle.subscribe((s) => {
       const status = statusOf(s.value)

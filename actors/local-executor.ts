@@ -3,6 +3,7 @@
  * channels, restores them from a snapshot, schedules them on the event loop in bounded slices,
  * and encodes and writes their snapshots off the hot path (docs/architecture.md sections 5 and 6).
  */
+import type { InspectionEvent } from 'xstate'
 import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
 import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
@@ -72,6 +73,8 @@ export interface ExecutorOptions {
    * @default every instance runs here
    */
   placement?: Placement | undefined
+  /** XState's inspector for the instances' lifecycle actors (`RunOptions.inspect`). */
+  inspect?: ((event: InspectionEvent) => void) | undefined
 }
 
 /** Measurements of one attempt. */
@@ -542,6 +545,10 @@ export class LocalExecutor implements InstanceHost {
     this.finishedCount++
     // A finished instance's state no longer changes: snapshot it for every checkpoint it missed.
     for (const id of [...this.inFlight].sort((a, b) => a - b)) if (id > instance.lastSnapshot) this.snapshotNow(instance, id)
+  }
+
+  get inspect(): ((event: InspectionEvent) => void) | undefined {
+    return this.options.inspect
   }
 
   transitioned(instance: Instance, status: InstanceStatus): void {

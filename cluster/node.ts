@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { InspectionEvent } from 'xstate'
 import type { Channel, ChannelAddress, Placement } from '../actors/channel.ts'
 import type { Clock } from '../actors/clock.ts'
 import type { JobGraph } from '../actors/job.ts'
@@ -53,6 +54,8 @@ export interface NodeOptions {
   tuning: ExecutorTuning
   strictState?: boolean
   clock?: Clock
+  /** XState's inspector for the lifecycle actors of this node's instances (as `RunOptions.inspect`). */
+  inspect?: (event: InspectionEvent) => void
 }
 
 /** How a node's part of the job ended. */
@@ -360,6 +363,7 @@ export class WeirNode {
         tuning: this.o.tuning,
         strictState: this.o.strictState === true,
         clock: this.o.clock,
+        inspect: this.o.inspect,
         placement,
       })
       this.running = { gen, executor, channels, instances, finished: false }

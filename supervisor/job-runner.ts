@@ -3,7 +3,7 @@
  * attempts of the job, takes checkpoints and recovers from failures with the restart strategy
  * (docs/architecture.md section 7).
  */
-import { createActor } from 'xstate'
+import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate'
 import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder, JobGraph } from '../actors/job.ts'
 import { Watchdog } from '../actors/watchdog.ts'
@@ -67,6 +67,17 @@ export interface RunOptions {
    * @default systemClock (`Date.now`)
    */
   clock?: Clock
+  /**
+   * XState's inspector (`createActor(machine, { inspect })`), given every event of the job's
+   * lifecycle actor and of every instance's: `@xstate.snapshot` events carry each transition, and
+   * `event.actorRef.id` is the job's name or the instance's `operator[index]`. For tests and tools
+   * that watch lifecycles (see `@statelyai/inspect` for a visual one). Called on the hot path of
+   * transitions: keep it cheap.
+   * @example
+   * const states: string[] = []
+   * await runJob(j, { inspect: (e) => { if (e.type === '@xstate.snapshot') states.push(`${e.actorRef.id}: ${JSON.stringify((e.snapshot as { value: unknown }).value)}`) } })
+   */
+  inspect?: ((event: InspectionEvent) => void) | Observer<InspectionEvent>
 }
 
 /** How a job ended. */
@@ -110,7 +121,7 @@ export function startJob(definition: JobBuilder | JobGraph, options: RunOptions 
   const logger = (options.logger ?? createLogger({ level: resolved.logLevel })).child(graph.name)
   const ownStore = options.store === undefined
   const store = options.store ?? new EmbeddedStore({ dir: DEFAULT_SNAPSHOT_DIR })
-  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs, clock: resolved.clock }
+  const userCode = { strictState: resolved.strictState, watchdogMs: resolved.watchdogMs, clock: resolved.clock, inspect: resolved.inspect }
   const runner = new JobRunner(graph, store, ownStore, checkpoints, strategy, restore, logger, tuning, resolved.progressIntervalMs, userCode)
   const done = runner.run()
   return { job: graph.name, done, status: () => runner.status(), cancel: () => runner.cancel(), recordsIn: () => runner.recordsIn() }
@@ -131,7 +142,7 @@ export async function runJob(definition: JobBuilder | JobGraph, options: RunOpti
 }
 
 class JobRunner {
-  private readonly machine = createActor(jobMachine)
+  private readonly machine: Actor<typeof jobMachine>
   private executor: LocalExecutor | undefined
   private coordinator: CheckpointCoordinator | undefined
   private cancelRequested: (() => void) | undefined
@@ -151,8 +162,9 @@ class JobRunner {
     private readonly log: Logger,
     private readonly tuning: ExecutorTuning,
     private readonly progressIntervalMs: number,
-    private readonly userCode: { strictState: boolean; watchdogMs: number; clock: Clock },
+    private readonly userCode: { strictState: boolean; watchdogMs: number; clock: Clock; inspect: ((event: InspectionEvent) => void) | undefined },
   ) {
+    this.machine = createActor(jobMachine, userCode.inspect === undefined ? { id: graph.name } : { id: graph.name, inspect: userCode.inspect })
     let last: string | undefined
     this.machine.subscribe((s) => {
       if (s.value !== last) this.log.info(`job -> ${String((last = s.value as string))}`)
@@ -337,6 +349,7 @@ class JobRunner {
         strictState: this.userCode.strictState,
         clock: this.userCode.clock,
         watchdog: this.watchdog,
+        inspect: this.userCode.inspect,
       })
       this.executor = executor
       if (from !== undefined) {

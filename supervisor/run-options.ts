@@ -3,6 +3,7 @@
  * checked, so a mistake fails at once with an error naming the option (never deep inside an
  * attempt, where it would be retried). Errors of options are terminal.
  */
+import type { InspectionEvent } from 'xstate'
 import { systemClock, type Clock } from '../actors/clock.ts'
 import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
@@ -22,10 +23,11 @@ export interface ResolvedRunOptions {
   strictState: boolean
   watchdogMs: number
   clock: Clock
+  inspect: ((event: InspectionEvent) => void) | undefined
 }
 
 /** Keys of `RunOptions`; `store` and `logger` are objects of their own and checked by them. */
-export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs', 'clock']
+export const RUN_OPTION_KEYS = ['store', 'checkpoints', 'restart', 'restore', 'logger', 'logLevel', 'progressIntervalMs', 'tuning', 'strictState', 'watchdogMs', 'clock', 'inspect']
 
 const TUNING_KEYS = Object.keys(DEFAULT_TUNING)
 
@@ -57,10 +59,20 @@ export function resolveRunOptions(options: unknown): ResolvedRunOptions {
     strictState: checkBoolean('strictState', o['strictState'] ?? process.env['WEIR_STRICT_STATE'] === '1'),
     watchdogMs: checkDuration('watchdogMs', o['watchdogMs'] ?? 10_000),
     clock: resolveClock(o['clock']),
+    inspect: resolveInspect(o['inspect']),
   }
 }
 
 /** Checks executor tuning: whole records and batches, a time slice in milliseconds. */
+/** An XState inspector: a function, or an observer with `next` (as `createActor` takes it). */
+function resolveInspect(inspect: unknown): ((event: InspectionEvent) => void) | undefined {
+  if (inspect === undefined) return undefined
+  if (typeof inspect === 'function') return inspect as (event: InspectionEvent) => void
+  const next = (inspect as { next?: unknown } | null)?.next
+  if (typeof next === 'function') return (event) => (next as (e: InspectionEvent) => void).call(inspect, event)
+  throw new InvalidOptionError('inspect', 'a function or an observer with next(event), as XState takes them', inspect)
+}
+
 export function resolveTuning(tuning: unknown): ExecutorTuning {
   if (tuning === undefined) return { ...DEFAULT_TUNING }
   const given = checkObject('tuning', tuning)
