@@ -77,9 +77,15 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   // ended, like a process killed, and the others recover the job without it.
   const subjects = jobSubjects('weir', graph.name)
   const seen = new Map<string, number>()
+  // Until a worker runs instances, the coordinator waits for all of them: one that ends before
+  // then fails the run (the others would wait for it for ever).
+  let deployed = false
+  let startFailure: string | undefined
   bus.tap(subjects.heartbeats, (data) => {
     const hb = decodeHeartbeat(data)
-    if (hb !== undefined) seen.set(hb.node, performance.now())
+    if (hb === undefined) return
+    seen.set(hb.node, performance.now())
+    if (hb.ran) deployed = true
   })
   const started = performance.now()
   let refused: Error | undefined
@@ -133,7 +139,12 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
           bus.disconnect(busPort)
           if (!results.has(nodeId)) {
             results.set(nodeId, { t: 'failed', error: `the worker thread exited with code ${code}` })
-            log.error(`worker ${nodeId} exited with code ${code}; the others go on with its part of the job`)
+            if (deployed) log.error(`worker ${nodeId} exited with code ${code}; the others go on with its part of the job`)
+          }
+          const result = results.get(nodeId)!
+          if (!deployed && result.t === 'failed' && startFailure === undefined) {
+            startFailure = `worker ${nodeId} ended before the job started: ${result.error}`
+            for (const other of threads.values()) void other.terminate()
           }
           void server.disconnect(storePort).then(done, done)
         })
@@ -159,6 +170,10 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
     await o.store.close()
   }
   if (refused !== undefined) throw refused
+  if (startFailure !== undefined) {
+    log.error('job failed', { error: startFailure })
+    return 1
+  }
   const failed = [...results].filter(([, r]) => r.t === 'failed')
   const done = [...results.values()].find((r) => r.t === 'done')
   if (done === undefined || results.size < o.workers) {

@@ -75,7 +75,11 @@ export interface RunOptions {
    * transitions: keep it cheap.
    * @example
    * const states: string[] = []
-   * await runJob(j, { inspect: (e) => { if (e.type === '@xstate.snapshot') states.push(`${e.actorRef.id}: ${JSON.stringify((e.snapshot as { value: unknown }).value)}`) } })
+   * await runJob(j, {
+   *   inspect: (e) => {
+   *     if (e.type === '@xstate.snapshot') states.push(`${(e.actorRef as AnyActorRef).id}: ${JSON.stringify((e.snapshot as unknown as { value: unknown }).value)}`)
+   *   },
+   * })
    */
   inspect?: ((event: InspectionEvent) => void) | Observer<InspectionEvent>
 }

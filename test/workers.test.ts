@@ -128,6 +128,14 @@ t.test('a job already running on the store: --workers says so and exits 1', asyn
   tt.equal(await first.code, 143, 'the first runner was not disturbed (143: canceled by SIGTERM)', { output: first.output() })
 })
 
+t.test('a worker that fails before the job starts fails the run (the others do not wait for it)', async (tt) => {
+  const ts = embeddedTestStore()
+  tt.teardown(() => ts.cleanup())
+  const run = weir(['run', 'test/fixtures/worker-start-fail-job.ts', '--workers', '2', ...ts.cliArgs], fixtureEnv(`workers-start-${process.pid}`, 10_000, 20_000))
+  tt.equal(await run.code, 1, { output: run.output() })
+  tt.match(run.output(), /job failed error="worker w[12] ended before the job started: .*this worker cannot load the job/)
+})
+
 t.test('what --workers cannot run is refused clearly', async (tt) => {
   const zero = weir(['run', 'test/fixtures/counting-job.ts', '--workers', '0'])
   tt.equal(await zero.code, 2)

@@ -3,7 +3,7 @@
  * test or a tool watches transitions instead of reading log lines.
  */
 import t from 'tap'
-import type { InspectionEvent } from 'xstate'
+import type { AnyActorRef, InspectionEvent } from 'xstate'
 import { generatorSource, job, runJob, valueState } from '../../index.ts'
 import { embeddedTestStore } from '../support/stores.ts'
 
@@ -24,10 +24,11 @@ function watch(): { inspect: (e: InspectionEvent) => void; states: Map<string, s
     states,
     inspect: (e) => {
       if (e.type !== '@xstate.snapshot') return
-      const value = JSON.stringify((e.snapshot as { value: unknown }).value)
-      const seen = states.get(e.actorRef.id) ?? []
+      const id = (e.actorRef as AnyActorRef).id
+      const value = JSON.stringify((e.snapshot as unknown as { value: unknown }).value)
+      const seen = states.get(id) ?? []
       if (seen.at(-1) !== value) seen.push(value)
-      states.set(e.actorRef.id, seen)
+      states.set(id, seen)
     },
   }
 }
