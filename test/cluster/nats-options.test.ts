@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { createUser } from '@nats-io/nkeys'
 import { connectNats, NatsConnectError, natsConnectionOptions, NatsOptionError, natsFlagsFrom } from '../../cluster/nats-options.ts'
 import { freePort, hasNatsServer, makeTestCertificates, NO_NATS_SERVER, startNatsServer } from '../support/nats-server.ts'
 
@@ -62,6 +63,25 @@ t.test('a server with user and password', async (t) => {
   t.match((wrong as Error).message, /refused the credentials/)
   const none = await connectNats(natsConnectionOptions({ servers: server.url }, {}), 'test', 2000).then(() => undefined, (e: unknown) => e)
   t.match((none as Error).message, /refused the credentials/, 'no credentials at all: refused too')
+})
+
+t.test('a server that lets in one nkey user', async (t) => {
+  const user = createUser()
+  const stranger = createUser()
+  const server = await startNatsServer({ nkey: user.getPublicKey() })
+  t.teardown(() => server.cleanup())
+  writeFileSync(join(dir, 'user.nk'), `${new TextDecoder().decode(user.getSeed())}\n`)
+  writeFileSync(join(dir, 'stranger.nk'), new TextDecoder().decode(stranger.getSeed()))
+  const nc = await connectNats(natsConnectionOptions({ servers: server.url, nkeySeedFile: join(dir, 'user.nk') }, {}), 'test')
+  await nc.flush()
+  t.pass("the user's seed file connects (a trailing newline is fine)")
+  await nc.close()
+  const fromEnv = await connectNats(natsConnectionOptions({ servers: server.url }, { WEIR_NATS_NKEY_SEED_FILE: join(dir, 'user.nk') }), 'test')
+  await fromEnv.close()
+  t.pass('and so does WEIR_NATS_NKEY_SEED_FILE')
+  const wrong = await connectNats(natsConnectionOptions({ servers: server.url, nkeySeedFile: join(dir, 'stranger.nk') }, {}), 'test', 2000).then(() => undefined, (e: unknown) => e)
+  t.type(wrong, NatsConnectError)
+  t.match((wrong as Error).message, /refused the credentials/, 'another nkey is refused, said clearly')
 })
 
 t.test('a server with TLS, certificates made by the test', async (t) => {

@@ -12,6 +12,8 @@ export interface NatsServerOptions {
   user?: string
   password?: string
   tls?: { cert: string; key: string }
+  /** The public key (`U...`) of the one user allowed in, who signs in with the nkey. */
+  nkey?: string
   /** max_payload of the server, in bytes. */
   maxPayload?: number
 }
@@ -63,6 +65,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<TestNa
   const lines = [`listen: 127.0.0.1:${port}`]
   if (o.maxPayload !== undefined) lines.push(`max_payload: ${o.maxPayload}`)
   if (o.user !== undefined) lines.push(`authorization { user: "${o.user}", password: "${o.password ?? ''}" }`)
+  if (o.nkey !== undefined) lines.push(`authorization { users = [ { nkey: "${o.nkey}" } ] }`)
   if (o.tls !== undefined) lines.push(`tls { cert_file: "${o.tls.cert}", key_file: "${o.tls.key}" }`)
   const config = join(dir, 'nats.conf')
   writeFileSync(config, `${lines.join('\n')}\n`)
