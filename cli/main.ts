@@ -14,7 +14,7 @@ import { InvalidOptionError, UnknownOptionError } from '../supervisor/errors.ts'
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../supervisor/logger.ts'
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
 import { NotFoundError } from './errors.ts'
-import { int, loadJob, ms, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
+import { int, loadJob, ms, signalExitCode, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'
 import { CLUSTER_USAGE, jobs, node, nodes, request } from './cluster.ts'
 import { runWorkers } from './workers.ts'
 
@@ -129,10 +129,6 @@ function restartFrom(value: string | undefined): RestartStrategyOptions | undefi
 }
 
 /** The shell's exit code for a process ended by `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
-function signalExitCode(signal: NodeJS.Signals): number {
-  return 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)
-}
-
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: RUN_OPTIONS, allowPositionals: true, strict: true })
   if (values.help === true) {

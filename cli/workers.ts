@@ -16,7 +16,7 @@ import { StoreServer } from '../cluster/store-proxy.ts'
 import type { SnapshotStore } from '../persistence/store.ts'
 import type { ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import type { Logger, LogLevel } from '../supervisor/logger.ts'
-import { loadJob, UsageError } from './common.ts'
+import { loadJob, signalExitCode, UsageError } from './common.ts'
 import type { WorkerData, WorkerResult } from './worker.ts'
 
 export interface WorkersOptions {
@@ -152,9 +152,11 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
     )
   }
   let signaled = 0
-  const stop = (signal: NodeJS.Signals) => {
-    if (++signaled > 1) process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
-    log.warn(`${signal}: canceling the job (send it again to exit at once)`)
+  let signal: NodeJS.Signals | undefined
+  const stop = (sig: NodeJS.Signals) => {
+    signal = sig
+    if (++signaled > 1) process.exit(signalExitCode(sig))
+    log.warn(`${sig}: canceling the job (send it again to exit at once)`)
     bus.publish(jobSubjects('weir', graph.name).cancel, encodeMessage({}))
   }
   process.on('SIGINT', stop)
@@ -183,5 +185,6 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   }
   for (const [id, r] of failed) log.warn(`worker ${id} failed; the job ended on the others`, { error: r.t === 'failed' ? r.error : '' })
   log.info(`job ${done.status}`, { workers: o.workers })
-  return 0
+  // As plain `weir run`: canceled by a signal exits 130 (SIGINT) or 143 (SIGTERM).
+  return done.status === 'canceled' && signal !== undefined ? signalExitCode(signal) : 0
 }

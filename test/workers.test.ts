@@ -103,7 +103,7 @@ t.test('SIGTERM cancels the job on every worker', async (tt) => {
   const run = weir(['run', 'test/fixtures/counting-job.ts', '--workers', '2', '--checkpoint-interval', '300', ...ts.cliArgs], fixtureEnv(`workers-cancel-${process.pid}`, 10_000_000, 20_000))
   tt.ok(await waitFor(() => /checkpoint completed/.test(run.output()), 30_000), 'the job runs')
   process.kill(run.pid, 'SIGTERM')
-  tt.equal(await run.code, 0, { output: run.output() })
+  tt.equal(await run.code, 143, '143, as plain weir run canceled by SIGTERM', { output: run.output() })
   tt.match(run.output(), /SIGTERM: canceling the job/)
   tt.match(run.output(), /job canceled workers=2/)
 })
