@@ -60,7 +60,6 @@ export async function loadJob(file: string): Promise<JobBuilder> {
   return def as JobBuilder
 }
 
-
 /** The exit code of a command ended by a signal, as shells report it: 130 for SIGINT, 143 for SIGTERM. */
 export function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)

@@ -71,11 +71,7 @@ async function runOnWorkers(file: string, workers: number, values: { restart?: s
     // The workers recover and rescale through checkpoints: they always take them (every second unless told).
     resolved = resolveCheckpointOptions(checkpoints === false ? { intervalMs: 1000 } : checkpoints)
   } catch (err) {
-    if (err instanceof InvalidOptionError) {
-      const flag = FLAG_OF_OPTION[err.option]
-      throw new UsageError(flag === undefined ? err.message : `--${flag}: expected ${err.expected}, got ${JSON.stringify(err.value)}`)
-    }
-    throw err
+    throw asUsageError(err)
   }
   return await runWorkers(file, { workers, store: storeFrom(values), checkpoints: resolved, restore, level, logger })
 }
@@ -128,7 +124,16 @@ function restartFrom(value: string | undefined): RestartStrategyOptions | undefi
   return { type: value } as RestartStrategyOptions
 }
 
-/** The shell's exit code for a process ended by `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
+/** A run option's error, said as the flag that set it (a usage mistake); anything else as it is. */
+function asUsageError(err: unknown): unknown {
+  if (err instanceof InvalidOptionError) {
+    const flag = err.option.startsWith('restart') ? 'restart' : FLAG_OF_OPTION[err.option]
+    return new UsageError(flag === undefined ? err.message : `--${flag}: expected ${err.expected}, got ${JSON.stringify(err.value)}`)
+  }
+  if (err instanceof UnknownOptionError && err.option.startsWith('restart')) return new UsageError(`--restart: ${err.message}`)
+  return err
+}
+
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: RUN_OPTIONS, allowPositionals: true, strict: true })
   if (values.help === true) {
@@ -166,12 +171,7 @@ async function run(args: string[]): Promise<number> {
   try {
     handle = startJob(definition, { store, checkpoints, restore, logger, ...(restart === undefined ? {} : { restart }) })
   } catch (err) {
-    if (err instanceof InvalidOptionError) {
-      const flag = err.option.startsWith('restart') ? 'restart' : FLAG_OF_OPTION[err.option]
-      throw new UsageError(flag === undefined ? err.message : `--${flag}: expected ${err.expected}, got ${JSON.stringify(err.value)}`)
-    }
-    if (err instanceof UnknownOptionError && err.option.startsWith('restart')) throw new UsageError(`--restart: ${err.message}`)
-    throw err
+    throw asUsageError(err)
   }
   let signaled: NodeJS.Signals | undefined
   const stop = (signal: NodeJS.Signals) => {

@@ -157,7 +157,7 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
     signal = sig
     if (++signaled > 1) process.exit(signalExitCode(sig))
     log.warn(`${sig}: canceling the job (send it again to exit at once)`)
-    bus.publish(jobSubjects('weir', graph.name).cancel, encodeMessage({}))
+    bus.publish(subjects.cancel, encodeMessage({}))
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
@@ -178,7 +178,8 @@ export async function runWorkers(file: string, o: WorkersOptions): Promise<numbe
   }
   const failed = [...results].filter(([, r]) => r.t === 'failed')
   const done = [...results.values()].find((r) => r.t === 'done')
-  if (done === undefined || results.size < o.workers) {
+  // Every worker has a result by now: its own, or a failure recorded when its thread exited.
+  if (done === undefined) {
     for (const [id, r] of failed) log.error(`worker ${id} failed`, { error: r.t === 'failed' ? r.error : '' })
     log.error('job failed', { workers: o.workers })
     return 1

@@ -8,8 +8,9 @@
  * Messages are delivered in the order they were published by each publisher, and never lost
  * while the process lives (no server to restart), so the channels' sequence checks never fire.
  */
-import { MessageChannel, type MessagePort } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node'
+import { WorkerPorts } from './worker-ports.ts'
 
 /** Messages from a worker to the bus. */
 type ToBus =
@@ -46,17 +47,11 @@ export class LocalBus {
   private readonly wildcards: BusSubscription[] = []
   /** Main-thread listeners, by exact subject. */
   private readonly taps = new Map<string, ((data: Uint8Array) => void)[]>()
-  private readonly ports = new Set<MessagePort>()
-  /** This end of each worker's port, by the worker's end. */
-  private readonly ends = new Map<MessagePort, MessagePort>()
+  private readonly ports = new WorkerPorts<ToBus>()
 
   /** A port for one worker: pass it in the worker's data (and its transfer list). */
   connect(): MessagePort {
-    const { port1, port2 } = new MessageChannel()
-    this.ports.add(port1)
-    this.ends.set(port2, port1)
-    port1.on('message', (m: ToBus) => this.handle(port1, m))
-    return port2
+    return this.ports.open((port, m) => this.handle(port, m))
   }
 
   private handle(port: MessagePort, m: ToBus): void {
@@ -68,17 +63,7 @@ export class LocalBus {
         return
       }
       case 'unsub':
-        for (const [subject, subs] of this.exact) {
-          const left = subs.filter((s) => !(s.port === port && s.sid === m.sid))
-          if (left.length !== subs.length) {
-            if (left.length === 0) this.exact.delete(subject)
-            else this.exact.set(subject, left)
-            return
-          }
-        }
-        for (let i = 0; i < this.wildcards.length; i++) {
-          if (this.wildcards[i]!.port === port && this.wildcards[i]!.sid === m.sid) this.wildcards.splice(i--, 1)
-        }
+        this.remove((s) => s.port === port && s.sid === m.sid)
         return
       case 'pub':
         this.route(m.subject, m.data, m.reply)
@@ -107,24 +92,26 @@ export class LocalBus {
     this.route(subject, data, undefined)
   }
 
-  /** Forgets the subscriptions of a worker that ended (given the port its end was made from). */
-  disconnect(workerEnd: MessagePort): void {
-    const port = this.ends.get(workerEnd)
-    this.ends.delete(workerEnd)
-    if (port === undefined) return
-    port.close()
-    this.ports.delete(port)
+  /** Drops the subscriptions `drop` picks. */
+  private remove(drop: (s: BusSubscription) => boolean): void {
     for (const [subject, subs] of this.exact) {
-      const left = subs.filter((s) => s.port !== port)
+      const left = subs.filter((s) => !drop(s))
       if (left.length === 0) this.exact.delete(subject)
       else if (left.length !== subs.length) this.exact.set(subject, left)
     }
-    for (let i = 0; i < this.wildcards.length; i++) if (this.wildcards[i]!.port === port) this.wildcards.splice(i--, 1)
+    for (let i = 0; i < this.wildcards.length; i++) if (drop(this.wildcards[i]!)) this.wildcards.splice(i--, 1)
+  }
+
+  /** Forgets the subscriptions of a worker that ended (given the port its end was made from). */
+  disconnect(workerEnd: MessagePort): void {
+    const port = this.ports.take(workerEnd)
+    if (port === undefined) return
+    port.close()
+    this.remove((s) => s.port === port)
   }
 
   close(): void {
-    for (const p of this.ports) p.close()
-    this.ports.clear()
+    this.ports.closeAll()
   }
 }
 

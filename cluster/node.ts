@@ -182,16 +182,16 @@ export class WeirNode {
       if (this.ended) return
       if (s.type === 'disconnect' && this.cutOff.length === 0) {
         this.log.warn('lost the NATS connection; reconnecting', { node: this.nodeId })
+        const giveUpMs = this.o.natsTimeoutMs ?? 60_000
         this.cutOff.push(
           setTimeout(() => {
             this.log.warn(`NATS unreachable for ${this.nodeTimeoutMs} ms: stopping this node's instances (the others run the job without it)`, { node: this.nodeId })
             this.queue = this.queue.then(async () => {
-              await this.coordinator?.stop()
-              await this.coordinator?.release()
+              await this.coordinator?.release() // stops coordinating, then lets another node take the lease
               await this.stopRunning()
             })
           }, this.nodeTimeoutMs),
-          setTimeout(() => this.end(new Error(`NATS unreachable for ${this.o.natsTimeoutMs ?? 60_000} ms (${this.o.nats.getServer()}); this node gives up`)), this.o.natsTimeoutMs ?? 60_000),
+          setTimeout(() => this.end(new Error(`NATS unreachable for ${giveUpMs} ms (${this.o.nats.getServer()}); this node gives up`)), giveUpMs),
         )
       } else if (s.type === 'reconnect') {
         this.log.info('NATS connection back', { node: this.nodeId })

@@ -4,7 +4,8 @@
  * {@link StoreClient} forwards every call. So the embedded store, which belongs to one process,
  * works with workers, and every worker's writes go through the store that holds the job's lease.
  */
-import { MessageChannel, type MessagePort } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
+import { WorkerPorts } from './worker-ports.ts'
 import type { BeginSnapshot, ChunkFilter, CompleteSnapshot, JobLease, LeaseOptions, SnapshotInfo, SnapshotStore, StateChunk } from '../persistence/store.ts'
 import * as errors from '../persistence/errors.ts'
 
@@ -42,7 +43,7 @@ function rebuilt(e: SentError): Error {
   Object.assign(err, e.fields)
   Object.defineProperty(err, 'message', { value: e.message, enumerable: false, writable: true, configurable: true })
   if (e.stack !== undefined) Object.defineProperty(err, 'stack', { value: e.stack, enumerable: false, writable: true, configurable: true })
-  if (!(err.name === e.name)) Object.defineProperty(err, 'name', { value: e.name, enumerable: false, writable: true, configurable: true })
+  if (err.name !== e.name) Object.defineProperty(err, 'name', { value: e.name, enumerable: false, writable: true, configurable: true })
   return err
 }
 
@@ -53,19 +54,13 @@ export class StoreServer {
   /** Leases taken for workers so far, and the last refusal (another runner holds the job). */
   leasesGranted = 0
   lastLeaseRefusal: Error | undefined
-  private readonly ports = new Set<MessagePort>()
-  /** This end of each worker's port, by the worker's end. */
-  private readonly ends = new Map<MessagePort, MessagePort>()
+  private readonly ports = new WorkerPorts<Call>()
 
   constructor(private readonly store: SnapshotStore) {}
 
   /** A port for one worker (pass it in the worker's data and transfer list). */
   connect(): MessagePort {
-    const { port1, port2 } = new MessageChannel()
-    this.ports.add(port1)
-    this.ends.set(port2, port1)
-    port1.on('message', (m: Call) => void this.serve(port1, m))
-    return port2
+    return this.ports.open((port, m) => void this.serve(port, m))
   }
 
   private async serve(port: MessagePort, m: Call): Promise<void> {
@@ -105,10 +100,8 @@ export class StoreServer {
    * renewed here for a coordinator that is gone, and no other worker could take over).
    */
   async disconnect(workerEnd: MessagePort): Promise<void> {
-    const port = this.ends.get(workerEnd)
-    this.ends.delete(workerEnd)
+    const port = this.ports.take(workerEnd)
     if (port === undefined) return
-    this.ports.delete(port)
     for (const [id, held] of this.leases) {
       if (held.port !== port) continue
       this.leases.delete(id)
@@ -121,7 +114,7 @@ export class StoreServer {
   async close(): Promise<void> {
     for (const held of this.leases.values()) await held.lease.release().catch(() => {})
     this.leases.clear()
-    for (const p of this.ports) p.close()
+    this.ports.closeAll()
   }
 }
 

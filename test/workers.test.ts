@@ -58,43 +58,41 @@ async function runToTheEnd(tt: Test, kind: 'embedded' | 'postgres'): Promise<voi
 t.test('two workers run a job to the end with exact state (embedded store)', (tt) => runToTheEnd(tt, 'embedded'))
 t.test('two workers run a job to the end with exact state (Postgres)', (tt) => runToTheEnd(tt, 'postgres'))
 
-t.test('a worker thread that dies part-way: the other recovers the job, exact', async (tt) => {
+/**
+ * Runs worker-exit-job.ts, whose worker counting record 60000 ends itself (or hangs, `hang`),
+ * once; asserts the run exits 0 with exact state and returns its output for the test's checks.
+ */
+async function runWithFaultyWorker(tt: Test, name: string, hang: boolean): Promise<string> {
   const ts = embeddedTestStore()
   const dir = mkdtempSync(join(tmpdir(), 'weir-workers-'))
   tt.teardown(async () => {
     await ts.cleanup()
     rmSync(dir, { recursive: true, force: true })
   })
-  const job = `workers-exit-${process.pid}`
-  const env = { ...fixtureEnv(job, 120_000, 40_000), WEIR_FIXTURE_EXIT_AT: '60000', WEIR_FIXTURE_EXIT_MARKER: join(dir, 'exited') }
+  const job = `workers-${name}-${process.pid}`
+  const env = { ...fixtureEnv(job, 120_000, 40_000), WEIR_FIXTURE_EXIT_AT: '60000', WEIR_FIXTURE_EXIT_MARKER: join(dir, name), ...(hang ? { WEIR_FIXTURE_HANG: '1' } : {}) }
   const run = weir(['run', 'test/fixtures/worker-exit-job.ts', '--workers', '2', '--checkpoint-interval', '300', ...ts.cliArgs], env)
   tt.equal(await run.code, 0, 'exits 0: the job finished on the worker left', { output: run.output() })
-  const out = run.output()
-  tt.match(out, /worker (w[12]) exited with code 7; the others go on with its part of the job/)
-  // The dead worker may have been the coordinator: then the survivor takes the lease (epoch 3:
-  // the first is the main thread's check that no other runner holds the job) and restores.
-  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=3/, 'the survivor recovered the job without it')
-  tt.match(out, /deploying epoch=\d+ attempt=\d+ from=\d+ nodes=w[12] parallelism=\{"in":1,"count":1\}/, 'onto one worker')
   await ts.store.open()
   await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
+  return run.output()
+}
+
+// The faulty worker may have been the coordinator: then the other takes the lease (epoch 3: the
+// first is the main thread's check that no other runner holds the job) and restores.
+const RECOVERED = /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=3/
+
+t.test('a worker thread that dies part-way: the other recovers the job, exact', async (tt) => {
+  const out = await runWithFaultyWorker(tt, 'exit', false)
+  tt.match(out, /worker (w[12]) exited with code 7; the others go on with its part of the job/)
+  tt.match(out, RECOVERED, 'the survivor recovered the job without it')
+  tt.match(out, /deploying epoch=\d+ attempt=\d+ from=\d+ nodes=w[12] parallelism=\{"in":1,"count":1\}/, 'onto one worker')
 })
 
 t.test('a worker stuck in user code that never returns: the main thread ends it, the other recovers, exact', async (tt) => {
-  const ts = embeddedTestStore()
-  const dir = mkdtempSync(join(tmpdir(), 'weir-workers-'))
-  tt.teardown(async () => {
-    await ts.cleanup()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const job = `workers-hang-${process.pid}`
-  const env = { ...fixtureEnv(job, 120_000, 40_000), WEIR_FIXTURE_EXIT_AT: '60000', WEIR_FIXTURE_EXIT_MARKER: join(dir, 'hung'), WEIR_FIXTURE_HANG: '1' }
-  const run = weir(['run', 'test/fixtures/worker-exit-job.ts', '--workers', '2', '--checkpoint-interval', '300', ...ts.cliArgs], env)
-  tt.equal(await run.code, 0, 'exits 0: the job finished on the worker left', { output: run.output() })
-  const out = run.output()
+  const out = await runWithFaultyWorker(tt, 'hang', true)
   tt.match(out, /worker w[12] stopped answering for \d+ ms \(user code that never returns\?\); ending its thread/)
-  tt.match(out, /recovering the job reason="node w[12] stopped answering|coordinating the job node=w[12] epoch=3/, 'the other recovered the job without it')
-  await ts.store.open()
-  await assertFinalState(tt, ts, job, expectedState({ records: 120_000, keys: 500, seed: 5 }))
+  tt.match(out, RECOVERED, 'the other recovered the job without it')
 })
 
 t.test('SIGTERM cancels the job on every worker', async (tt) => {
