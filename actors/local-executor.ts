@@ -558,9 +558,14 @@ export class LocalExecutor implements InstanceHost {
     else this.log.info(`instance -> ${status}`, fields)
   }
 
-  /** Records processed so far per operator (input side), for progress logs. */
+  /**
+   * Records through each operator so far in this attempt, for progress logs: those it took in, or
+   * for a source those it sent. After a restore a source's count starts at its restored offset,
+   * so the last progress line of a run shows how much of the input that run replayed.
+   */
   recordsIn(): Record<string, number> {
     const out: Record<string, number> = {}
+    for (const inst of this.sources) out[inst.spec.uid] = (out[inst.spec.uid] ?? 0) + inst.recordsOut
     for (const inst of this.consumers) out[inst.spec.uid] = (out[inst.spec.uid] ?? 0) + inst.recordsIn
     return out
   }

@@ -96,6 +96,19 @@ export interface JobResult {
   metrics: ExecutorMetrics
   /** Checkpoints completed over all attempts. */
   checkpointsCompleted: number
+  /** The snapshot the last attempt started from; undefined if it started from nothing. */
+  restoredFrom: number | undefined
+  /**
+   * Records through each operator in the last attempt, by operator name: taken in, or for a
+   * source sent. After a restore a source counts from its restored offset on.
+   */
+  records: Record<string, number>
+}
+
+/** What an attempt leaves for the job's result. */
+interface AttemptEnd {
+  metrics: ExecutorMetrics
+  records: Record<string, number>
 }
 
 /** A running job. */
@@ -107,7 +120,7 @@ export interface JobHandle {
   status(): JobStatus
   /** Stops the job; `done` resolves with status `canceled`. */
   cancel(): Promise<void>
-  /** Records taken in so far by each non-source operator of the current attempt (empty between attempts). */
+  /** Records through each operator of the current attempt so far: taken in, or for a source sent (empty between attempts). */
   recordsIn(): Record<string, number>
 }
 
@@ -209,7 +222,7 @@ class JobRunner {
       let attempt = (from?.attempt ?? 0) + 1
       for (;;) {
         const outcome = await this.attempt(attempt, from)
-        if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome.metrics)
+        if (outcome.kind !== 'failed') return await this.finish(outcome.kind, attempt, outcome, from)
         const error = outcome.error
         if (from !== undefined && this.restore !== from.id && isCorruptionOf(error, from.id)) {
           // It verified against its manifest but failed while loading (a key in the wrong key
@@ -232,7 +245,7 @@ class JobRunner {
         }
         restartActor.send({ type: 'FAILED', error, at: Date.now() })
         const decided = await waitFor(restartActor, this.canceled)
-        if (decided === 'canceled') return await this.finish('canceled', attempt, outcome.metrics)
+        if (decided === 'canceled') return await this.finish('canceled', attempt, outcome, from)
         if (decided === 'exhausted') {
           this.machine.send({ type: 'GIVE_UP' })
           throw new JobFailedError(this.graph.name, attempt, restartActor.getSnapshot().context.reason ?? 'the restart strategy gave up', error)
@@ -251,9 +264,9 @@ class JobRunner {
     }
   }
 
-  private async finish(kind: 'finished' | 'canceled', attempts: number, metrics: ExecutorMetrics): Promise<JobResult> {
+  private async finish(kind: 'finished' | 'canceled', attempts: number, last: AttemptEnd, from: SnapshotInfo | undefined): Promise<JobResult> {
     this.machine.send({ type: kind === 'finished' ? 'FINISH' : 'CANCELED' })
-    return { job: this.graph.name, status: kind, attempts, lastCheckpoint: this.lastCompleted, metrics, checkpointsCompleted: this.checkpointsCompleted }
+    return { job: this.graph.name, status: kind, attempts, lastCheckpoint: this.lastCompleted, metrics: last.metrics, checkpointsCompleted: this.checkpointsCompleted, restoredFrom: from?.id, records: last.records }
   }
 
   /** Pending snapshots of a run that died can never complete: mark them aborted. */
@@ -313,7 +326,7 @@ class JobRunner {
     return new FinalCheckpointError(this.graph.name, FINAL_CHECKPOINT_TRIES, lastFailure?.checkpointId, lastFailure?.reason ?? 'unknown')
   }
 
-  private async attempt(attempt: number, from: SnapshotInfo | undefined): Promise<{ kind: 'finished' | 'canceled'; metrics: ExecutorMetrics } | { kind: 'failed'; error: unknown; metrics: ExecutorMetrics }> {
+  private async attempt(attempt: number, from: SnapshotInfo | undefined): Promise<AttemptEnd & ({ kind: 'finished' | 'canceled' } | { kind: 'failed'; error: unknown })> {
     let failure: ((error: unknown) => void) | undefined
     const failed = new Promise<{ kind: 'failed'; error: unknown }>((resolve) => (failure = (error) => resolve({ kind: 'failed', error })))
     // Another runner took the job over: stop at once rather than run on without the right to write.
@@ -376,24 +389,25 @@ class JobRunner {
           if (error !== undefined) {
             this.machine.send({ type: 'FAIL', error })
             await executor.cancel().catch(() => {})
-            return { kind: 'failed', error, metrics: executor.metrics }
+            return { kind: 'failed', error, metrics: executor.metrics, records: executor.recordsIn() }
           }
         }
-        this.log.info('progress', executor.recordsIn())
+        const records = executor.recordsIn()
+        this.log.info('progress', records)
         await executor.close()
-        return { kind: 'finished', metrics: executor.metrics }
+        return { kind: 'finished', metrics: executor.metrics, records }
       }
       if (outcome === 'canceled') {
         await executor.cancel()
-        return { kind: 'canceled', metrics: executor.metrics }
+        return { kind: 'canceled', metrics: executor.metrics, records: executor.recordsIn() }
       }
       this.machine.send({ type: 'FAIL', error: outcome.error })
       await executor.cancel().catch(() => {})
-      return { ...outcome, metrics: executor.metrics }
+      return { ...outcome, metrics: executor.metrics, records: executor.recordsIn() }
     } catch (error) {
       this.machine.send({ type: 'FAIL', error })
       await executor?.cancel().catch(() => {})
-      return { kind: 'failed', error, metrics: executor?.metrics ?? empty }
+      return { kind: 'failed', error, metrics: executor?.metrics ?? empty, records: executor?.recordsIn() ?? {} }
     } finally {
       if (progress !== undefined) clearInterval(progress)
       await coordinator?.stop()

@@ -25,6 +25,8 @@ import {
 } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
 import { failure } from './support/expect.ts'
+import { RESTORE_OFF, faultTest } from './support/controls.ts'
+import { recordsLeftAfter } from './support/kill-runs.ts'
 import { pgClient, testStores, type TestStore } from './support/stores.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -83,15 +85,17 @@ function tinyJob(name: string, maxParallelism: number) {
 }
 
 for (const { name, make } of testStores) {
-  t.test(`corrupt chunk (${name}) - restoring it by id fails with a corruption error and the snapshot is kept; 'latest' falls back`, async (t) => {
+  faultTest(t, `corrupt chunk (${name}) - restoring it by id fails with a corruption error and the snapshot is kept; 'latest' falls back to the older one`, async (t, mutation) => {
     const ts = make()
     t.teardown(() => ts.cleanup())
     const jobName = `corrupt-${name}`
+    const gen = { records: 20_000, keys: 300 }
     const opts = { store: ts.store, checkpoints: { intervalMs: 10 }, logLevel: 'silent' as const }
-    const first = await runJob(countingJob({ name: jobName, records: 20_000, keys: 300 }), opts)
+    const first = await runJob(countingJob({ name: jobName, ...gen, ratePerSecond: 40_000 }), opts)
     const before = await ts.store.listSnapshots(jobName)
+    const completed = before.filter((s) => s.status === 'completed').map((s) => s.id)
     await corruptOneChunk(ts, jobName)
-    const err = await failure(runJob(countingJob({ name: jobName, records: 20_000, keys: 300 }), { ...opts, restore: first.lastCheckpoint!.id }))
+    const err = await failure(runJob(countingJob({ name: jobName, ...gen }), { ...opts, restore: first.lastCheckpoint!.id }))
     // A flipped data byte fails the chunk's checksum when read (CorruptChunkError); in an embedded
     // batch file it may instead break the file's layout, which the manifest check reports.
     t.ok(err instanceof CorruptChunkError || err instanceof CorruptSnapshotError, `a corruption error: ${err.name}`)
@@ -99,15 +103,16 @@ for (const { name, make } of testStores) {
     if (ts.kind === 'postgres') t.match(err.message, /key group \d+\) of operator 'count'/)
     t.equal((err as CorruptChunkError).snapshotId, first.lastCheckpoint!.id)
     const after = await ts.store.listSnapshots(jobName)
-    t.same(
-      after.filter((s) => s.status === 'completed').map((s) => s.id),
-      before.filter((s) => s.status === 'completed').map((s) => s.id),
-      'no completed snapshot was lost, overwritten or added',
-    )
-    const fallback = await runJob(countingJob({ name: jobName, records: 20_000, keys: 300 }), { ...opts, restore: 'latest' })
-    t.equal(fallback.status, 'finished', "'latest' falls back to the older retained snapshot")
-    await assertFinalState(t, ts, jobName, expectedState({ records: 20_000, keys: 300 }))
-  })
+    t.equal(JSON.stringify(after.filter((s) => s.status === 'completed').map((s) => s.id)), JSON.stringify(completed), 'no completed snapshot was lost, overwritten or added')
+    const older = completed[completed.length - 2]
+    t.ok(older !== undefined, `an older snapshot is retained (${completed.join(', ')})`)
+    const left = await recordsLeftAfter(ts.store, jobName, older!, 'in', gen.records)
+    const fallback = await runJob(countingJob({ name: jobName, ...gen }), { ...opts, restore: mutation?.restore ?? 'latest' })
+    t.equal(fallback.status, 'finished')
+    t.equal(fallback.restoredFrom, older, `'latest' falls back to the older retained snapshot ${older}`)
+    t.equal(fallback.records['in'], left, `and reads the ${left} records after its offset`)
+    await assertFinalState(t, ts, jobName, expectedState(gen))
+  }, [{ mutation: RESTORE_OFF, because: /'latest' falls back to the older retained snapshot/ }])
 
   t.test(`incompatible snapshot (${name}) - another maxParallelism is refused, nothing is lost`, async (t) => {
     const ts = make()

@@ -9,15 +9,16 @@ import t from 'tap'
 import { generatedRecord, readSnapshotState } from '../index.ts'
 import { embeddedTestStore } from './support/stores.ts'
 import { killPartWayThenFinish } from './support/kill-runs.ts'
+import { RESTORE_OFF, faultTest, type Checks, type Mutation } from './support/controls.ts'
 
-t.test('keyed machines - delayed events fire exactly once across SIGKILLs and restores with another parallelism', async (t) => {
+const body = async (t: Checks, mutation: Mutation | undefined) => {
   const ts = embeddedTestStore()
   t.teardown(() => ts.cleanup())
   const job = 'machines-kill'
   const gen = { records: 30_000, keys: 100, seed: 6 }
   const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '10000' }
   await ts.store.open()
-  await killPartWayThenFinish(t, 'test/fixtures/machine-job.ts', ts.cliArgs, env, ['2', '3', '1'], '2')
+  await killPartWayThenFinish(t, { jobFile: 'test/fixtures/machine-job.ts', store: ts, job, env, records: gen.records, killed: ['2', '3', '1'], last: '2' }, mutation)
 
   const expected = new Map<string, number>()
   for (let seq = 0; seq < gen.records; seq++) {
@@ -32,4 +33,6 @@ t.test('keyed machines - delayed events fire exactly once across SIGKILLs and re
     if (m === undefined || m.s.context.count !== n || m.s.context.pings !== n || m.d.length !== 0) wrong++
   }
   t.equal(wrong, 0, 'every key applied each record once and delivered each delayed event once, none pending')
-})
+}
+
+faultTest(t, 'keyed machines - delayed events fire exactly once across SIGKILLs and restores with another parallelism', body, [{ mutation: RESTORE_OFF, because: /run 2 \(parallelism 3\) restored snapshot \d+/ }])

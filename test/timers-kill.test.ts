@@ -9,15 +9,16 @@ import { generatedRecord, readSnapshotState } from '../index.ts'
 import { embeddedTestStore } from './support/stores.ts'
 import { WINDOW } from './fixtures/timers-job.ts'
 import { killPartWayThenFinish } from './support/kill-runs.ts'
+import { RESTORE_OFF, faultTest, type Checks, type Mutation } from './support/controls.ts'
 
-t.test('timers fire exactly once across SIGKILLs and restores with another parallelism', async (t) => {
+const body = async (t: Checks, mutation: Mutation | undefined) => {
   const ts = embeddedTestStore()
   t.teardown(() => ts.cleanup())
   const job = 'timers-kill'
   const gen = { records: 60_000, keys: 200, seed: 4 }
   const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '20000' }
   await ts.store.open()
-  await killPartWayThenFinish(t, 'test/fixtures/timers-job.ts', ts.cliArgs, env, ['2', '3', '1'], '2')
+  await killPartWayThenFinish(t, { jobFile: 'test/fixtures/timers-job.ts', store: ts, job, env, records: gen.records, killed: ['2', '3', '1'], last: '2' }, mutation)
 
   const expected = new Map<string, Set<number>>()
   for (let seq = 0; seq < gen.records; seq++) {
@@ -34,4 +35,6 @@ t.test('timers fire exactly once across SIGKILLs and restores with another paral
     if (fired === undefined || fired.size !== times.size || [...times].some((time) => fired.get(time) !== 1)) wrong++
   }
   t.equal(wrong, 0, 'every timer of every key fired exactly once')
-})
+}
+
+faultTest(t, 'timers fire exactly once across SIGKILLs and restores with another parallelism', body, [{ mutation: RESTORE_OFF, because: /run 2 \(parallelism 3\) restored snapshot \d+/ }])

@@ -11,7 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startRun, waitFor } from './support/kill-runs.ts'
+import { RESTORE_OFF, faultTest, type Checks, type Mutation } from './support/controls.ts'
+import { killPartWayThenFinish } from './support/kill-runs.ts'
 import { embeddedTestStore } from './support/stores.ts'
 import { events, tumblingSums } from './support/windows.ts'
 
@@ -37,7 +38,7 @@ function written(path: string): Map<string, Set<number>> {
   return out
 }
 
-t.test('windows after crashes - SIGKILL at random moments, restore from latest (the last time at another parallelism), exact hour and day totals', async (t) => {
+const body = async (t: Checks, mutation: Mutation | undefined) => {
   const ts = embeddedTestStore()
   const dir = mkdtempSync(join(tmpdir(), 'weir-window-results-'))
   t.teardown(async () => {
@@ -45,31 +46,10 @@ t.test('windows after crashes - SIGKILL at random moments, restore from latest (
     rmSync(dir, { recursive: true, force: true })
   })
   const gen = { records: 40_000, keys: 50 }
-  const env = { WEIR_FIXTURE_JOB: 'windows-crash', WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_RATE: '20000', WEIR_FIXTURE_OUT: join(dir, 'results') }
+  const job = 'windows-crash'
+  const env = { WEIR_FIXTURE_JOB: job, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_RATE: '20000', WEIR_FIXTURE_OUT: join(dir, 'results') }
   await ts.store.open()
-  let kills = 0
-  for (let kill = 0; kill < 3; kill++) {
-    const run = startRun('test/fixtures/window-job.ts', ts.cliArgs, env)
-    const checkpointed = await Promise.race([waitFor(() => /checkpoint completed/.test(run.output())), run.exit.then(() => false)])
-    const wait = Math.floor(Math.random() * 400)
-    if (checkpointed) await new Promise((r) => setTimeout(r, wait))
-    run.child.kill('SIGKILL')
-    const code = await run.exit
-    if (code === 0) {
-      t.comment(`run ${kill + 1} finished before the kill`)
-      break
-    }
-    t.equal(code, null, `run ${kill + 1} was killed ${wait} ms after its first checkpoint`)
-    kills++
-    t.comment(`run ${kill + 1}: restored from ${/restoring snapshot=(\d+)/.exec(run.output())?.[1] ?? 'nothing'}`)
-  }
-  t.ok(kills >= 2, `killed part-way at least twice (${kills})`)
-  const last = startRun('test/fixtures/window-job.ts', ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
-  const guard = setTimeout(() => last.child.kill('SIGKILL'), 120_000)
-  const code = await last.exit
-  clearTimeout(guard)
-  t.equal(code, 0, 'the last run, at parallelism 3, finishes', { output: last.output() })
-  t.match(last.output(), /restoring snapshot=\d+/)
+  await killPartWayThenFinish(t, { jobFile: 'test/fixtures/window-job.ts', store: ts, job, env, records: gen.records, killed: ['2', '2', '2'], last: '3' }, mutation)
   const evs = events({ records: gen.records, keys: gen.keys, stepMs: 10_000, disorderMs: 300_000 })
   for (const [what, path, expected] of [
     ['hour', join(dir, 'results.hours'), tumblingSums(evs, HOUR)],
@@ -78,6 +58,10 @@ t.test('windows after crashes - SIGKILL at random moments, restore from latest (
     const got = written(path)
     t.equal(got.size, expected.size, `${what}: a result for every key and ${what}`)
     const wrong = [...expected].filter(([id, value]) => got.get(id)?.size !== 1 || !got.get(id)!.has(value))
-    t.same(wrong.slice(0, 5), [], `${what}: every result written has exactly the expected value`)
+    t.equal(wrong.length, 0, `${what}: every result written has exactly the expected value`, { wrong: wrong.slice(0, 5) })
   }
-})
+}
+
+faultTest(t, 'windows after crashes - SIGKILL at random moments, each run restores the latest checkpoint (the last at another parallelism), exact hour and day totals', body, [
+  { mutation: RESTORE_OFF, because: /run 2 \(parallelism 2\) restored snapshot \d+/ },
+])

@@ -2,7 +2,7 @@
  * The counting job the exactly-once tests run (in-process and as a child process), and the
  * state it must end with, computed straight from the generator's sequence.
  */
-import type { Test } from 'tap'
+import type { Checks } from './controls.ts'
 import type { TestStore } from './stores.ts'
 import { readSnapshotState, generatedRecord, generatorSource, job, listState, mapState, reducingState, valueState, type GeneratorOptions, type ProcessContext } from '../../index.ts'
 
@@ -62,15 +62,16 @@ export function expectedState(o: Pick<GeneratorOptions, 'records' | 'keys' | 'se
   return e
 }
 
-/** Asserts that the counting job's last completed snapshot holds exactly the expected state. */
-export async function assertFinalState(t: Test, ts: TestStore, job: string, expected: ExpectedState): Promise<void> {
+/** Asserts that the counting job's last completed snapshot (or snapshot `snapshotId`) holds exactly the expected state. */
+export async function assertFinalState(t: Checks, ts: TestStore, job: string, expected: ExpectedState, snapshotId?: number): Promise<void> {
+  const where = snapshotId === undefined ? '' : ` in snapshot ${snapshotId}`
   for (const name of ['sum', 'count', 'last-seqs', 'buckets'] as const) {
-    const got = await readSnapshotState(ts.store, job, 'count', name)
+    const got = await readSnapshotState(ts.store, job, 'count', name, snapshotId)
     const want = expected[name] as Map<string, unknown>
-    t.equal(got.size, want.size, `${name}: one entry per key`)
+    t.equal(got.size, want.size, `${name}: one entry per key${where}`)
     let wrong = 0
     for (const [k, v] of want) if (JSON.stringify(got.get(k), mapReplacer) !== JSON.stringify(v, mapReplacer)) wrong++
-    t.equal(wrong, 0, `${name}: every key holds exactly the expected value`)
+    t.equal(wrong, 0, `${name}: every key holds exactly the expected value${where}`)
   }
 }
 

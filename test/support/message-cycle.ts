@@ -7,7 +7,7 @@
  * Every record and message adds 1 to `hits` and the record's seq to `seqs` of the key that
  * handles it, so a lost or doubled message shows in the exact per-key totals.
  */
-import type { Test } from 'tap'
+import type { Checks } from './controls.ts'
 import type { TestStore } from './stores.ts'
 import { generatedRecord, generatorSource, job, readSnapshotState, valueState, type GeneratorOptions, type ProcessContext } from '../../index.ts'
 
@@ -114,14 +114,14 @@ export function expectedCycleState(o: Pick<GeneratorOptions, 'records' | 'keys' 
 }
 
 /** Asserts that the job's last completed snapshot holds exactly the expected state of ping and pong. */
-export async function assertCycleState(t: Test, ts: Pick<TestStore, 'store'>, job: string, expected: { ping: CycleState; pong: CycleState }): Promise<void> {
+export async function assertCycleState(t: Checks, ts: Pick<TestStore, 'store'>, job: string, expected: { ping: CycleState; pong: CycleState }): Promise<void> {
   for (const op of ['ping', 'pong'] as const) {
     for (const name of ['hits', 'seqs'] as const) {
       const got = await readSnapshotState(ts.store, job, op, name)
       const want = expected[op][name]
       t.equal(got.size, want.size, `${op}.${name}: one entry per key`)
       const wrong = [...want].filter(([k, v]) => got.get(k) !== v).map(([k, v]) => `${k}: ${String(got.get(k))} != ${v}`)
-      t.same(wrong, [], `${op}.${name}: every key holds exactly the expected value`)
+      t.equal(wrong.length, 0, `${op}.${name}: every key holds exactly the expected value`, { wrong: wrong.slice(0, 5) })
     }
   }
 }
