@@ -3,9 +3,7 @@
  * same map state; the keyed side only reads it; it is snapshotted per instance and restored,
  * after a SIGKILL and with another parallelism, with exact results.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import {
   arraySink,
   boundedOutOfOrderness,
@@ -26,10 +24,11 @@ import {
 import { decodeOperatorChunk } from '../../actors/operator-state.ts'
 import { BroadcastStates } from '../../actors/broadcast-state.ts'
 import { failure } from '../support/expect.ts'
+import { RESTORE_OFF, faultTest, type Checks } from '../support/controls.ts'
+import { killPartWayThenFinish } from '../support/kill-runs.ts'
 import { embeddedTestStore } from '../support/stores.ts'
 import { broadcastExpected, broadcastJob, count, sum } from '../support/broadcast.ts'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const quiet = (store: SnapshotStore, extra: Partial<RunOptions> = {}): RunOptions => ({ store, logLevel: 'silent', progressIntervalMs: 0, restart: { type: 'none' }, ...extra })
 
 /** A source of fixed items that emits nothing until `open()` is true. */
@@ -219,69 +218,36 @@ t.test('restore - a snapshot taken before the broadcast state existed restores w
   t.equal(states[0]!.length, gen.keys, 'the broadcast state filled from the new input')
 })
 
-const { NODE_V8_COVERAGE: _coverage, ...parentEnv } = process.env
-
-function startChild(storeArgs: string[], env: Record<string, string>): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
-  let output = ''
-  const child = spawn(
-    process.execPath,
-    ['bin/weir.js', 'run', 'test/fixtures/broadcast-job.ts', ...storeArgs, '--restore', 'latest', '--checkpoint-interval', '50', '--log-level', 'info'],
-    { cwd: root, env: { ...parentEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  return { child, exit, output: () => output }
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 60_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) return false
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return true
-}
-
-async function assertBroadcastResult(t: Test, store: SnapshotStore, jobName: string, gen: { records: number; keys: number; seed: number }): Promise<void> {
+async function assertBroadcastResult(t: Checks, store: SnapshotStore, jobName: string, gen: { records: number; keys: number; seed: number }): Promise<void> {
   const want = broadcastExpected(gen)
   const gotCount = await readSnapshotState(store, jobName, 'apply', 'count')
   const gotSum = await readSnapshotState(store, jobName, 'apply', 'sum')
   const gotMisses = await readSnapshotState(store, jobName, 'apply', 'misses')
-  t.same([...gotCount].sort(), [...want.count].sort(), 'count: every record exactly once')
-  t.same([...gotSum].sort(), [...want.sum].sort(), 'sum: every record after the rules applied its key\'s rule exactly once')
+  const sorted = (m: Map<unknown, unknown>) => JSON.stringify([...m].sort())
+  t.equal(sorted(gotCount), sorted(want.count), 'count: every record exactly once')
+  t.equal(sorted(gotSum), sorted(want.sum), 'sum: every record after the rules applied its key\'s rule exactly once')
   t.equal(gotMisses.size, 0, 'no record after the rules found its rule missing')
 }
 
-t.test('SIGKILL - broadcast state restored at the same parallelism, then with 2 -> 3 instances, exact results', async (t) => {
-  const ts = embeddedTestStore()
-  t.teardown(() => ts.cleanup())
-  await ts.store.open()
-  const jobName = 'bc-kill'
-  const gen = { records: 80_000, keys: 50, seed: 6 }
-  const env = { WEIR_FIXTURE_JOB: jobName, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '25000' }
-  for (const [run, parallelism] of [[1, 2], [2, 2]] as const) {
-    const c = startChild(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: String(parallelism) })
-    const checkpointed = await Promise.race([waitFor(() => (c.output().match(/checkpoint completed/g)?.length ?? 0) >= 2), c.exit.then(() => false)])
-    t.ok(checkpointed, `run ${run} completed checkpoints`, { output: c.output() })
-    await new Promise((r) => setTimeout(r, 300))
-    c.child.kill('SIGKILL')
-    t.equal(await c.exit, null, `run ${run} was killed part-way`)
-    if (run === 2) t.match(c.output(), /restoring snapshot=\d+/, 'run 2 restored')
-  }
-  const partWay = [...(await readSnapshotState(ts.store, jobName, 'apply', 'count')).values()].reduce((a: number, b) => a + (b as number), 0)
-  t.ok(partWay > 0 && partWay < gen.records, `the last snapshot is part-way (${partWay} of ${gen.records})`)
-  const last = startChild(ts.cliArgs, { ...env, WEIR_FIXTURE_PARALLELISM: '3' })
-  const guard = setTimeout(() => last.child.kill('SIGKILL'), 120_000)
-  const code = await last.exit
-  clearTimeout(guard)
-  t.equal(code, 0, 'the rescaled run finishes', { output: last.output() })
-  t.match(last.output(), /instance=apply\[2\]/, 'with three instances of the keyed operator')
-  await assertBroadcastResult(t, ts.store, jobName, gen)
-  const states = await broadcastStates(ts.store, jobName, 'apply', 'rules')
-  t.equal(states.length, 3)
-  for (let i = 0; i < 3; i++) t.equal(states[i]!.length, gen.keys, `instance ${i} holds every rule`)
-})
+faultTest(
+  t,
+  'SIGKILL - broadcast state restored at the same parallelism, then with 2 -> 3 instances, exact results',
+  async (t, mutation) => {
+    const ts = embeddedTestStore()
+    t.teardown(() => ts.cleanup())
+    await ts.store.open()
+    const jobName = 'bc-kill'
+    const gen = { records: 80_000, keys: 50, seed: 6 }
+    const env = { WEIR_FIXTURE_JOB: jobName, WEIR_FIXTURE_RECORDS: String(gen.records), WEIR_FIXTURE_KEYS: String(gen.keys), WEIR_FIXTURE_SEED: String(gen.seed), WEIR_FIXTURE_RATE: '25000' }
+    const last = await killPartWayThenFinish(t, { jobFile: 'test/fixtures/broadcast-job.ts', store: ts, job: jobName, env, records: gen.records, killed: ['2', '2'], last: '3' }, mutation)
+    t.match(last.output(), /instance=apply\[2\]/, 'with three instances of the keyed operator')
+    await assertBroadcastResult(t, ts.store, jobName, gen)
+    const states = await broadcastStates(ts.store, jobName, 'apply', 'rules')
+    t.equal(states.length, 3)
+    for (let i = 0; i < 3; i++) t.equal(states[i]!.length, gen.keys, `instance ${i} holds every rule`)
+  },
+  [{ mutation: RESTORE_OFF, because: /run 2 \(parallelism 2\) restored snapshot \d+/ }],
+)
 
 t.test('broadcast - processBroadcast that throws a non-Error or returns a promise fails the job clearly', async (t) => {
   const ts = embeddedTestStore()
