@@ -5,6 +5,7 @@
 import t from 'tap'
 import { createLogger, JobFailedError, runJob, UserCodeError } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
+import { recordsLeftAfter } from './support/kill-runs.ts'
 import { testStores } from './support/stores.ts'
 
 /** A small seeded PRNG, so a failing run can be repeated. */
@@ -42,11 +43,16 @@ for (const { name, make } of testStores) {
     const result = await runJob(j, {
       logger: createLogger({ level: (process.env.WEIR_TEST_LOG as 'debug' | undefined) ?? 'warn', write: (l) => (process.env.WEIR_TEST_LOG ? process.stderr.write(l + '\n') : lines.push(l)) }),
       store: ts.store,
-      checkpoints: { intervalMs: 10 },
+      // Every checkpoint kept, so the one the last attempt restored can be read afterwards.
+      checkpoints: { intervalMs: 10, retained: 100_000 },
       restart: { type: 'fixed-delay', attempts: 10, delayMs: 5 },
       tuning: { sliceMs: 2 },
     })
     t.equal(result.status, 'finished')
+    t.ok(result.restoredFrom !== undefined, `the last attempt restored a checkpoint (${result.restoredFrom})`)
+    const left = await recordsLeftAfter(ts.store, `eo-${name}`, result.restoredFrom!, 'in', gen.records)
+    t.ok(left < gen.records, `taken part-way through the input (${left} records after it)`)
+    t.equal(result.records['in'], left, 'the last attempt read the records after its offsets, not the input from its start')
     t.equal(thrown.length, 4, 'every injected failure fired')
     t.equal(result.attempts, 5, 'one restart per failure', { lines })
     t.ok(result.checkpointsCompleted >= 2, `checkpoints completed (${result.checkpointsCompleted})`)
