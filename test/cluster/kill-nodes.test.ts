@@ -39,6 +39,17 @@ function setup(tt: Test, records: number, rate: number) {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * Asserts that every deployment after the first attempt's restored a completed checkpoint, never
+ * nothing (a job started again from scratch would end with the same state, and prove nothing).
+ */
+function assertRedeploysRestored(tt: Test, cluster: TestCluster): void {
+  const redeploys = [...cluster.nodes.values()].flatMap((n) => [...n.output().matchAll(/deploying epoch=\d+ attempt=(\d+) from=(\S+)/g)]).filter((m) => Number(m[1]) > 1)
+  tt.ok(redeploys.length > 0, `the job was deployed again after the first attempt (${redeploys.length} times)`)
+  const fromNothing = redeploys.filter((m) => !/^\d+$/.test(m[2]!)).map((m) => m[0])
+  tt.equal(fromNothing.length, 0, 'every later deployment restored a completed checkpoint', { fromNothing })
+}
+
 t.test('three nodes run a job to the end with exact state', async (tt) => {
   const { job, ts, cluster, expected } = setup(tt, 60_000, 40_000)
   await ts.store.open()
@@ -61,6 +72,7 @@ t.test('the coordinator killed with no node to replace it: the one left takes ov
   tt.same([...codes.entries()].filter(([id]) => id !== old.id).map(([, c]) => c), [0], 'the node left exits 0', { logs: cluster.logs() })
   // --min-nodes 2 is for the first start: the node taking over resumes alone instead of waiting.
   tt.ok([...cluster.nodes.values()].some((n) => n !== old && /coordinating the job node=\S+ epoch=2/.test(n.output())), 'it took the lease')
+  assertRedeploysRestored(tt, cluster)
   await assertFinalState(tt, ts, job, expected)
 })
 
@@ -90,5 +102,6 @@ t.test('SIGKILL of random nodes, of the coordinator and of two at once ends exac
   // A killed coordinator's job is restored by the node taking over (a newer epoch); any other kill by the coordinator.
   const recovered = [...cluster.nodes.values()].some((n) => /recovering the job|coordinating the job node=\S+ epoch=([2-9]|\d\d)/.test(n.output()))
   tt.ok(recovered, 'a coordinator recovered the job or a new one took it over')
+  assertRedeploysRestored(tt, cluster)
   await assertFinalState(tt, ts, job, expected)
 })
