@@ -6,11 +6,13 @@
 import t from 'tap'
 import { PostgresStore, startJob, StoreUnavailableError } from '../index.ts'
 import { assertFinalState, countingJob, expectedState } from './support/counting.ts'
+import { RESTORE_OFF, faultTest, type FaultBody } from './support/controls.ts'
+import { recordsLeftAfter } from './support/kill-runs.ts'
 import { startThrowawayPostgres, throwawayPostgresMissing } from './support/throwaway-postgres.ts'
 
 const missing = throwawayPostgresMissing()
 
-t.test('dead database - Postgres killed mid-run: clear failure, nothing completed is lost, restore finishes exactly', { skip: missing ?? false }, async (t) => {
+const body: FaultBody = async (t, mutation) => {
   const pg = await startThrowawayPostgres()
   t.teardown(() => pg.cleanup())
   const gen = { records: 80_000, keys: 400, seed: 9, ratePerSecond: 20_000 }
@@ -47,7 +49,14 @@ t.test('dead database - Postgres killed mid-run: clear failure, nothing complete
   await again.open()
   const before = await again.latestCompleted('dead-db')
   t.ok(before !== undefined && before.id >= latest, `the checkpoints completed before the crash are still there (latest ${before?.id})`)
-  const result = await startJob(job(), { store: again, checkpoints: { intervalMs: 100 }, restore: 'latest', logLevel: 'silent' }).done
+  const left = await recordsLeftAfter(again, 'dead-db', before!.id, 'in', gen.records)
+  const result = await startJob(job(), { store: again, checkpoints: { intervalMs: 100 }, restore: mutation?.restore ?? 'latest', logLevel: 'silent' }).done
   t.equal(result.status, 'finished')
+  t.equal(result.restoredFrom, before?.id, `the run after the crash restored the latest checkpoint, ${before?.id}`)
+  t.equal(result.records['in'], left, `and read the ${left} records after its offset`)
   await assertFinalState(t, { kind: 'postgres', store: again, cliArgs: [], cleanup: async () => {} }, 'dead-db', expectedState(gen))
-})
+}
+
+const title = 'dead database - Postgres killed mid-run: clear failure, nothing completed is lost, restore finishes exactly'
+if (missing !== undefined) t.test(title, { skip: missing }, () => {})
+else faultTest(t, title, body, [{ mutation: RESTORE_OFF, because: /restored the latest checkpoint/ }])

@@ -18,7 +18,7 @@ export interface Checks {
   ok(value: unknown, ...say: MessageExtra): boolean
   notOk(value: unknown, ...say: MessageExtra): boolean
   equal(found: unknown, wanted: unknown, ...say: MessageExtra): boolean
-  match(found: unknown, pattern: RegExp, ...say: MessageExtra): boolean
+  match(found: unknown, pattern: RegExp | string, ...say: MessageExtra): boolean
   comment(...args: unknown[]): void
   teardown(fn: () => unknown): void
 }
@@ -81,8 +81,9 @@ export class Probe implements Checks {
     return this.check(Object.is(found, wanted), said(say, 'should be equal'), () => `found ${inspect(found)}, wanted ${inspect(wanted)}`)
   }
 
-  match(found: unknown, pattern: RegExp, ...say: MessageExtra): boolean {
-    return this.check(typeof found === 'string' && pattern.test(found), said(say, 'should match'), () => `${pattern} not found in ${inspect(typeof found === 'string' ? found.slice(-300) : found)}`)
+  match(found: unknown, pattern: RegExp | string, ...say: MessageExtra): boolean {
+    const hit = typeof found === 'string' && (typeof pattern === 'string' ? found.includes(pattern) : pattern.test(found))
+    return this.check(hit, said(say, 'should match'), () => `${String(pattern)} not found in ${inspect(typeof found === 'string' ? found.slice(-300) : found)}`)
   }
 
   comment(): void {}
