@@ -114,6 +114,15 @@ interface Upload {
  * snapshot's manifest lists every key group and instance and a missing chunk is always noticed.
  */
 const EMPTY_CHUNK = new Uint8Array(0)
+/** How long a canceled executor waits for chunk writes in flight. */
+const WRITES_GRACE_MS = 5_000
+
+/** Resolves when every promise settled, or after `ms`, whichever comes first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([Promise.allSettled(promises), new Promise((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
+}
 /** Format of an operator-state chunk: see actors/operator-state.ts. */
 export { OPERATOR_CHUNK_FORMAT }
 /**
@@ -134,6 +143,8 @@ export class LocalExecutor implements InstanceHost {
   private readonly sources: SourceInstance[] = []
   private readonly consumers: Instance[] = []
   private readonly uploads: Upload[] = []
+  /** Chunk writes still in flight: a canceled executor waits for them, so its run settles after its last write. */
+  private readonly writes = new Set<Promise<unknown>>()
   /** Encoded uploads whose message recording is not complete yet. */
   private readonly recordingUploads: Upload[] = []
   /** Ends message cycles once they are quiet; undefined for jobs without cycles. */
@@ -496,11 +507,14 @@ export class LocalExecutor implements InstanceHost {
       chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data })
     }
     const written = store === undefined || chunks.length === 0 ? Promise.resolve(0) : store.writeChunks(graph.name, up.id, chunks)
+    this.writes.add(written)
     written.then(
       (bytes) => {
+        this.writes.delete(written)
         if (!this.stopped) acks.ack(attempt, up.id, up.instance.id, bytes)
       },
       (err: unknown) => {
+        this.writes.delete(written)
         if (!this.stopped) acks.decline(attempt, up.id, up.instance.id, err)
       },
     )
@@ -597,6 +611,9 @@ export class LocalExecutor implements InstanceHost {
     this.settled = true
     this.resolveDone()
     await this.close()
+    // A write already sent is not taken back: wait for it (its checkpoint stays pending and is
+    // aborted by the next run), bounded, since a store that does not answer must not hang the job.
+    if (this.writes.size > 0) await settledWithin([...this.writes], WRITES_GRACE_MS)
   }
 
   /** Closes sources and sinks (flushing sinks). */
