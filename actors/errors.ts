@@ -226,6 +226,42 @@ export class BadLineError extends ConnectorError {
   }
 }
 
+/** What a file source knew of its file when an offset was taken, or knows of it now. */
+export interface SourceFileIdentity {
+  /** `dev:ino`: which file on which device; a copy has another. */
+  id: string
+  size: number
+  /** Modification time, in ms since the epoch. */
+  mtimeMs: number
+}
+
+/** Why a file source refuses an offset: the file is shorter than the offset, or its bytes before the offset are others. */
+export type SourceChangeReason = 'shorter' | 'content'
+
+/**
+ * A file source cannot resume from a snapshot's offset because the file is not the one the
+ * offset was taken on: it is shorter than the offset, or the bytes before the offset do not
+ * have the checksum recorded with it (the file was replaced or rewritten, even by one of the
+ * same size). Resuming would mix records of two files. Terminal: restore a snapshot taken on
+ * this file, put the original file back, or start without restoring.
+ */
+export class SourceChangedError extends ConnectorError {
+  override readonly name = 'SourceChangedError'
+  constructor(
+    operator: string,
+    readonly path: string,
+    /** The snapshot's offset: the byte position reading would resume at. */
+    readonly offset: number,
+    readonly reason: SourceChangeReason,
+    /** The file as recorded with the offset; `undefined` for offsets of a version that did not record it. */
+    readonly was: SourceFileIdentity | undefined,
+    readonly now: SourceFileIdentity,
+    problem: string,
+  ) {
+    super(`cannot resume reading ${path} at byte ${offset}: ${problem}; restore a snapshot taken on this file, put that file back, or start without restoring`, operator, false)
+  }
+}
+
 /** A key selector returned something that is not a key. The job must be fixed; a restart cannot help. */
 export class KeySelectorError extends TerminalError {
   override readonly name = 'KeySelectorError'
