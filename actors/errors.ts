@@ -26,9 +26,11 @@ export class JobDefinitionError extends TerminalError {
 /**
  * Throws if `fn` is an `async` function or an async generator function. Per-record work is
  * synchronous: the runtime sets the key and the state before a call and takes snapshots between
- * calls, so work finished later would land on another record's key and after a barrier.
+ * calls, so work finished later would land on another record's key and after a barrier. The one
+ * check for every user function the runtime calls synchronously; `job` is absent for those given
+ * before there is a job (a state descriptor, a serde, a source's or sink's options).
  */
-export function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
+export function rejectAsync(fn: unknown, what: string, job?: string, operator?: string): void {
   const tag = Object.prototype.toString.call(fn)
   if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
     throw new JobDefinitionError(
@@ -134,8 +136,9 @@ export class MachineActionError extends TerminalError {
     readonly stateValue: unknown,
     readonly action: string,
     problem: string,
+    cause?: unknown,
   ) {
-    super(`machine ${operator}, key ${describeValue(key)}, in state ${JSON.stringify(stateValue)}: action ${action} ${problem}`)
+    super(`machine ${operator}, key ${describeValue(key)}, in state ${JSON.stringify(stateValue)}: action ${action} ${problem}`, cause === undefined ? undefined : { cause })
   }
 }
 

@@ -9,7 +9,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
 import { promisify } from 'node:util'
 import type { ConnectorContext, PollResult, Source, SourceReader } from './connectors.ts'
-import { BadLineError, ConnectorError, JobDefinitionError, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from './errors.ts'
+import { BadLineError, ConnectorError, JobDefinitionError, rejectAsync, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from './errors.ts'
 
 const readAt = promisify(read)
 
@@ -147,6 +147,7 @@ function resolve(options: NdjsonSourceOptions): NdjsonConfig {
   if (onBadLine !== 'fail' && onBadLine !== 'skip' && typeof onBadLine !== 'function') {
     throw new JobDefinitionError(`ndjsonSource: onBadLine must be 'fail', 'skip' or a function, got ${String(onBadLine)}`)
   }
+  rejectAsync(onBadLine, 'ndjsonSource: onBadLine')
   if (partialLastLine !== 'settled' && partialLastLine !== 'bad') {
     throw new JobDefinitionError(`ndjsonSource: partialLastLine must be 'settled' or 'bad', got ${String(partialLastLine)}`)
   }
