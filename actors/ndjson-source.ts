@@ -255,6 +255,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
     }
     const pos = o.pos
     if (o.v !== undefined && o.v !== 2 && o.v !== OFFSET_VERSION) throw this.refuse(`offset format ${String(o.v)} is newer than this version of Weir reads`)
+    if (o.v !== undefined && (typeof o.file !== 'object' || o.file === null)) throw this.refuse(`not an ndjson offset: ${JSON.stringify(offset)}`)
     if (o.v !== undefined && o.parallelism !== this.ctx.parallelism) {
       throw this.refuse(
         `the snapshot's offsets were taken with parallelism ${String(o.parallelism)}, this run has ${this.ctx.parallelism}; ` +
