@@ -26,9 +26,11 @@ export class JobDefinitionError extends TerminalError {
 /**
  * Throws if `fn` is an `async` function or an async generator function. Per-record work is
  * synchronous: the runtime sets the key and the state before a call and takes snapshots between
- * calls, so work finished later would land on another record's key and after a barrier.
+ * calls, so work finished later would land on another record's key and after a barrier. The one
+ * check for every user function the runtime calls synchronously; `job` is absent for those given
+ * before there is a job (a state descriptor, a serde, a source's or sink's options).
  */
-export function rejectAsync(fn: unknown, what: string, job: string, operator?: string): void {
+export function rejectAsync(fn: unknown, what: string, job?: string, operator?: string): void {
   const tag = Object.prototype.toString.call(fn)
   if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
     throw new JobDefinitionError(
@@ -134,8 +136,9 @@ export class MachineActionError extends TerminalError {
     readonly stateValue: unknown,
     readonly action: string,
     problem: string,
+    cause?: unknown,
   ) {
-    super(`machine ${operator}, key ${describeValue(key)}, in state ${JSON.stringify(stateValue)}: action ${action} ${problem}`)
+    super(`machine ${operator}, key ${describeValue(key)}, in state ${JSON.stringify(stateValue)}: action ${action} ${problem}`, cause === undefined ? undefined : { cause })
   }
 }
 
@@ -223,6 +226,42 @@ export class BadLineError extends ConnectorError {
     problem: string,
   ) {
     super(`${path}:${line}: ${problem}; fix the file, or set onBadLine to 'skip' or a function`, operator, false)
+  }
+}
+
+/** What a file source knew of its file when an offset was taken, or knows of it now. */
+export interface SourceFileIdentity {
+  /** `dev:ino`: which file on which device; a copy has another. */
+  id: string
+  size: number
+  /** Modification time, in ms since the epoch. */
+  mtimeMs: number
+}
+
+/** Why a file source refuses an offset: the file is shorter than the offset, or its bytes before the offset are others. */
+export type SourceChangeReason = 'shorter' | 'content'
+
+/**
+ * A file source cannot resume from a snapshot's offset because the file is not the one the
+ * offset was taken on: it is shorter than the offset, or the bytes before the offset do not
+ * have the checksum recorded with it (the file was replaced or rewritten, even by one of the
+ * same size). Resuming would mix records of two files. Terminal: restore a snapshot taken on
+ * this file, put the original file back, or start without restoring.
+ */
+export class SourceChangedError extends ConnectorError {
+  override readonly name = 'SourceChangedError'
+  constructor(
+    operator: string,
+    readonly path: string,
+    /** The snapshot's offset: the byte position reading would resume at. */
+    readonly offset: number,
+    readonly reason: SourceChangeReason,
+    /** The file as recorded with the offset; `undefined` for offsets of a version that did not record it. */
+    readonly was: SourceFileIdentity | undefined,
+    readonly now: SourceFileIdentity,
+    problem: string,
+  ) {
+    super(`cannot resume reading ${path} at byte ${offset}: ${problem}; restore a snapshot taken on this file, put that file back, or start without restoring`, operator, false)
   }
 }
 

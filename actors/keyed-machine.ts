@@ -65,15 +65,57 @@ interface StoredMachine {
 
 const OPTION_KEYS = ['parallelism', 'event', 'version', 'migrate', 'delays', 'input', 'output']
 
-/** Throws if some state of the machine invokes a promise, callback or actor: effects that would run again on replay. */
-function rejectInvoke(machine: AnyStateMachine, job: string, operator: string): void {
-  const walk = (node: { id: string; invoke?: readonly unknown[]; states?: Record<string, unknown> }): void => {
+/** A keyed machine's `sendTo` or `sendParent`: what it does, and what to do instead. */
+function sendProblem(target: string): string {
+  return (
+    `sends an event to ${target === '#_parent' ? 'a parent' : `actor '${target}'`}, but a keyed machine runs alone (no parent, no other actors, so nothing it sent would be exactly once); ` +
+    "emit() the event instead: it becomes the operator's output, and a process downstream can pass it on to another operator with ctx.send(operator, key, message)"
+  )
+}
+
+/** An action as a state node holds it: a built-in action (a function with a `type`), the name of one of `setup`'s actions, or `{ type, params }`. */
+type ActionRef = string | { type?: unknown; to?: unknown }
+interface StateNodeShape {
+  id: string
+  invoke?: readonly unknown[]
+  states?: Record<string, unknown>
+  entry?: readonly ActionRef[]
+  exit?: readonly ActionRef[]
+  transitions?: Map<string, readonly { actions?: readonly ActionRef[] }[]>
+  always?: readonly { actions?: readonly ActionRef[] }[]
+  after?: readonly { actions?: readonly ActionRef[] }[]
+}
+
+/**
+ * Throws if some state of the machine invokes a promise, callback or actor (effects that would
+ * run again on replay), or sends with `sendTo` / `sendParent` (there is no actor to send to).
+ * Sends made dynamically (`enqueueActions`) are caught when they run, by `refuseSends`.
+ */
+function rejectEffects(machine: AnyStateMachine, job: string, operator: string): void {
+  const named = (machine.implementations?.actions ?? {}) as Record<string, ActionRef | undefined>
+  const checkActions = (node: StateNodeShape, actions: readonly ActionRef[] | undefined): void => {
+    for (const ref of actions ?? []) {
+      const name = typeof ref === 'string' ? ref : typeof ref?.type === 'string' && !ref.type.startsWith('xstate.') ? ref.type : undefined
+      const action = name === undefined ? ref : named[name]
+      if (typeof action === 'object' || typeof action === 'function') {
+        if (action?.type === 'xstate.sendTo') {
+          const to = typeof action.to === 'string' ? action.to : 'chosen by a function'
+          throw new JobDefinitionError(`state ${node.id} of the machine has an action ${to === '#_parent' ? 'sendParent' : 'sendTo'}${name === undefined ? '' : ` (${name})`} that ${sendProblem(to)}`, job, operator)
+        }
+      }
+    }
+  }
+  const walk = (node: StateNodeShape): void => {
     if ((node.invoke?.length ?? 0) > 0) {
       throw new JobDefinitionError(`state ${node.id} of the machine invokes an actor; a keyed machine runs pure transitions only (an invoked promise or callback would run again on every replay), so move the work to a source or sink and send its result as a record`, job, operator)
     }
-    for (const child of Object.values(node.states ?? {})) walk(child as typeof node)
+    checkActions(node, node.entry)
+    checkActions(node, node.exit)
+    for (const ts of node.transitions?.values() ?? []) for (const tr of ts) checkActions(node, tr.actions)
+    for (const tr of [...(node.always ?? []), ...(node.after ?? [])]) checkActions(node, tr.actions)
+    for (const child of Object.values(node.states ?? {})) walk(child as StateNodeShape)
   }
-  walk(machine.root as unknown as Parameters<typeof walk>[0])
+  walk(machine.root as unknown as StateNodeShape)
 }
 
 function checkFunction(value: unknown, what: string, job: string, operator: string): void {
@@ -99,7 +141,7 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
   checkFunction(options.migrate, 'migrate', job, name)
   checkFunction(options.input, 'the input function', job, name)
   checkFunction(options.output, 'the output function', job, name)
-  rejectInvoke(machine, job, name)
+  rejectEffects(machine, job, name)
 
   const toEvent = options.event ?? ((r: T) => r as unknown as EventObject)
   const toOutput = options.output ?? ((e: EventObject, key: K) => ({ key, ...e }) as unknown as OUT)
@@ -117,7 +159,7 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
     const s = ctx.state(stored).value()
     if (s === undefined) {
       const input = options.input?.(ctx.key)
-      const [snapshot, actions] = initialTransition(machine, input)
+      const [snapshot, actions] = refuseSends(() => initialTransition(machine, input), ctx.key, (machine.config as { initial?: unknown }).initial)
       const delayed: StoredMachine['d'] = []
       perform(ctx, snapshot, actions as Action[], delayed, ctx.timestamp)
       return { snapshot, delayed }
@@ -177,6 +219,23 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
     }
   }
 
+  /**
+   * Runs a transition, turning XState's throw for a `sendTo` or `sendParent` (one made
+   * dynamically: those in the definition are refused before the job runs) into a terminal
+   * error that says what to do instead. A key's machine runs without an actor system (no parent,
+   * no other actors), so XState throws a plain error while it resolves the action, which would
+   * look like a failure of user code that a restart might get past; it never can.
+   */
+  const refuseSends = <R>(run: () => R, key: K, stateValue: unknown): R => {
+    try {
+      return run()
+    } catch (err) {
+      const target = err instanceof Error ? SEND_FAILED.exec(err.message)?.[1] : undefined
+      if (target === undefined) throw err
+      throw new MachineActionError(name, key, stateValue, target === '#_parent' ? 'sendParent' : 'sendTo', sendProblem(target), err)
+    }
+  }
+
   const cancel = (ctx: Ctx, delayed: StoredMachine['d'], i: number): void => {
     const [, , time] = delayed[i]!
     delayed.splice(i, 1)
@@ -190,7 +249,7 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
 
   /** Applies one event to the key's machine and carries out its actions. */
   const step = (ctx: Ctx, loaded: Loaded, event: EventObject, base: number | undefined): void => {
-    const [next, actions] = transition(machine, loaded.snapshot, event)
+    const [next, actions] = refuseSends(() => transition(machine, loaded.snapshot, event), ctx.key, loaded.snapshot.value)
     perform(ctx, next, actions as Action[], loaded.delayed, base)
     loaded.snapshot = next
   }
@@ -254,6 +313,9 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
     },
   )
 }
+
+/** XState's message when an action sends to an actor it cannot find (every `sendTo` and `sendParent` of a keyed machine); group 1 is the target. */
+const SEND_FAILED = /^Unable to send event to actor '([^']*)' from machine/
 
 /** The executable actions `transition` returns, as far as the runtime reads them. */
 interface Action {

@@ -1,13 +1,17 @@
 /**
  * A newline-delimited JSON file as a replayable source. Reading is linear in the file's size
  * (a line is joined once, however many reads it spans), every `poll` reads a bounded number of
- * bytes so a huge line never holds the event loop, and the offset carries a fingerprint of the
- * file so a restore against another file is refused instead of "finishing" on it.
+ * bytes so a huge line never holds the event loop, and the offset carries a SHA-256 of every byte
+ * before it, so a restore against another file (even one of the same size with one line changed)
+ * is refused instead of mixing records of two files.
  */
-import { createHash } from 'node:crypto'
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { createHash, type Hash } from 'node:crypto'
+import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
+import { promisify } from 'node:util'
 import type { ConnectorContext, PollResult, Source, SourceReader } from './connectors.ts'
-import { BadLineError, ConnectorError, JobDefinitionError, type BadLineReason } from './errors.ts'
+import { BadLineError, ConnectorError, JobDefinitionError, rejectAsync, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from './errors.ts'
+
+const readAt = promisify(read)
 
 /** A line that could not be read as a record, as given to an `onBadLine` function. */
 export interface BadLine {
@@ -80,14 +84,17 @@ const DEFAULT_SETTLE_MS = 1000
 const READ_BYTES = 64 * 1024
 /** Bytes one `poll` reads at most before it yields to the event loop. */
 export const POLL_READ_BUDGET = 1024 * 1024
-/** Bytes at each end of the read part of the file that its fingerprint covers. */
+/** Bytes at each end of the read part of the file that the fingerprint of a version 2 offset covers. */
 const FINGERPRINT_EDGE = 4096
-const OFFSET_VERSION = 2
+/** Size of one read when a restore checks the bytes before the offset. */
+const VERIFY_READ_BYTES = 1024 * 1024
+const OFFSET_VERSION = 3
 const OPTION_KEYS = new Set(['path', 'maxLineBytes', 'onBadLine', 'partialLastLine', 'settleMs'])
 
 /**
  * Offset of an NDJSON reader. `pos` and `line` are where the next line starts; `file` says
- * which file they belong to. Offsets without `v` come from older versions: `{ pos, line }`.
+ * which file they belong to. Older versions: without `v`, `{ pos, line }`; version 2 has
+ * `file.fingerprint` (of the first and last 4 KiB before `pos`) instead of `file.sha256`.
  */
 interface NdjsonOffset {
   v: typeof OFFSET_VERSION
@@ -98,11 +105,19 @@ interface NdjsonOffset {
   file: FileIdentity
 }
 
-/** What identifies the file an offset was taken on. */
-interface FileIdentity {
-  /** `dev:ino` of the file, for messages: a copy of the same bytes is the same file. */
+/**
+ * What identifies the file an offset was taken on. `sha256` is the authority: the same bytes
+ * before `pos` are the same file, whatever its inode or modification time (a copy to another
+ * machine restores); `id`, `size` and `mtimeMs` only say in a refusal what else changed.
+ */
+interface FileIdentity extends SourceFileIdentity {
+  /** SHA-256 (hex) of the bytes `[0, pos)`. */
+  sha256: string
+}
+
+/** The file part of a version 2 offset. */
+interface FileIdentityV2 {
   id: string
-  /** Size of the file when the offset was taken. */
   size: number
   /** SHA-256 (hex, 32 digits) of the first and last {@link FINGERPRINT_EDGE} bytes before `pos`. */
   fingerprint: string
@@ -132,6 +147,7 @@ function resolve(options: NdjsonSourceOptions): NdjsonConfig {
   if (onBadLine !== 'fail' && onBadLine !== 'skip' && typeof onBadLine !== 'function') {
     throw new JobDefinitionError(`ndjsonSource: onBadLine must be 'fail', 'skip' or a function, got ${String(onBadLine)}`)
   }
+  rejectAsync(onBadLine, 'ndjsonSource: onBadLine')
   if (partialLastLine !== 'settled' && partialLastLine !== 'bad') {
     throw new JobDefinitionError(`ndjsonSource: partialLastLine must be 'settled' or 'bad', got ${String(partialLastLine)}`)
   }
@@ -201,7 +217,17 @@ export class NdjsonReader<T> implements SourceReader<T> {
   /** Start and number (from 0) of the current line. */
   private pos = 0
   private line = 0
-  private fingerprintAt: { pos: number; file: FileIdentity } | undefined
+  /**
+   * SHA-256 of the bytes consumed so far, fed as lines end (not as they are read, which runs
+   * ahead of `pos`): it covers `[0, pos)` but for `chunk[hashFrom..chunkStart)`, fed in one
+   * update before the chunk is replaced or an offset is taken (one call per line would cost
+   * more than the hashing itself on short lines).
+   */
+  private hash: Hash = createHash('sha256')
+  private hashFrom = 0
+  /** While the current line is too long: the hash including its bytes dropped so far (they are not kept to hash at its end). */
+  private pending: Hash | undefined
+  private identityAt: { pos: number; file: FileIdentity } | undefined
   /** Size and modification time of the file since when they have not changed, while a last line waits. */
   private unchanged: { size: number; mtimeMs: number; since: number } | undefined
 
@@ -217,29 +243,40 @@ export class NdjsonReader<T> implements SourceReader<T> {
     }
   }
 
-  restore(offset: unknown): void {
-    const o = offset as Partial<NdjsonOffset> | null
+  /**
+   * Checks that the file is the one the offset was taken on and resumes there. It reads the
+   * bytes before the offset once, to check their SHA-256 and to go on hashing from there; the
+   * reads are asynchronous so a large file does not hold the event loop (heartbeats, timers).
+   */
+  async restore(offset: unknown): Promise<void> {
+    const o = offset as (Partial<Omit<NdjsonOffset, 'v' | 'file'>> & { v?: unknown; file?: Partial<FileIdentity & FileIdentityV2> }) | null
     if (typeof o?.pos !== 'number' || typeof o.line !== 'number' || !Number.isSafeInteger(o.pos) || o.pos < 0) {
       throw this.refuse(`not an ndjson offset: ${JSON.stringify(offset)}`)
     }
-    const size = fstatSync(this.fd).size
-    if (o.v === undefined) this.checkLegacy(o.pos, size)
-    else if (o.v !== OFFSET_VERSION || o.file === undefined) throw this.refuse(`offset format ${String(o.v)} is newer than this version of Weir reads`)
-    else {
-      if (o.parallelism !== this.ctx.parallelism) {
-        throw this.refuse(
-          `the snapshot's offsets were taken with parallelism ${String(o.parallelism)}, this run has ${this.ctx.parallelism}; ` +
-            `an ndjson source cannot be rescaled: run it with parallelism ${String(o.parallelism)}, or start without restoring`,
-        )
-      }
-      this.checkSameFile(o.pos, o.file, size)
-      this.badLines = typeof o.badLines === 'number' ? o.badLines : 0
+    const pos = o.pos
+    if (o.v !== undefined && o.v !== 2 && o.v !== OFFSET_VERSION) throw this.refuse(`offset format ${String(o.v)} is newer than this version of Weir reads`)
+    if (o.v !== undefined && (typeof o.file !== 'object' || o.file === null)) throw this.refuse(`not an ndjson offset: ${JSON.stringify(offset)}`)
+    if (o.v !== undefined && o.parallelism !== this.ctx.parallelism) {
+      throw this.refuse(
+        `the snapshot's offsets were taken with parallelism ${String(o.parallelism)}, this run has ${this.ctx.parallelism}; ` +
+          `an ndjson source cannot be rescaled: run it with parallelism ${String(o.parallelism)}, or start without restoring`,
+      )
     }
-    this.pos = this.readPos = o.pos
+    const was = o.v === undefined ? undefined : { id: String(o.file?.id), size: Number(o.file?.size), mtimeMs: Number(o.file?.mtimeMs) }
+    if (this.stat().size < pos) this.changed(pos, 'shorter', was, `the file is shorter than that${was === undefined ? '' : `; ${this.differences(was)}`}. It was replaced or truncated`)
+    if (o.v === undefined) this.checkLegacy(pos)
+    else if (o.v === 2 && this.fingerprint(pos) !== o.file?.fingerprint) this.changed(pos, 'content', was, this.contentProblem(was!))
+    const hash = await this.hashPrefix(pos)
+    if (o.v === OFFSET_VERSION && hash.copy().digest('hex') !== o.file?.sha256) this.changed(pos, 'content', was, this.contentProblem(was!))
+    if (o.v !== undefined) this.badLines = typeof o.badLines === 'number' ? o.badLines : 0
+    this.pos = this.readPos = pos
     this.line = o.line
     this.unchanged = undefined
     this.chunk = Buffer.alloc(0)
     this.chunkStart = 0
+    this.hash = hash
+    this.hashFrom = 0
+    this.identityAt = undefined
     this.dropLine()
   }
 
@@ -262,6 +299,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
       this.spare = buf
       this.chunk = buf.subarray(0, got)
       this.chunkStart = 0
+      this.hashFrom = 0
       this.readPos += got
       if (got > 0) continue
       const atEnd = this.atEndOfFile(emit)
@@ -289,6 +327,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
     this.chunkStart = Math.min(nl + 1, this.chunk.length)
     this.pos += length + (nl < this.chunk.length ? 1 : 0)
     this.line++
+    this.hashHeldPieces()
     if (!mine) {
       this.dropLine()
       return false
@@ -323,12 +362,15 @@ export class NdjsonReader<T> implements SourceReader<T> {
 
   /** Keeps the unconsumed rest of `chunk` as a piece of the current line; checks the line's length. */
   private keepTail(): void {
+    this.hashConsumed()
     const tail = this.chunk.subarray(this.chunkStart)
     this.chunk = tail.subarray(tail.length)
     this.chunkStart = 0
+    this.hashFrom = 0
     if (tail.length === 0) return
     if (this.tooLong !== undefined) {
       this.tooLongBytes += tail.length
+      this.pending!.update(tail)
       return
     }
     this.parts.push(tail)
@@ -343,6 +385,10 @@ export class NdjsonReader<T> implements SourceReader<T> {
     }
     this.tooLongBytes = this.partsBytes
     this.tooLong = prefix
+    // The line's bytes are not kept to its end, so they are hashed as they go, on a copy: the
+    // offset stays at the line's start until it ends.
+    this.pending = this.hash.copy()
+    for (const part of this.parts) this.pending.update(part)
     this.parts = []
     this.partsBytes = 0
   }
@@ -366,6 +412,28 @@ export class NdjsonReader<T> implements SourceReader<T> {
     this.partsBytes = 0
     this.tooLong = undefined
     this.tooLongBytes = 0
+    this.pending = undefined
+  }
+
+  /** Feeds the hash the consumed bytes of the current chunk it has not had yet. */
+  private hashConsumed(): void {
+    if (this.chunkStart <= this.hashFrom) return
+    this.hash.update(this.chunk.subarray(this.hashFrom, this.chunkStart))
+    this.hashFrom = this.chunkStart
+  }
+
+  /**
+   * The current line ends: feeds the hash the pieces of it held from earlier reads (or takes the
+   * hash that had its dropped bytes). They precede every unhashed byte of the current chunk:
+   * a held piece means the line began before this chunk, of which nothing is hashed yet.
+   */
+  private hashHeldPieces(): void {
+    if (this.pending !== undefined) {
+      this.hash = this.pending
+      this.pending = undefined
+      return
+    }
+    for (const part of this.parts) this.hash.update(part)
   }
 
   /**
@@ -396,6 +464,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
     const blank = this.tooLong === undefined && bytes.every(isSpace)
     this.pos = this.readPos
     this.line++
+    this.hashHeldPieces()
     this.dropLine()
     if (mine && !blank) this.bad(line, start, 'unterminated', 'the last line has no newline (the file may still be being written)', bytes)
     return 'continue'
@@ -429,14 +498,33 @@ export class NdjsonReader<T> implements SourceReader<T> {
 
   /** The file's identity at the current offset, computed again only when the offset moved. */
   private identity(): FileIdentity {
-    if (this.fingerprintAt?.pos === this.pos) return this.fingerprintAt.file
-    const stat = fstatSync(this.fd, { bigint: true })
-    const file = { id: `${stat.dev}:${stat.ino}`, size: Number(stat.size), fingerprint: this.fingerprint(this.pos) }
-    this.fingerprintAt = { pos: this.pos, file }
+    if (this.identityAt?.pos === this.pos) return this.identityAt.file
+    this.hashConsumed()
+    // A copy: the hash goes on with the next lines.
+    const file = { ...this.stat(), sha256: this.hash.copy().digest('hex') }
+    this.identityAt = { pos: this.pos, file }
     return file
   }
 
-  /** SHA-256 of the first and the last {@link FINGERPRINT_EDGE} bytes before `pos` (all of them if fewer). */
+  private stat(): SourceFileIdentity {
+    const stat = fstatSync(this.fd, { bigint: true })
+    return { id: `${stat.dev}:${stat.ino}`, size: Number(stat.size), mtimeMs: Number(stat.mtimeMs) }
+  }
+
+  /** SHA-256 of the bytes `[0, pos)`, read in large asynchronous reads. */
+  private async hashPrefix(pos: number): Promise<Hash> {
+    const hash = createHash('sha256')
+    const buf = Buffer.allocUnsafe(Math.min(VERIFY_READ_BYTES, Math.max(pos, 1)))
+    for (let at = 0; at < pos; ) {
+      const { bytesRead } = await readAt(this.fd, buf, 0, Math.min(buf.length, pos - at), at)
+      if (bytesRead === 0) this.changed(pos, 'shorter', undefined, `the file became shorter (${at} bytes) while the bytes before the offset were checked`)
+      hash.update(buf.subarray(0, bytesRead))
+      at += bytesRead
+    }
+    return hash
+  }
+
+  /** SHA-256 (32 hex digits) of the first and the last {@link FINGERPRINT_EDGE} bytes before `pos`, as version 2 offsets hold. */
   private fingerprint(pos: number): string {
     const hash = createHash('sha256')
     const headBytes = Math.min(pos, FINGERPRINT_EDGE)
@@ -457,26 +545,31 @@ export class NdjsonReader<T> implements SourceReader<T> {
     return hash.digest('hex').slice(0, 32)
   }
 
-  /** Refuses an offset taken on another file, or on this file before it was replaced or cut. */
-  private checkSameFile(pos: number, was: FileIdentity, size: number): void {
-    const stat = fstatSync(this.fd, { bigint: true })
-    const now = `${stat.dev}:${stat.ino}`
-    const then = `it was ${was.size} bytes (file id ${was.id}) when the snapshot was taken and is ${size} bytes (file id ${now}) now`
-    if (size < pos) {
-      throw this.refuse(`the snapshot's offset is at byte ${pos}, but the file is shorter: ${then}. It was replaced or truncated`)
-    }
-    if (this.fingerprint(pos) !== was.fingerprint) {
-      throw this.refuse(`the bytes before the snapshot's offset (byte ${pos}) are not those read before the snapshot: ${then}. It was replaced or rewritten`)
-    }
+  private contentProblem(was: SourceFileIdentity): string {
+    return `the bytes before it are not those read before the snapshot (their SHA-256 differs); ${this.differences(was)}. It was replaced or rewritten`
+  }
+
+  /** What else differs between the file then and now, in words: the inode, the size, the modification time. */
+  private differences(was: SourceFileIdentity): string {
+    const now = this.stat()
+    const what = [
+      was.id === now.id ? undefined : `file id ${was.id} then, ${now.id} now`,
+      was.size === now.size ? `same size (${now.size} bytes)` : `${was.size} bytes then, ${now.size} now`,
+      Number.isFinite(was.mtimeMs) && was.mtimeMs !== now.mtimeMs ? `modified at ${new Date(was.mtimeMs).toISOString()} then, ${new Date(now.mtimeMs).toISOString()} now` : undefined,
+    ]
+    return what.filter((x) => x !== undefined).join(', ')
+  }
+
+  private changed(pos: number, reason: SourceChangeReason, was: SourceFileIdentity | undefined, problem: string): never {
+    throw new SourceChangedError(this.ctx.operator, this.path, pos, reason, was, this.stat(), problem)
   }
 
   /** An offset from a Weir before offsets carried the file's identity: checked as far as it can be. */
-  private checkLegacy(pos: number, size: number): void {
-    if (size < pos) throw this.refuse(`the snapshot's offset is at byte ${pos}, but the file has only ${size} bytes: it was replaced or truncated`)
-    if (pos === 0 || pos === size) return
+  private checkLegacy(pos: number): void {
+    if (pos === 0 || pos === this.stat().size) return
     const before = Buffer.alloc(1)
     readSync(this.fd, before, 0, 1, pos - 1)
-    if (before[0] !== 10) throw this.refuse(`the snapshot's offset (byte ${pos}) is not at the start of a line: the file was replaced or rewritten`)
+    if (before[0] !== 10) this.changed(pos, 'content', undefined, 'it is not at the start of a line (the offset is of an older version, which recorded no checksum). The file was replaced or rewritten')
   }
 
   private refuse(problem: string): ConnectorError {

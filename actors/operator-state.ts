@@ -15,7 +15,7 @@
  */
 import type { Serde } from '../persistence/serde.ts'
 import { cborSerde } from '../persistence/serde.ts'
-import { describeValue, JobDefinitionError, UnserializableStateError } from './errors.ts'
+import { describeValue, JobDefinitionError, rejectAsync, UnserializableStateError } from './errors.ts'
 import type { OperatorSpec } from './job.ts'
 import { deepFreeze, unserializableIn } from './state-checks.ts'
 import type { ListState } from './state.ts'
@@ -74,6 +74,7 @@ export function operatorListState<T>(name: string, options: OperatorListStateOpt
   if (serde !== undefined && (typeof serde.encode !== 'function' || typeof serde.decode !== 'function')) {
     throw new JobDefinitionError(`operator state ${name}: serde needs encode(value) and decode(bytes) functions`)
   }
+  for (const f of ['encode', 'decode'] as const) rejectAsync(serde?.[f], `operator state ${name}: serde.${f}`)
   return Object.freeze({ kind: 'operator-list', name, distribution, serde: serde as Serde<unknown> | undefined })
 }
 

@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
 import type { ConnectorContext, Sink, SinkWriter } from './connectors.ts'
-import { ConnectorError, JobDefinitionError } from './errors.ts'
+import { ConnectorError, JobDefinitionError, rejectAsync } from './errors.ts'
 
 /** Options of line-writing sinks. */
 export interface LineSinkOptions<T> {
@@ -16,6 +16,7 @@ export interface LineSinkOptions<T> {
 function formatter<T>(options: LineSinkOptions<T>): (r: T) => string {
   const f = options.format ?? ((r: T) => JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))
   if (typeof f !== 'function') throw new JobDefinitionError('sink format must be a function')
+  rejectAsync(f, 'the sink format')
   return f
 }
 

@@ -9,7 +9,7 @@
  * a checkpoint refuses class instances, functions, symbols and cycles.
  */
 import type { Serde } from '../persistence/serde.ts'
-import { describeValue, JobDefinitionError } from './errors.ts'
+import { describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
 
 /** The kinds of keyed state. */
 export type StateKind = 'value' | 'list' | 'map' | 'reducing' | 'aggregating'
@@ -189,6 +189,8 @@ function checkSerde(name: string, serde: unknown): Serde<unknown> | undefined {
   if (typeof s.encode !== 'function' || typeof s.decode !== 'function') {
     throw new JobDefinitionError(`state ${name}: serde needs encode(value) and decode(bytes) functions`)
   }
+  // A snapshot encodes and a restore decodes synchronously, between records.
+  for (const f of ['encode', 'decode'] as const) rejectAsync(s[f], `state ${name}: serde.${f}`)
   return serde as Serde<unknown>
 }
 
@@ -270,6 +272,7 @@ export function mapState<K, V>(name: string, options: StateOptions<V> = {}): Map
 export function reducingState<T>(name: string, reduce: (a: T, b: T) => T, options: StateOptions<T> = {}): ReducingStateDescriptor<T> {
   checkName('reducing', name)
   if (typeof reduce !== 'function') throw new JobDefinitionError(`state ${name}: reducingState needs a reduce function`)
+  rejectAsync(reduce, `state ${name}: the reduce function`)
   return Object.freeze({ kind: 'reducing', name, reduce, ...common(name, options) })
 }
 
@@ -290,6 +293,7 @@ export function aggregatingState<IN, ACC, OUT>(
   checkName('aggregating', name)
   for (const fn of ['createAccumulator', 'add', 'getResult'] as const) {
     if (typeof aggregator?.[fn] !== 'function') throw new JobDefinitionError(`state ${name}: aggregatingState needs ${fn}()`)
+    rejectAsync(aggregator[fn], `state ${name}: ${fn}`)
   }
   return Object.freeze({ kind: 'aggregating', name, aggregator, ...common(name, options) })
 }

@@ -4,7 +4,7 @@
  * says "no record with a timestamp <= w comes any more" on that channel; an operator's watermark
  * is the minimum over its non-idle input channels, and it only moves forward.
  */
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError, rejectAsync } from './errors.ts'
 
 /**
  * How a source assigns event times and watermarks. Create one with {@link boundedOutOfOrderness}.
@@ -50,10 +50,7 @@ export function boundedOutOfOrderness<T>(options: BoundedOutOfOrdernessOptions<T
   }
   const { timestamp, maxOutOfOrdernessMs, idleTimeoutMs } = options
   if (typeof timestamp !== 'function') throw new JobDefinitionError('boundedOutOfOrderness: timestamp must be a function (record) => number')
-  const tag = Object.prototype.toString.call(timestamp)
-  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
-    throw new JobDefinitionError('boundedOutOfOrderness: timestamp is an async function; it must return the number synchronously')
-  }
+  rejectAsync(timestamp, 'boundedOutOfOrderness: timestamp')
   if (typeof maxOutOfOrdernessMs !== 'number' || !Number.isFinite(maxOutOfOrdernessMs) || maxOutOfOrdernessMs < 0) {
     throw new JobDefinitionError(`boundedOutOfOrderness: maxOutOfOrdernessMs must be a finite number >= 0, got ${String(maxOutOfOrdernessMs)}`)
   }

@@ -330,7 +330,7 @@ export class WeirNode {
     let executor: LocalExecutor | undefined
     const events = {
       wake: () => executor?.wake(),
-      broken: (reason: string) => this.attemptFailed(gen, new Error(reason), true),
+      broken: (error: Error) => this.attemptFailed(gen, error, true),
       dropped: () => this.dropped++,
     }
     const maxPayload = this.o.nats.info?.max_payload ?? 1024 * 1024

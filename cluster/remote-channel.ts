@@ -9,14 +9,19 @@
  * slows its senders and no queue grows without bound (nats-server would cut a slow consumer,
  * and nats.js buffers outgoing messages without limit).
  *
- * A receiver that sees a gap in sequence numbers, another attempt's message, more items than it
- * granted, or bytes that do not decode drops the message, counts it and reports the attempt as
- * failed: the job recovers from its last checkpoint instead of running on with a hole in a stream.
+ * A sender never publishes beyond its credit: items an instance pushes past it (one step may
+ * push several after one credit check) wait in the sender until credit comes. So a receiver can
+ * check every item against the credit it granted: one beyond is a {@link CreditExceededError}.
+ * A receiver that sees that, a gap in sequence numbers, another attempt's message, or bytes that
+ * do not decode ({@link ChannelBrokenError}) drops the message, counts it and reports the attempt
+ * as failed: the job recovers from its last checkpoint instead of running on with a hole in a
+ * stream or a queue that grows without bound.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { Encoder } from 'cbor-x'
 import type { Channel, ChannelAddress, ChannelItem } from '../actors/channel.ts'
 import type { Key } from '../actors/key-groups.ts'
+import { ChannelBrokenError, CreditExceededError } from './errors.ts'
 
 /** Which attempt of which coordinator a message belongs to. */
 export interface Generation {
@@ -174,8 +179,8 @@ function encodeCredit(gen: Generation, granted: number): Uint8Array {
 export interface ChannelEvents {
   /** A message arrived or credit was granted: the executor has work. */
   wake(): void
-  /** The channel is broken (a gap, a foreign attempt, undecodable bytes): the attempt must recover. */
-  broken(reason: string): void
+  /** The channel is broken (a gap, a foreign attempt, undecodable bytes, items beyond the credit): the attempt must recover. */
+  broken(error: ChannelBrokenError | CreditExceededError): void
   /** A message was dropped; counted for `weir status`. */
   dropped(): void
 }
@@ -183,13 +188,19 @@ export interface ChannelEvents {
 /** Time between a sender's probes, in ms. */
 const PROBE_MS = 500
 
-/** Items past the granted credit a receiver tolerates: a sender checks credit before a step, not before each item. */
-const OVERSHOOT = 4096
-
-/** The sending end: publishes each item at once while the receiver has granted credit. */
+/**
+ * The sending end: publishes each item at once while the receiver has granted credit, and holds
+ * back the items pushed beyond it (an instance checks credit before a step, and a step may push
+ * several items) until more is granted.
+ */
 export class RemoteSender implements Channel {
+  /** Items published. */
   private sent = 0
+  /** Items encoded: published, or held in `held`. */
+  private encoded = 0
   private granted = 0
+  /** Encoded items beyond the credit, in order. */
+  private held: Uint8Array[] = []
   private readonly sub: Subscription
   private readonly data: string
   private readonly probe: NodeJS.Timeout
@@ -218,7 +229,8 @@ export class RemoteSender implements Channel {
         if (granted > this.granted) {
           const wasBlocked = !this.hasCredit()
           this.granted = granted
-          if (wasBlocked) events.wake()
+          this.publishHeld()
+          if (wasBlocked && this.hasCredit()) events.wake()
         }
       },
     })
@@ -232,11 +244,11 @@ export class RemoteSender implements Channel {
   }
 
   hasCredit(): boolean {
-    return this.sent < this.granted
+    return this.held.length === 0 && this.sent < this.granted
   }
 
   push(item: ChannelItem): void {
-    const bytes = this.encoder.encode(this.gen, this.sent + 1, item)
+    const bytes = this.encoder.encode(this.gen, this.encoded + 1, item)
     if (bytes.byteLength > this.maxPayload && item.type === 'records' && item.records.length > 1) {
       // Too big for one NATS message: send it as two batches, in order. The encoder may have
       // described new shapes in the bytes dropped here, so the halves start a new stream.
@@ -254,8 +266,21 @@ export class RemoteSender implements Channel {
       return
     }
     if (bytes.byteLength > this.maxPayload) throw new Error(`one record encodes to ${bytes.byteLength} bytes, more than the NATS server's max_payload of ${this.maxPayload}; raise max_payload in the server's configuration`)
+    this.encoded++
+    if (this.held.length === 0 && this.sent < this.granted) this.publish(bytes)
+    else this.held.push(bytes)
+  }
+
+  private publish(bytes: Uint8Array): void {
     this.sent++
     this.nc.publish(this.data, bytes)
+  }
+
+  /** Publishes held items, in order, as far as the credit goes. */
+  private publishHeld(): void {
+    let i = 0
+    while (i < this.held.length && this.sent < this.granted) this.publish(this.held[i++]!)
+    if (i > 0) this.held = this.held.slice(i)
   }
 
   shift(): ChannelItem | undefined {
@@ -313,18 +338,19 @@ export class RemoteReceiver implements Channel {
         try {
           decoded = decoder.decode(msg.data)
         } catch (e) {
-          return this.refuse(`channel ${name}: ${(e as Error).message}`)
+          return this.refuse(new ChannelBrokenError(name, (e as Error).message))
         }
         if (decoded.gen.epoch !== gen.epoch || decoded.gen.attempt !== gen.attempt) {
-          return this.refuse(`channel ${name}: a message of epoch ${decoded.gen.epoch} attempt ${decoded.gen.attempt} on the channel of epoch ${gen.epoch} attempt ${gen.attempt}`)
+          return this.refuse(new ChannelBrokenError(name, `a message of epoch ${decoded.gen.epoch} attempt ${decoded.gen.attempt} on the channel of epoch ${gen.epoch} attempt ${gen.attempt}`))
         }
         if (decoded.item === undefined) {
           // A probe: the sender has sent `seq` items; fewer arrived means some were lost.
-          if (decoded.seq > this.received) this.refuse(`channel ${name}: the sender sent ${decoded.seq} messages, ${this.received} arrived (messages lost)`)
+          if (decoded.seq > this.received) this.refuse(new ChannelBrokenError(name, `the sender sent ${decoded.seq} messages, ${this.received} arrived (messages lost)`))
           return
         }
-        if (decoded.seq !== this.received + 1) return this.refuse(`channel ${name}: message ${decoded.seq} after ${this.received} (a gap or a replay)`)
-        if (decoded.seq > this.grantedAt + OVERSHOOT) return this.refuse(`channel ${name}: message ${decoded.seq} is far beyond the credit granted (${this.grantedAt})`)
+        if (decoded.seq !== this.received + 1) return this.refuse(new ChannelBrokenError(name, `message ${decoded.seq} after ${this.received} (a gap or a replay)`))
+        // Cumulative credit against cumulative items: a sender that saw a grant saw at most this one.
+        if (decoded.seq > this.grantedAt) return this.refuse(new CreditExceededError(name, this.grantedAt, decoded.seq))
         this.received = decoded.seq
         this.items.push(decoded.item)
         events.wake()
@@ -335,10 +361,10 @@ export class RemoteReceiver implements Channel {
     this.repeat.unref()
   }
 
-  private refuse(reason: string): void {
+  private refuse(error: ChannelBrokenError | CreditExceededError): void {
     this.events.dropped()
     this.broken = true
-    this.events.broken(reason)
+    this.events.broken(error)
   }
 
   get length(): number {

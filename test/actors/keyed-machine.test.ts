@@ -4,7 +4,7 @@
  * mistakes a machine can make.
  */
 import t from 'tap'
-import { assign, emit, fromPromise, raise, setup } from 'xstate'
+import { assign, emit, enqueueActions, fromPromise, raise, sendParent, sendTo, setup } from 'xstate'
 import {
   arraySink,
   boundedOutOfOrderness,
@@ -201,6 +201,45 @@ t.test('keyed machine - a version 2 of the machine migrates the snapshots of ver
   const fourth = await runJob(counterJob(v2, [...more, { k: 'a', type: 'add' }], { version: 3 }), quiet(store, { restore: 'latest' })).catch((e: unknown) => e)
   t.type(fourth, MachineStateVersionError)
   t.match((fourth as Error).message, /give the machine a migrate/)
+})
+
+const sendAdvice = "emit() the event instead: it becomes the operator's output, and a process downstream can pass it on to another operator with ctx.send(operator, key, message)"
+
+t.test('keyed machine - sendTo and sendParent are refused when the job is defined, saying to emit instead', async (t) => {
+  const keyed = () => job('sends').source('in', listSource([{ type: 'go' }])).keyBy(() => 'k')
+  const cases = [
+    ['sendTo on entry', setup({}).createMachine({ id: 'm', initial: 'a', states: { a: { entry: sendTo('billing', { type: 'charge' }) as never } } }), /state m.a of the machine has an action sendTo that sends an event to actor 'billing', but a keyed machine runs alone/],
+    ['sendTo on an event', setup({}).createMachine({ id: 'm', initial: 'a', states: { a: { on: { go: { actions: sendTo('billing', { type: 'charge' }) as never } } } } }), /action sendTo that sends an event to actor 'billing'/],
+    ['a named sendTo of setup', setup({ actions: { bill: sendTo('billing', { type: 'charge' }) as never } }).createMachine({ id: 'm', initial: 'a', states: { a: { exit: 'bill', on: { go: 'b' } }, b: {} } }), /action sendTo \(bill\) that sends/],
+    ['sendParent after a delay', setup({}).createMachine({ id: 'm', initial: 'a', states: { a: { after: { 1000: { actions: sendParent({ type: 'done' }) as never } } } } }), /action sendParent that sends an event to a parent, but a keyed machine runs alone/],
+  ] as const
+  for (const [what, machine, message] of cases) {
+    t.throws(() => keyed().machine('m', machine), { name: 'JobDefinitionError', retryable: false, message }, what)
+    t.throws(() => keyed().machine('m', machine), { message: new RegExp(`^job sends, operator m: .*${sendAdvice.replace(/[()]/g, '\\$&')}$`) }, `${what}: says what to use instead`)
+  }
+})
+
+t.test('keyed machine - a sendTo made while running fails the job at once with MachineActionError, never retried', async (t) => {
+  const store = tempEmbeddedStore(t)
+  // enqueueActions decides while it runs, so the definition cannot show the send.
+  const machine = setup({}).createMachine({ id: 'm', initial: 'a', states: { a: { on: { go: { actions: enqueueActions(({ enqueue }) => enqueue.sendTo('billing', { type: 'charge' })) } } } } })
+  let attempts = 0
+  const counted: Source<{ type: string }> = {
+    kind: 'counted',
+    open(ctx) {
+      attempts++
+      return listSource([{ type: 'go' }]).open(ctx)
+    },
+  }
+  const err = await runJob(
+    job('send-dynamic').source('in', counted).keyBy(() => 'k').machine('m', machine).sink('out', arraySink([])),
+    quiet(store, { restart: { type: 'fixed-delay', attempts: 3, delayMs: 1 } }),
+  ).catch((e: unknown) => e)
+  t.type(err, MachineActionError, 'terminal, not a UserCodeError retried by the restart strategy')
+  t.match(err, { action: 'sendTo', operator: 'm', key: 'k', retryable: false })
+  t.equal((err as Error).message, `machine m, key "k", in state "a": action sendTo sends an event to actor 'billing', but a keyed machine runs alone (no parent, no other actors, so nothing it sent would be exactly once); ${sendAdvice}`)
+  t.match((err as Error).cause, { message: /Unable to send event to actor 'billing'/ }, "XState's error is the cause")
+  t.equal(attempts, 1, 'one attempt')
 })
 
 t.test('keyed machine - effects that would run again on replay are refused; definition mistakes fail at once', async (t) => {

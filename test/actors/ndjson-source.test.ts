@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +9,7 @@ import {
   BadLineError,
   ConnectorError,
   EmbeddedStore,
+  SourceChangedError,
   job,
   JobDefinitionError,
   ndjsonSource,
@@ -63,6 +65,14 @@ function thrown(f: () => unknown): unknown {
     return err
   }
   return undefined
+}
+
+/** What `f` throws or rejects with, or undefined. */
+async function rejected(f: () => unknown): Promise<unknown> {
+  return Promise.resolve().then(f).then(
+    () => undefined,
+    (err: unknown) => err,
+  )
 }
 
 const lines = (...ls: string[]) => ls.join('\n') + '\n'
@@ -222,10 +232,10 @@ t.test('ndjson - restore resumes exactly where the offset is, on the same file g
     'more',
   )
   const offset = first.offset()
-  t.same({ ...offset, file: undefined }, { v: 2, pos: 48, line: 6, parallelism: 2, badLines: 0, file: undefined }, 'the next line, and with how many instances')
+  t.same({ ...offset, file: undefined }, { v: 3, pos: 48, line: 6, parallelism: 2, badLines: 0, file: undefined }, 'the next line, and with how many instances')
   appendFileSync(path, lines('{"i":10}', '{"i":11}'))
   const second = reader<{ i: number }>(t, { path, onBadLine: 'skip' }, 1, 2)
-  second.restore(offset)
+  await second.restore(offset)
   t.same(
     drain(second).map((x) => x.i),
     [7, 9, 11],
@@ -241,22 +251,105 @@ t.test('ndjson - restore refuses a file replaced by a shorter one, or by other b
   const size = readFileSync(path).length
 
   oldFile(path, lines('{"i":0}', '{"i":1}'))
-  const shorter = thrown(() => reader(t, { path }).restore(offset))
-  t.type(shorter, ConnectorError)
-  t.equal((shorter as ConnectorError).retryable, false, 'terminal')
+  const shorter = await rejected(() => reader(t, { path }).restore(offset))
+  t.type(shorter, SourceChangedError)
+  t.type(shorter, ConnectorError, 'a connector failure like the others')
+  t.match(shorter, { path, offset: size, reason: 'shorter', retryable: false, was: { size }, now: { size: 16 } }, 'terminal, with the file, the offset and what differs')
   t.match(
     (shorter as ConnectorError).message,
-    new RegExp(`^operator in: cannot resume reading ${path}: the snapshot's offset is at byte ${size}, but the file is shorter: it was ${size} bytes \\(file id \\d+:\\d+\\) when the snapshot was taken and is 16 bytes \\(file id \\d+:\\d+\\) now. It was replaced or truncated; restore a snapshot taken on this file, or start without restoring$`),
+    new RegExp(`^operator in: cannot resume reading ${path} at byte ${size}: the file is shorter than that; ${size} bytes then, 16 now.* It was replaced or truncated; restore a snapshot taken on this file, put that file back, or start without restoring$`),
   )
 
   oldFile(path, lines(...Array.from({ length: 100 }, (_, i) => `{"j":${i}}`)))
-  const other = thrown(() => reader(t, { path }).restore(offset))
-  t.type(other, ConnectorError)
-  t.match((other as ConnectorError).message, `the bytes before the snapshot's offset (byte ${size}) are not those read before the snapshot`)
+  const other = await rejected(() => reader(t, { path }).restore(offset))
+  t.type(other, SourceChangedError)
+  t.match((other as ConnectorError).message, `cannot resume reading ${path} at byte ${size}: the bytes before it are not those read before the snapshot (their SHA-256 differs)`)
 
   truncateSync(path, 0)
   oldFile(path, lines(...Array.from({ length: 100 }, (_, i) => `{"i":${i}}`)))
-  t.doesNotThrow(() => reader(t, { path }).restore(offset), 'a file with the same bytes (a copy) is the same file')
+  t.equal(await rejected(() => reader(t, { path }).restore(offset)), undefined, 'a file with the same bytes (a copy) is the same file')
+})
+
+/** `count` lines `{"i":n,"v":"aaaa"}` (with `count` over 1000 the file is larger than 8 KiB). */
+const records = (count: number, changed?: { at: number; v: string }) =>
+  lines(...Array.from({ length: count }, (_, i) => `{"i":${i},"v":"${changed?.at === i ? changed.v : 'aaaa'}"}`))
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+
+t.test('ndjson - refuses a file replaced since the checkpoint by one of the same size with a middle line changed', async (t) => {
+  const dir = tmp(t)
+  const path = oldFile(join(dir, 'in.ndjson'), records(2000))
+  const r = reader(t, { path })
+  r.poll(() => {}, 1500)
+  const offset = r.offset()
+  const size = readFileSync(path).length
+  oldFile(path, records(2000, { at: 700, v: 'bbbb' }))
+  t.equal(readFileSync(path).length, size, 'the same size')
+
+  const err = await rejected(() => reader(t, { path }).restore(offset))
+  t.type(err, SourceChangedError)
+  t.match(err, { path, offset: offset.pos, reason: 'content', retryable: false, was: { size }, now: { size } })
+  t.match(
+    (err as Error).message,
+    `operator in: cannot resume reading ${path} at byte ${offset.pos}: the bytes before it are not those read before the snapshot (their SHA-256 differs); `,
+  )
+  t.match((err as Error).message, `same size (${size} bytes)`, 'says what else differs')
+})
+
+t.test('ndjson - restores an unchanged file exactly, and a copy of it (the checksum, not the inode, is the identity)', async (t) => {
+  const dir = tmp(t)
+  const path = oldFile(join(dir, 'in.ndjson'), records(2000))
+  const r = reader<{ i: number }>(t, { path })
+  const head: number[] = []
+  r.poll((x) => head.push(x.i), 1234)
+  const offset = r.offset()
+  const again = reader<{ i: number }>(t, { path })
+  await again.restore(offset)
+  t.same([...head, ...drain(again).map((x) => x.i)], Array.from({ length: 2000 }, (_, i) => i), 'every line once')
+
+  const copy = join(dir, 'copy.ndjson')
+  oldFile(copy, readFileSync(path))
+  const onCopy = reader<{ i: number }>(t, { path: copy })
+  await onCopy.restore(offset)
+  t.same(drain(onCopy)[0], { i: 1234, v: 'aaaa' }, 'a copy restores too')
+})
+
+t.test('ndjson - the offset holds the SHA-256 of exactly the bytes before it, however the lines fell across reads', async (t) => {
+  const dir = tmp(t)
+  // Longer than one poll's read budget: offsets are taken while the line is held in pieces, or dropped as too long.
+  const long = `{"s":"${'x'.repeat(POLL_READ_BUDGET * 1.5)}"}`
+  const content = Buffer.from(lines('{"a":1}', long, 'not json', '{"a":2}', long, '', '{"a":3}') + '{"a":')
+  const path = oldFile(join(dir, 'in.ndjson'), content)
+  for (const options of [{ onBadLine: 'skip' as const }, { onBadLine: 'skip' as const, maxLineBytes: 1000 }, { onBadLine: 'skip' as const, partialLastLine: 'bad' as const }]) {
+    const r = reader(t, { path, ...options })
+    const seen = new Set<number>()
+    for (let i = 0; i < 100; i++) {
+      const res = r.poll(() => {}, 1)
+      const o = r.offset()
+      seen.add(o.pos)
+      t.equal(o.file.sha256, sha256(content.subarray(0, o.pos)), `${JSON.stringify(options)}: at byte ${o.pos}`)
+      if (res === 'end' || res === 'idle') break
+    }
+    t.ok(seen.size >= 4, 'at several offsets')
+  }
+})
+
+t.test('ndjson - an offset of the previous format (a fingerprint of 4 KiB at each end) still restores', async (t) => {
+  const dir = tmp(t)
+  const path = oldFile(join(dir, 'in.ndjson'), records(2000))
+  const r = reader<{ i: number }>(t, { path })
+  r.poll(() => {}, 1000)
+  const { file, ...rest } = r.offset()
+  const bytes = readFileSync(path)
+  const edges = createHash('sha256').update(bytes.subarray(0, 4096)).update(bytes.subarray(rest.pos - 4096, rest.pos)).digest('hex').slice(0, 32)
+  const v2 = { ...rest, v: 2, file: { id: file.id, size: file.size, fingerprint: edges } }
+  const again = reader<{ i: number }>(t, { path })
+  await again.restore(v2)
+  t.same(drain(again)[0], { i: 1000, v: 'aaaa' }, 'it resumes at its position')
+  t.equal(again.offset().v, 3, 'and the next checkpoint writes the new format')
+  t.equal(again.offset().file.sha256, sha256(bytes.subarray(0, again.offset().pos)))
+  oldFile(path, Buffer.concat([Buffer.from('{"j":0,"v":"aaaa"}\n'), bytes.subarray(19)]))
+  t.match(await rejected(() => reader(t, { path }).restore(v2)), { name: 'SourceChangedError', reason: 'content' }, 'a change it can see is refused')
 })
 
 t.test('ndjson - restore refuses another parallelism, a newer offset format, and checks old offsets by position', async (t) => {
@@ -266,17 +359,17 @@ t.test('ndjson - restore refuses another parallelism, a newer offset format, and
   r.poll(() => {}, 1)
   const offset = r.offset()
   t.match(
-    (thrown(() => reader(t, { path }, 0, 3).restore(offset)) as Error).message,
+    ((await rejected(() => reader(t, { path }, 0, 3).restore(offset))) as Error).message,
     "the snapshot's offsets were taken with parallelism 2, this run has 3; an ndjson source cannot be rescaled",
   )
-  t.match((thrown(() => reader(t, { path }).restore({ ...offset, v: 3 })) as Error).message, 'offset format 3 is newer than this version of Weir reads')
+  t.match(((await rejected(() => reader(t, { path }).restore({ ...offset, v: 4 }))) as Error).message, 'offset format 4 is newer than this version of Weir reads')
   // Offsets of earlier versions: { pos, line }.
   const legacy = reader<{ a: number }>(t, { path })
-  legacy.restore({ pos: 8, line: 1 })
+  await legacy.restore({ pos: 8, line: 1 })
   t.same(drain(legacy), [{ a: 2 }, { a: 3 }], 'an old offset at a line start resumes there')
-  t.match((thrown(() => reader(t, { path }).restore({ pos: 5, line: 1 })) as Error).message, "the snapshot's offset (byte 5) is not at the start of a line")
-  t.match((thrown(() => reader(t, { path }).restore({ pos: 500, line: 9 })) as Error).message, "the snapshot's offset is at byte 500, but the file has only 24 bytes")
-  t.match((thrown(() => reader(t, { path }).restore('x')) as Error).message, 'not an ndjson offset: "x"')
+  t.match((await rejected(() => reader(t, { path }).restore({ pos: 5, line: 1 }))) as Error, { name: 'SourceChangedError', message: /at byte 5: it is not at the start of a line/ })
+  t.match((await rejected(() => reader(t, { path }).restore({ pos: 500, line: 9 }))) as Error, { name: 'SourceChangedError', message: /at byte 500: the file is shorter than that/ })
+  t.match(((await rejected(() => reader(t, { path }).restore('x'))) as Error).message, 'not an ndjson offset: "x"')
 })
 
 t.test('ndjson - a file truncated while it is read fails instead of ending early', async (t) => {
@@ -344,8 +437,34 @@ t.test('ndjson job - a file replaced by a shorter one fails the restore with Con
     () => undefined,
     (e: unknown) => e,
   )
-  t.type(err, ConnectorError, 'not retried: the same file would fail again')
-  t.match((err as Error).message, `cannot resume reading ${path}: the snapshot's offset is at byte 440, but the file is shorter: it was 440 bytes`)
+  t.type(err, SourceChangedError, 'not retried: the same file would fail again')
+  t.match((err as Error).message, `cannot resume reading ${path} at byte 440: the file is shorter than that; 440 bytes then, 8 now`)
+})
+
+t.test('ndjson job - a file replaced since the checkpoint by one of the same size with a middle line changed fails the restore', async (t) => {
+  const dir = tmp(t)
+  const store = storeIn(t, dir)
+  const path = oldFile(join(dir, 'in.ndjson'), records(2000))
+  const make = (out: { i: number; v: string }[]) => {
+    const j = job('replaced-middle')
+    j.source('in', ndjsonSource<{ i: number; v: string }>({ path }), { parallelism: 2 }).sink('out', arraySink(out))
+    return j
+  }
+  const first: { i: number; v: string }[] = []
+  await runJob(make(first), quiet(store))
+  t.equal(first.length, 2000)
+  oldFile(path, records(2000, { at: 1000, v: 'bbbb' }))
+  const again: { i: number; v: string }[] = []
+  const err = await rejected(() => runJob(make(again), quiet(store, { restore: 'latest', restart: { type: 'fixed-delay', attempts: 3, delayMs: 10 } })))
+  t.type(err, SourceChangedError, 'not retried: the same file would fail again')
+  t.match(err, { path, reason: 'content', offset: readFileSync(path).length })
+  t.same(again, [], 'nothing read from the other file')
+
+  oldFile(path, records(2000))
+  appendFileSync(path, lines('{"i":2000,"v":"new"}'))
+  const restored: { i: number; v: string }[] = []
+  await runJob(make(restored), quiet(store, { restore: 'latest' }))
+  t.same(restored, [{ i: 2000, v: 'new' }], 'the original bytes back, grown: the restore reads the new line')
 })
 
 t.test('ndjson job - skip: the job reads every good line once and the source counts the bad ones', async (t) => {
@@ -419,9 +538,9 @@ t.test('ndjson job - a failover while a half-written line waits resumes at that 
         snapshotAt[ctx.instance] = (o as { pos: number }).pos
         return o
       }
-      r.restore = (offset) => {
+      r.restore = async (offset) => {
         restoredAt.push((offset as { pos: number }).pos)
-        restore(offset)
+        await restore(offset)
       }
       return r
     },

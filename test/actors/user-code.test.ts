@@ -4,6 +4,7 @@
  * file and line and blame the right operator, whatever was thrown.
  */
 import t, { type Test } from 'tap'
+import { setup } from 'xstate'
 import {
   arraySink,
   AsyncUserCodeError,
@@ -16,6 +17,13 @@ import {
   runJob,
   UserCodeError,
   valueState,
+  aggregatingState,
+  boundedOutOfOrderness,
+  ndjsonSource,
+  operatorListState,
+  reducingState,
+  stdoutSink,
+  tumblingEventTimeWindows,
   type RunOptions,
 } from '../../index.ts'
 import { failure } from '../support/expect.ts'
@@ -42,6 +50,40 @@ t.test('async - async process functions, transforms and key selectors are refuse
   const other = job('j').source('in2', generatorSource({ records: 1, keys: 1 })).keyBy((r) => r.key)
   t.throws(() => keyed.connect(other).process('both', {}, { first: () => {}, second: async () => {} }), JobDefinitionError, 'either function of a connected process')
   t.doesNotThrow(() => keyed.process('sync', {}, () => {}), 'a plain function is fine')
+})
+
+t.test('async - every other function the runtime calls synchronously is refused when it is given, with the same error', async (t) => {
+  const why = /is an async function; per-record work is synchronous \(state would change after the next record's key is set\), so make it synchronous and do async work in a source or a sink$/
+  const refused = (what: string, f: () => unknown, message: RegExp) => {
+    t.throws(f, { name: 'JobDefinitionError', message }, what)
+    t.throws(f, { message: why }, `${what}: says why and what to do`)
+  }
+  const sum = { createAccumulator: () => 0, add: (a: number, v: number) => a + v, getResult: (a: number) => a }
+  const serde = { encode: (v: unknown) => new Uint8Array([Number(v)]), decode: (b: Uint8Array) => b[0] }
+  // State descriptors are made before the job, so the error names the state.
+  refused('reducingState', () => reducingState<number>('max', (async (a: number, b: number) => Math.max(a, b)) as never), /^state max: the reduce function is an async function/)
+  for (const fn of ['createAccumulator', 'add', 'getResult'] as const) {
+    refused(`aggregatingState ${fn}`, () => aggregatingState('sum', { ...sum, [fn]: async () => 0 } as never), new RegExp(`^state sum: ${fn} is an async function`))
+  }
+  for (const fn of ['encode', 'decode'] as const) {
+    refused(`a state serde's ${fn}`, () => valueState('v', { serde: { ...serde, [fn]: async () => 0 } as never }), new RegExp(`^state v: serde.${fn} is an async function`))
+    refused(`an operator state serde's ${fn}`, () => operatorListState('o', { serde: { ...serde, [fn]: async () => 0 } as never }), new RegExp(`^operator state o: serde.${fn} is an async function`))
+  }
+  refused('a watermark timestamp', () => boundedOutOfOrderness({ timestamp: (async () => 0) as never, maxOutOfOrdernessMs: 0 }), /^boundedOutOfOrderness: timestamp is an async function/)
+  refused('a sink format', () => stdoutSink({ format: (async () => '') as never }), /^the sink format is an async function/)
+  refused('an ndjson onBadLine', () => ndjsonSource({ path: 'x', onBadLine: async () => {} }), /^ndjsonSource: onBadLine is an async function/)
+
+  // Functions given to the job name the job and the operator.
+  const keyed = () => job('j').source('in', generatorSource({ records: 1, keys: 1 })).keyBy((r) => r.key)
+  refused('onTimer', () => keyed().process('p', { onTimer: async () => {} }, () => {}), /^job j, operator p: onTimer is an async function/)
+  refused('a window reduce', () => keyed().window(tumblingEventTimeWindows(1000)).reduce('w', (async (a: unknown) => a) as never), /^job j, operator w: a window function is an async function/)
+  refused('a window aggregate merge', () => keyed().window(tumblingEventTimeWindows(1000)).aggregate('w', { ...sum, add: (a: number) => a, merge: async () => 0 } as never), /^job j, operator w: a window function is an async function/)
+  refused('a window result', () => keyed().window(tumblingEventTimeWindows(1000)).reduce('w', (a) => a, { result: (async () => 0) as never }), /^job j, operator w: a window function is an async function/)
+  const machine = setup({}).createMachine({ id: 'm' })
+  for (const option of ['event', 'output', 'input', 'migrate'] as const) {
+    refused(`the machine's ${option}`, () => keyed().machine('m', machine, { [option]: async () => ({ type: 'x' }) } as never), /^job j, operator m: (the \w+ function|migrate) is an async function/)
+  }
+  t.doesNotThrow(() => reducingState<number>('max', (a, b) => Math.max(a, b)), 'a plain function is fine')
 })
 
 t.test('async - a process function returning a promise fails the job at once with AsyncUserCodeError naming operator and key', async (t) => {

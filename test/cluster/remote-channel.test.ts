@@ -6,6 +6,7 @@
 import t from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { ChannelAddress, ChannelItem } from '../../actors/channel.ts'
+import { ChannelBrokenError, CreditExceededError } from '../../cluster/errors.ts'
 import { channelSubjects, ItemDecoder, ItemEncoder, RemoteReceiver, RemoteSender, type ChannelEvents } from '../../cluster/remote-channel.ts'
 import { hasNatsServer, NO_NATS_SERVER, startNatsServer } from '../support/nats-server.ts'
 
@@ -92,8 +93,15 @@ t.test('over NATS', async (tt) => {
   }
   const root = 'weir.channel-test'
   const events = () => {
-    const e = { woke: 0, dropped: 0, broken: [] as string[] }
-    const ev: ChannelEvents = { wake: () => e.woke++, dropped: () => e.dropped++, broken: (r) => e.broken.push(r) }
+    const e = { woke: 0, dropped: 0, broken: [] as string[], errors: [] as Error[] }
+    const ev: ChannelEvents = {
+      wake: () => e.woke++,
+      dropped: () => e.dropped++,
+      broken: (err) => {
+        e.broken.push(err.message)
+        e.errors.push(err)
+      },
+    }
     return { e, ev }
   }
   const until = async (check: () => boolean, ms = 5000) => {
@@ -147,6 +155,11 @@ t.test('over NATS', async (tt) => {
     const [a, b] = [await nc(), await nc()]
     const g = { epoch: 4, attempt: 1 }
     const sender = new RemoteSender(a, root, g, address, events().ev, 4096)
+    // A sender sends only with credit: a receiver that grants and goes away gives it some.
+    const gone = new RemoteReceiver(b, root, g, address, events().ev, 1000)
+    t2.ok(await until(() => sender.hasCredit()), 'credit from a receiver that then goes away')
+    gone.close()
+    await b.flush()
     sender.push(batch(0, 5))
     sender.push(batch(1, 5))
     await a.flush()
@@ -176,8 +189,92 @@ t.test('over NATS', async (tt) => {
       send(channelSubjects(root, g, addr).data, a)
       t2.ok(await until(() => rx.e.broken.length > 0), `${name}: refused`)
       t2.match(rx.e.broken[0], reason, name)
+      t2.type(rx.e.errors[0], ChannelBrokenError, `${name}: a ChannelBrokenError`)
       t2.equal(receiver.shift(), undefined, `${name}: nothing delivered`)
       receiver.close()
     }
+  })
+  /** A sender made by hand: publishes items 1..n on the channel's data subject, credit or not. */
+  const handMade = (a: NatsConnection, g: typeof gen, addr: ChannelAddress) => {
+    const encoder = new ItemEncoder()
+    let seq = 0
+    return (n: number) => {
+      for (let i = 0; i < n; i++) a.publish(channelSubjects(root, g, addr).data, encoder.encode(g, ++seq, batch(seq, 2)))
+      return a.flush()
+    }
+  }
+
+  tt.test('credit - a sender one item beyond the credit granted is refused at that item with CreditExceededError', async (t2) => {
+    const g = { epoch: 6, attempt: 1 }
+    const addr = { ...address, edge: 20 }
+    const [a, b] = [await nc(), await nc()]
+    const rx = events()
+    const receiver = new RemoteReceiver(b, root, g, addr, rx.ev, 4)
+    t2.teardown(() => receiver.close())
+    await b.flush()
+    await handMade(a, g, addr)(5)
+    t2.ok(await until(() => rx.e.broken.length > 0), 'refused')
+    t2.type(rx.e.errors[0], CreditExceededError)
+    t2.match(rx.e.errors[0], { name: 'CreditExceededError', channel: 'src[0] -> count[1]', granted: 4, received: 5, retryable: true }, 'at the first excess item, naming the channel')
+    t2.equal(rx.e.errors[0]!.message, 'channel src[0] -> count[1]: the sender sent item 5 but was granted credit for 4; a sender must hold items back until it is granted credit for them')
+    t2.equal(receiver.length, 4, 'the items within the credit are delivered, the excess one is not')
+    t2.equal(rx.e.dropped, 1, 'the excess item is counted as dropped')
+  })
+
+  tt.test('credit - a sender at the edge of its credit is not flagged, and one past a later grant is', async (t2) => {
+    const g = { epoch: 7, attempt: 1 }
+    const addr = { ...address, edge: 21 }
+    const [a, b] = [await nc(), await nc()]
+    const rx = events()
+    const receiver = new RemoteReceiver(b, root, g, addr, rx.ev, 4)
+    t2.teardown(() => receiver.close())
+    await b.flush()
+    const send = handMade(a, g, addr)
+    await send(4)
+    t2.ok(await until(() => receiver.length === 4), 'all four granted items arrive')
+    receiver.shift()
+    receiver.shift() // half the window consumed: the receiver grants up to item 6
+    await send(2)
+    t2.ok(await until(() => receiver.length === 4), 'items 5 and 6 arrive under the new grant')
+    await new Promise((r) => setTimeout(r, 100))
+    t2.same(rx.e.broken, [], 'not flagged at the edge')
+    await send(1)
+    t2.ok(await until(() => rx.e.broken.length > 0), 'item 7 is refused')
+    t2.match(rx.e.errors[0], { name: 'CreditExceededError', granted: 6, received: 7 })
+  })
+
+  tt.test('credit - a sender pushed far past its credit holds the items back and sends them as credit comes, never flagged', async (t2) => {
+    const g = { epoch: 8, attempt: 1 }
+    const addr = { ...address, edge: 22 }
+    const [a, b] = [await nc(), await nc()]
+    const rx = events()
+    const receiver = new RemoteReceiver(b, root, g, addr, rx.ev, 4)
+    await b.flush()
+    const tx = events()
+    const sender = new RemoteSender(a, root, g, addr, tx.ev, 4096)
+    t2.teardown(() => {
+      sender.close()
+      receiver.close()
+    })
+    t2.ok(await until(() => sender.hasCredit()), 'the first grant arrives')
+    // One step of an instance may push many items after one credit check.
+    for (let m = 0; m < 50; m++) sender.push(batch(m, 3))
+    sender.push({ type: 'end' })
+    t2.notOk(sender.hasCredit(), 'no credit while items are held')
+    const got: number[] = []
+    let ended = false
+    t2.ok(
+      await until(() => {
+        t2.ok(receiver.length <= 4, 'never more in the receiver than it granted')
+        const item = receiver.shift() // one at a time: a slow consumer
+        if (item?.type === 'records') got.push((item.records[0] as { when: number }).when / 1000)
+        if (item?.type === 'end') ended = true
+        return ended
+      }, 10_000),
+      'the end arrives',
+    )
+    t2.same(got, Array.from({ length: 50 }, (_, m) => m), 'every batch, in order')
+    t2.same(rx.e.broken, [], 'nothing refused')
+    t2.ok(await until(() => sender.hasCredit()), 'credit again once the held items are sent')
   })
 })
