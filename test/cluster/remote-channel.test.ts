@@ -3,7 +3,7 @@
  * described once, then referred to), batches split for a small max_payload, and a receiver that
  * notices lost, foreign and malformed messages. Against a nats-server of the test's own.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { ChannelAddress, ChannelItem } from '../../actors/channel.ts'
 import { ChannelBrokenError, CreditExceededError } from '../../cluster/errors.ts'
@@ -204,15 +204,21 @@ t.test('over NATS', async (tt) => {
     }
   }
 
-  tt.test('credit - a sender one item beyond the credit granted is refused at that item with CreditExceededError', async (t2) => {
-    const g = { epoch: 6, attempt: 1 }
-    const addr = { ...address, edge: 20 }
+  /** A receiver granting 4 items on its own channel, and a hand-made sender for it. */
+  const creditCase = async (t2: Test, epoch: number, edge: number) => {
+    const g = { epoch, attempt: 1 }
+    const addr = { ...address, edge }
     const [a, b] = [await nc(), await nc()]
     const rx = events()
     const receiver = new RemoteReceiver(b, root, g, addr, rx.ev, 4)
     t2.teardown(() => receiver.close())
     await b.flush()
-    await handMade(a, g, addr)(5)
+    return { rx, receiver, send: handMade(a, g, addr) }
+  }
+
+  tt.test('credit - a sender one item beyond the credit granted is refused at that item with CreditExceededError', async (t2) => {
+    const { rx, receiver, send } = await creditCase(t2, 6, 20)
+    await send(5)
     t2.ok(await until(() => rx.e.broken.length > 0), 'refused')
     t2.type(rx.e.errors[0], CreditExceededError)
     t2.match(rx.e.errors[0], { name: 'CreditExceededError', channel: 'src[0] -> count[1]', granted: 4, received: 5, retryable: true }, 'at the first excess item, naming the channel')
@@ -222,14 +228,7 @@ t.test('over NATS', async (tt) => {
   })
 
   tt.test('credit - a sender at the edge of its credit is not flagged, and one past a later grant is', async (t2) => {
-    const g = { epoch: 7, attempt: 1 }
-    const addr = { ...address, edge: 21 }
-    const [a, b] = [await nc(), await nc()]
-    const rx = events()
-    const receiver = new RemoteReceiver(b, root, g, addr, rx.ev, 4)
-    t2.teardown(() => receiver.close())
-    await b.flush()
-    const send = handMade(a, g, addr)
+    const { rx, receiver, send } = await creditCase(t2, 7, 21)
     await send(4)
     t2.ok(await until(() => receiver.length === 4), 'all four granted items arrive')
     receiver.shift()
