@@ -279,6 +279,8 @@ export class WeirNode {
     switch (cmd.t) {
       case 'deploy':
         if (r !== undefined && !newer(cmd, r.gen)) return
+        // At info level: it is how a zombie (a node frozen past its timeout) is seen to be fenced.
+        if (r !== undefined) this.log.info('stopping an attempt a newer one replaces', { node: this.nodeId, epoch: r.gen.epoch, attempt: r.gen.attempt, newerEpoch: cmd.epoch, newer: cmd.attempt })
         await this.stopRunning()
         await this.deploy(cmd)
         return

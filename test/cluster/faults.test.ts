@@ -55,10 +55,19 @@ t.test('a worker frozen past its timeout: the job recovers without it, the zombi
   tt.ok(await cluster.checkpoints(2), 'the job checkpoints')
   const coordinator = cluster.coordinator()!
   const victim = cluster.live().find((n) => n !== coordinator)!
+  const frozen = [...victim.output().matchAll(/INFO .*running node=\S+ epoch=(\d+) attempt=(\d+)/g)].at(-1)
+  tt.ok(frozen, 'the victim runs an attempt when frozen', { output: victim.output() })
   await freezeAndThaw(tt, cluster, victim, 3000)
   assertExits(tt, await cluster.finish(), cluster)
   tt.match(coordinator.output(), new RegExp(`recovering the job reason="node ${victim.id} stopped answering`), 'the coordinator declared the frozen node dead and recovered')
-  tt.match(victim.output(), /running node=\S+ epoch=\d+ attempt=([3-9]|\d\d)/, 'the thawed node stopped its old attempt and took part in a later one')
+  // Fenced: the zombie's attempt is the one it stops when it hears of the newer attempt.
+  tt.match(
+    victim.output(),
+    new RegExp(`INFO .*stopping an attempt a newer one replaces node=${victim.id} epoch=${frozen?.[1]} attempt=${frozen?.[2]} newerEpoch=\\d+ newer=\\d+`),
+    'the thawed node stopped the attempt it ran when frozen, replaced by a newer one',
+  )
+  const later = [...victim.output().matchAll(/INFO .*running node=\S+ epoch=\d+ attempt=(\d+)/g)].map((m) => Number(m[1]))
+  tt.ok(later.some((a) => a > Number(frozen?.[2])), 'the thawed node took part in a later attempt', { attempts: later })
   await assertFinalState(tt, ts, job, expected)
 })
 
@@ -71,7 +80,9 @@ t.test('a coordinator frozen past its lease: another node takes over, the old on
   assertExits(tt, await cluster.finish(), cluster)
   const successor = [...cluster.nodes.values()].find((n) => n !== old && /coordinating the job node=\S+ epoch=[2-9]/.test(n.output()))
   tt.ok(successor, 'another node took the lease with a newer epoch', { logs: cluster.logs() })
-  tt.match(old.output(), /lost the job lease|dropped a command of an old epoch|running node=\S+ epoch=[2-9]/, 'the old coordinator learned of the newer epoch')
+  // Written at warn level, so under the nodes' default (info) level; the fenced commands it may
+  // still get are logged at debug level only and cannot be checked here.
+  tt.match(old.output(), /WARN .*lost the job lease: no longer coordinating/, 'the old coordinator learned it lost the lease and stepped down')
   await assertFinalState(tt, ts, job, expected)
 })
 
