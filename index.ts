@@ -1,7 +1,7 @@
 /**
  * Weir's public API. Everything not exported here is internal.
  */
-export { job, JobBuilder, Stream, KeyedStream, ConnectedKeyedStreams } from './actors/job.ts'
+export { job, JobBuilder, Stream, KeyedStream, ConnectedKeyedStreams } from './actors/api/streams.ts'
 export type {
   JobOptions,
   OperatorOptions,
@@ -23,15 +23,15 @@ export type {
   SourceOptions,
   TimerService,
   TimerContext,
-} from './actors/job.ts'
-export { outputTag } from './actors/side-outputs.ts'
-export type { OutputTag } from './actors/side-outputs.ts'
-export { boundedOutOfOrderness } from './actors/watermarks.ts'
-export type { WatermarkStrategy, BoundedOutOfOrdernessOptions } from './actors/watermarks.ts'
-export { systemClock } from './actors/clock.ts'
-export type { Clock } from './actors/clock.ts'
-export type { TimeDomain } from './actors/timers.ts'
-export { valueState, listState, mapState, reducingState, aggregatingState } from './actors/state.ts'
+} from './actors/api/streams.ts'
+export { outputTag } from './actors/api/side-outputs.ts'
+export type { OutputTag } from './actors/api/side-outputs.ts'
+export { boundedOutOfOrderness } from './actors/time/watermarks.ts'
+export type { WatermarkStrategy, BoundedOutOfOrdernessOptions } from './actors/time/watermarks.ts'
+export { systemClock } from './actors/time/clock.ts'
+export type { Clock } from './actors/time/clock.ts'
+export type { TimeDomain } from './actors/time/timers.ts'
+export { valueState, listState, mapState, reducingState, aggregatingState } from './actors/api/state.ts'
 export type {
   ValueState,
   ListState,
@@ -52,7 +52,7 @@ export type {
   MapStateDescriptor,
   ReducingStateDescriptor,
   AggregatingStateDescriptor,
-} from './actors/state.ts'
+} from './actors/api/state.ts'
 export {
   tumblingEventTimeWindows,
   slidingEventTimeWindows,
@@ -60,35 +60,35 @@ export {
   tumblingProcessingTimeWindows,
   slidingProcessingTimeWindows,
   processingTimeSessionWindows,
-} from './actors/windows.ts'
-export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/windows.ts'
-export { WindowedStream } from './actors/window-operator.ts'
-export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/window-operator.ts'
-export type { MachineOptions, MachineDelays } from './actors/keyed-machine.ts'
-export { operatorListState } from './actors/operator-state.ts'
-export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/operator-state.ts'
-export { BroadcastStream, BroadcastConnectedStream } from './actors/broadcast-state.ts'
-export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastProcessOptions, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/broadcast-state.ts'
-export { generatorSource, generatedRecord, ndjsonSource } from './actors/sources.ts'
-export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/sources.ts'
-export { stdoutSink, fileSink, arraySink } from './actors/sinks.ts'
-export type { LineSinkOptions, FileSinkOptions } from './actors/sinks.ts'
-export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors.ts'
-export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/key-groups.ts'
-export type { Key, KeyGroupRange } from './actors/key-groups.ts'
+} from './actors/time/windows.ts'
+export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/time/windows.ts'
+export { WindowedStream } from './actors/time/window-operator.ts'
+export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/time/window-operator.ts'
+export type { MachineOptions, MachineDelays } from './actors/machines/keyed-machine.ts'
+export { operatorListState } from './actors/state/operator-state.ts'
+export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/state/operator-state.ts'
+export { BroadcastStream, BroadcastConnectedStream } from './actors/state/broadcast-state.ts'
+export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastProcessOptions, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/state/broadcast-state.ts'
+export { generatorSource, generatedRecord, ndjsonSource } from './actors/connectors/sources.ts'
+export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/connectors/sources.ts'
+export { stdoutSink, fileSink, arraySink } from './actors/connectors/sinks.ts'
+export type { LineSinkOptions, FileSinkOptions } from './actors/connectors/sinks.ts'
+export type { Source, SourceReader, Sink, SinkWriter, ConnectorContext, PollResult } from './actors/connectors/types.ts'
+export { keyGroupOf, keyGroupRange, instanceOfKeyGroup, KEY_HASH_SEED, DEFAULT_MAX_PARALLELISM } from './actors/state/key-groups.ts'
+export type { Key, KeyGroupRange } from './actors/state/key-groups.ts'
 export { JobDefinitionError, UserCodeError, IncompatibleSnapshotError, ConnectorError, KeySelectorError, BadLineError, SourceChangedError, AsyncUserCodeError, UnserializableStateError, UnserializableMessageError, MisplacedKeyError, MachineActionError, MachineStateVersionError } from './actors/errors.ts'
 export type { BadLineReason, SourceChangeReason, SourceFileIdentity } from './actors/errors.ts'
-export type { CheckpointMode } from './actors/alignment.ts'
-export type { InstanceStatus } from './actors/lifecycle.ts'
+export type { CheckpointMode } from './actors/runtime/alignment.ts'
+export type { InstanceStatus } from './actors/runtime/lifecycle.ts'
 
 export { runJob, startJob, DEFAULT_SNAPSHOT_DIR } from './supervisor/job-runner.ts'
 export type { RunOptions, JobResult, JobHandle } from './supervisor/job-runner.ts'
-export type { ExecutorTuning, ExecutorMetrics } from './actors/local-executor.ts'
+export type { ExecutorTuning, ExecutorMetrics } from './actors/runtime/local-executor.ts'
 export type { CheckpointOptions } from './supervisor/checkpoint-options.ts'
 export type { RestartStrategyOptions, ResolvedRestartStrategy, NoRestartOptions, FixedDelayOptions, ExponentialBackoffOptions, FailureRateOptions } from './supervisor/restart-strategy.ts'
 export { DEFAULT_RESTART_STRATEGY } from './supervisor/restart-strategy.ts'
-export { createLogger } from './supervisor/logger.ts'
-export type { Logger, LogLevel, LoggerOptions, LogFields } from './supervisor/logger.ts'
+export { createLogger } from './actors/runtime/logger.ts'
+export type { Logger, LogLevel, LoggerOptions, LogFields } from './actors/runtime/logger.ts'
 export type { JobStatus } from './supervisor/job-machine.ts'
 export { InvalidOptionError, UnknownOptionError, JobFailedError, CheckpointFailedError, FinalCheckpointError } from './supervisor/errors.ts'
 

@@ -10,7 +10,7 @@
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import pg from 'pg'
 import { generatorSource, job, PostgresStore, startJob, valueState, EmbeddedStore } from '../index.ts'
-import { KEY_HASH_SEED, murmur3String } from '../actors/key-groups.ts'
+import { KEY_HASH_SEED, murmur3String } from '../actors/state/key-groups.ts'
 import { withFallbackUser } from '../persistence/postgres-store.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'

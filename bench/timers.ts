@@ -6,8 +6,8 @@
  *
  *   node --import tsx bench/timers.ts [timers]
  */
-import { keyGroupOf } from '../actors/key-groups.ts'
-import { TimerStore } from '../actors/timers.ts'
+import { keyGroupOf } from '../actors/state/key-groups.ts'
+import { TimerStore } from '../actors/time/timers.ts'
 
 const total = Number(process.argv[2] ?? 1_000_000)
 const perKey = 10

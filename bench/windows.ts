@@ -16,7 +16,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { KEY_HASH_SEED, murmur3String } from '../actors/key-groups.ts'
+import { KEY_HASH_SEED, murmur3String } from '../actors/state/key-groups.ts'
 import { boundedOutOfOrderness, EmbeddedStore, generatedRecord, generatorSource, job, startJob, tumblingEventTimeWindows, type Sink } from '../index.ts'
 
 const WINDOW_MS = 100_000

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ParseArgsConfig } from 'node:util'
-import { JobBuilder } from '../actors/job.ts'
+import { JobBuilder } from '../actors/api/streams.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { PostgresStore } from '../persistence/postgres-store.ts'
 import { checkDuration } from '../persistence/option-checks.ts'

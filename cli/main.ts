@@ -11,7 +11,7 @@ import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpoi
 import { formatBytes } from '../supervisor/checkpoint-coordinator.ts'
 import { DEFAULT_SNAPSHOT_DIR, startJob } from '../supervisor/job-runner.ts'
 import { InvalidOptionError, UnknownOptionError } from '../supervisor/errors.ts'
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../supervisor/logger.ts'
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../actors/runtime/logger.ts'
 import type { RestartStrategyOptions } from '../supervisor/restart-strategy.ts'
 import { NotFoundError } from './errors.ts'
 import { int, loadJob, ms, signalExitCode, storeFrom, STORE_OPTIONS, UsageError } from './common.ts'

@@ -4,13 +4,13 @@
  * writing through the main thread's store.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
-import { DEFAULT_TUNING } from '../actors/local-executor.ts'
+import { DEFAULT_TUNING } from '../actors/runtime/local-executor.ts'
 import { BusConnection } from '../cluster/local-bus.ts'
 import { WeirNode } from '../cluster/node.ts'
 import { StoreClient } from '../cluster/store-proxy.ts'
 import { describeThrown } from '../persistence/errors.ts'
 import type { ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
-import { createLogger, type LogLevel } from '../supervisor/logger.ts'
+import { createLogger, type LogLevel } from '../actors/runtime/logger.ts'
 import { loadJob } from './common.ts'
 
 /** What the main thread gives each worker. */

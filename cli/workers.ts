@@ -15,7 +15,7 @@ import { checkClusterable } from '../cluster/plan.ts'
 import { StoreServer } from '../cluster/store-proxy.ts'
 import type { SnapshotStore } from '../persistence/store.ts'
 import type { ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
-import type { Logger, LogLevel } from '../supervisor/logger.ts'
+import type { Logger, LogLevel } from '../actors/runtime/logger.ts'
 import { loadJob, signalExitCode, UsageError } from './common.ts'
 import type { WorkerData, WorkerResult } from './worker.ts'
 

@@ -4,9 +4,9 @@
  * fingerprint every node compares before it joins.
  */
 import { createHash } from 'node:crypto'
-import type { JobGraph, OperatorSpec } from '../actors/job.ts'
-import { canRescale } from '../actors/operator-state.ts'
-import { messageCycles } from '../actors/messages.ts'
+import type { JobGraph, OperatorSpec } from '../actors/api/streams.ts'
+import { canRescale } from '../actors/state/operator-state.ts'
+import { messageCycles } from '../actors/runtime/messages.ts'
 import { JobDefinitionError } from '../actors/errors.ts'
 
 /** A live node as the coordinator sees it. */

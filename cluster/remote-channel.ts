@@ -19,8 +19,8 @@
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { Encoder } from 'cbor-x'
-import type { Channel, ChannelAddress, ChannelItem } from '../actors/channel.ts'
-import type { Key } from '../actors/key-groups.ts'
+import type { Channel, ChannelAddress, ChannelItem } from '../actors/runtime/channel.ts'
+import type { Key } from '../actors/state/key-groups.ts'
 import { ChannelBrokenError, CreditExceededError } from './errors.ts'
 
 /** Which attempt of which coordinator a message belongs to. */

@@ -5,10 +5,10 @@
  */
 import { describeThrown, WeirError } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
-import type { CheckpointAcks } from '../actors/local-executor.ts'
+import type { CheckpointAcks } from '../actors/runtime/local-executor.ts'
 import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { CheckpointFailedError } from './errors.ts'
-import type { Logger } from './logger.ts'
+import type { Logger } from '../actors/runtime/logger.ts'
 
 /** What the coordinator drives: the instances of the attempt. */
 export interface CheckpointTarget {

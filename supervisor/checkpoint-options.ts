@@ -2,7 +2,7 @@
  * Checkpoint options (docs/architecture.md section 6): written once with their defaults, validated when
  * resolved, durations in milliseconds.
  */
-import type { CheckpointMode } from '../actors/alignment.ts'
+import type { CheckpointMode } from '../actors/runtime/alignment.ts'
 import { checkDuration, checkInteger } from '../persistence/option-checks.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
 

@@ -4,12 +4,12 @@
  * attempt, where it would be retried). Errors of options are terminal.
  */
 import type { InspectionEvent } from 'xstate'
-import { systemClock, type Clock } from '../actors/clock.ts'
-import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/local-executor.ts'
+import { systemClock, type Clock } from '../actors/time/clock.ts'
+import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/runtime/local-executor.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
-import { LOG_LEVELS, type LogLevel } from './logger.ts'
+import { LOG_LEVELS, type LogLevel } from '../actors/runtime/logger.ts'
 import { resolveRestartStrategy, type ResolvedRestartStrategy } from './restart-strategy.ts'
 
 /** Run options with every default applied; what the runner works from. */

@@ -2,7 +2,7 @@
  * A processing-time clock that moves only when a test says so: pass it as `RunOptions.clock`
  * (or to `testJob`) and processing-time timers, state TTL and source idleness follow it.
  */
-import type { Clock } from '../actors/clock.ts'
+import type { Clock } from '../actors/time/clock.ts'
 
 /**
  * A hand-moved {@link Clock}.

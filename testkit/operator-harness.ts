@@ -5,16 +5,16 @@
  * operator's real instance (the runtime's own `ProcessInstance`) with in-memory channels, strict
  * state on, as the only instance of its operator.
  */
-import type { LocalChannel as LocalChannelType, ChannelItem } from '../actors/channel.ts'
-import { LocalChannel } from '../actors/channel.ts'
-import type { Clock } from '../actors/clock.ts'
-import { ProcessInstance, type InstanceHost } from '../actors/instance.ts'
-import type { EdgeSpec, JobBuilder, JobGraph, ProcessSpec } from '../actors/job.ts'
-import { keyGroupOf, keyGroupRange, type Key } from '../actors/key-groups.ts'
-import { EdgeOutput } from '../actors/output.ts'
-import type { OutputTag } from '../actors/side-outputs.ts'
-import type { StateDescriptor } from '../actors/state.ts'
-import type { TimeDomain } from '../actors/timers.ts'
+import type { LocalChannel as LocalChannelType, ChannelItem } from '../actors/runtime/channel.ts'
+import { LocalChannel } from '../actors/runtime/channel.ts'
+import type { Clock } from '../actors/time/clock.ts'
+import { ProcessInstance, type InstanceHost } from '../actors/runtime/instance.ts'
+import type { EdgeSpec, JobBuilder, JobGraph, ProcessSpec } from '../actors/api/streams.ts'
+import { keyGroupOf, keyGroupRange, type Key } from '../actors/state/key-groups.ts'
+import { EdgeOutput } from '../actors/runtime/output.ts'
+import type { OutputTag } from '../actors/api/side-outputs.ts'
+import type { StateDescriptor } from '../actors/api/state.ts'
+import type { TimeDomain } from '../actors/time/timers.ts'
 import { ManualClock } from './manual-clock.ts'
 
 /** A record the operator emitted, with its event time (undefined: none). */

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BarrierAligner } from '../../actors/alignment.ts'
+import { BarrierAligner } from '../../actors/runtime/alignment.ts'
 
 t.test('alignment - one channel snapshots as soon as its barrier arrives', async (t) => {
   const a = new BarrierAligner(1, 'exactly-once')

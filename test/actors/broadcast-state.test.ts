@@ -21,8 +21,8 @@ import {
   type SnapshotStore,
   type Source,
 } from '../../index.ts'
-import { decodeOperatorChunk } from '../../actors/operator-state.ts'
-import { BroadcastStates } from '../../actors/broadcast-state.ts'
+import { decodeOperatorChunk } from '../../actors/state/operator-state.ts'
+import { BroadcastStates } from '../../actors/state/broadcast-state.ts'
 import { failure } from '../support/expect.ts'
 import { RESTORE_OFF, faultTest, type Checks } from '../support/controls.ts'
 import { killPartWayThenFinish } from '../support/kill-runs.ts'

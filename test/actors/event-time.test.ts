@@ -15,7 +15,7 @@ import {
   type Clock,
   type Source,
 } from '../../index.ts'
-import { WatermarkTracker } from '../../actors/watermarks.ts'
+import { WatermarkTracker } from '../../actors/time/watermarks.ts'
 
 interface Ev {
   key: string

@@ -7,7 +7,7 @@ import {
   keyGroupRange,
   murmur3Bytes,
   murmur3String,
-} from '../../actors/key-groups.ts'
+} from '../../actors/state/key-groups.ts'
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
 

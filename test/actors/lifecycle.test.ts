@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createActor } from 'xstate'
-import { instanceMachine, statusOf, type InstanceEvent, type InstanceStatus } from '../../actors/lifecycle.ts'
+import { instanceMachine, statusOf, type InstanceEvent, type InstanceStatus } from '../../actors/runtime/lifecycle.ts'
 import { arraySink, createLogger, EmbeddedStore, generatorSource, job, runJob, valueState, type JobBuilder } from '../../index.ts'
 import { runChild } from '../support/child.ts'
 

@@ -21,9 +21,9 @@ import {
   type RunOptions,
   type SnapshotStore,
 } from '../../index.ts'
-import { sendEdges, messageCycles } from '../../actors/messages.ts'
-import { decodeChannelChunk, MessageRecorder, type Recording } from '../../actors/message-recording.ts'
-import type { RecordBatch } from '../../actors/channel.ts'
+import { sendEdges, messageCycles } from '../../actors/runtime/messages.ts'
+import { decodeChannelChunk, MessageRecorder, type Recording } from '../../actors/runtime/message-recording.ts'
+import type { RecordBatch } from '../../actors/runtime/channel.ts'
 import { tempEmbeddedStore } from '../support/stores.ts'
 import { failure } from '../support/expect.ts'
 import { assertCycleState, expectedCycleState, messageCycleJob } from '../support/message-cycle.ts'

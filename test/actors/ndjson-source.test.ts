@@ -3,7 +3,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, utimes
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { NdjsonReader, POLL_READ_BUDGET } from '../../actors/ndjson-source.ts'
+import { NdjsonReader, POLL_READ_BUDGET } from '../../actors/connectors/ndjson-source.ts'
 import {
   arraySink,
   BadLineError,

@@ -22,9 +22,9 @@ import {
   type Sink,
   type SnapshotStore,
 } from '../../index.ts'
-import { decodeOperatorChunk, encodeOperatorChunk, OPERATOR_CHUNK_FORMAT, redistribute, sourceRestoreOffset, splitEvenly, type OperatorChunk } from '../../actors/operator-state.ts'
+import { decodeOperatorChunk, encodeOperatorChunk, OPERATOR_CHUNK_FORMAT, redistribute, sourceRestoreOffset, splitEvenly, type OperatorChunk } from '../../actors/state/operator-state.ts'
 import { cborSerde } from '../../persistence/serde.ts'
-import type { ConnectorContext, SourceReader } from '../../actors/connectors.ts'
+import type { ConnectorContext, SourceReader } from '../../actors/connectors/types.ts'
 import { failure } from '../support/expect.ts'
 import { embeddedTestStore } from '../support/stores.ts'
 

@@ -4,8 +4,8 @@
  * makes a change in place throw where it is made.
  */
 import t, { type Test } from 'tap'
-import { HeapKeyedBackend } from '../../actors/heap-backend.ts'
-import { unserializableIn } from '../../actors/state-checks.ts'
+import { HeapKeyedBackend } from '../../actors/state/heap-backend.ts'
+import { unserializableIn } from '../../actors/state/checks.ts'
 import {
   EmbeddedStore,
   generatorSource,

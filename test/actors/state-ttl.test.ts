@@ -27,8 +27,8 @@ import {
   type StateDescriptor,
   type StateHandle,
 } from '../../index.ts'
-import { HeapKeyedBackend, type KeyedSnapshot } from '../../actors/heap-backend.ts'
-import type { Key, KeyGroupRange } from '../../actors/key-groups.ts'
+import { HeapKeyedBackend, type KeyedSnapshot } from '../../actors/state/heap-backend.ts'
+import type { Key, KeyGroupRange } from '../../actors/state/key-groups.ts'
 import { decodeKeyedChunk, encodeKeyedChunk } from '../../persistence/keyed-chunk.ts'
 import { failure } from '../support/expect.ts'
 import { tempEmbeddedStore } from '../support/stores.ts'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { JobDefinitionError } from '../../actors/errors.ts'
-import { HeapKeyedBackend, type KeyedSnapshot } from '../../actors/heap-backend.ts'
-import type { Key, KeyGroupRange } from '../../actors/key-groups.ts'
+import { HeapKeyedBackend, type KeyedSnapshot } from '../../actors/state/heap-backend.ts'
+import type { Key, KeyGroupRange } from '../../actors/state/key-groups.ts'
 import {
   aggregatingState,
   listState,
@@ -11,7 +11,7 @@ import {
   type Aggregator,
   type StateDescriptor,
   type StateHandle,
-} from '../../actors/state.ts'
+} from '../../actors/api/state.ts'
 import { decodeKeyedChunk, encodeKeyedChunk } from '../../persistence/keyed-chunk.ts'
 import type { Serde } from '../../persistence/serde.ts'
 

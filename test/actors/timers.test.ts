@@ -23,7 +23,7 @@ import {
   type RunOptions,
   type Source,
 } from '../../index.ts'
-import { TimerStore } from '../../actors/timers.ts'
+import { TimerStore } from '../../actors/time/timers.ts'
 import { failure } from '../support/expect.ts'
 
 function fixture(t: Test): { store: EmbeddedStore } {

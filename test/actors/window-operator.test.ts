@@ -4,8 +4,8 @@
  * with checkpoints and crashes, is tested in test/actors/windows-runtime.test.ts.
  */
 import t from 'tap'
-import type { Key } from '../../actors/key-groups.ts'
-import type { WindowAggregator, WindowContents } from '../../actors/window-operator.ts'
+import type { Key } from '../../actors/state/key-groups.ts'
+import type { WindowAggregator, WindowContents } from '../../actors/time/window-operator.ts'
 import {
   eventTimeSessionWindows,
   processingTimeSessionWindows,
@@ -13,7 +13,7 @@ import {
   tumblingEventTimeWindows,
   tumblingProcessingTimeWindows,
   type TimeWindow,
-} from '../../actors/windows.ts'
+} from '../../actors/time/windows.ts'
 import { WindowHarness } from '../support/window-harness.ts'
 import { generatorSource, job, outputTag } from '../../index.ts'
 

@@ -15,7 +15,7 @@ import {
   windowStart,
   windowsTouch,
   type TimeWindow,
-} from '../../actors/windows.ts'
+} from '../../actors/time/windows.ts'
 import { JobDefinitionError } from '../../index.ts'
 
 t.test('windowStart - aligned to the slide and offset, negative timestamps included (Flink getWindowStartWithOffset)', async (t) => {

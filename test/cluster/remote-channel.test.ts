@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
-import type { ChannelAddress, ChannelItem } from '../../actors/channel.ts'
+import type { ChannelAddress, ChannelItem } from '../../actors/runtime/channel.ts'
 import { ChannelBrokenError, CreditExceededError } from '../../cluster/errors.ts'
 import { channelSubjects, ItemDecoder, ItemEncoder, RemoteReceiver, RemoteSender, type ChannelEvents } from '../../cluster/remote-channel.ts'
 import { hasNatsServer, NO_NATS_SERVER, startNatsServer } from '../support/nats-server.ts'

@@ -12,7 +12,7 @@ import type { SnapshotInfo, SnapshotLayout } from '../../persistence/store.ts'
 import { CheckpointCoordinator, type CheckpointTarget } from '../../supervisor/checkpoint-coordinator.ts'
 import { CheckpointFailedError } from '../../supervisor/errors.ts'
 import { resolveCheckpointOptions, type CheckpointOptions } from '../../supervisor/checkpoint-options.ts'
-import { silentLogger } from '../../supervisor/logger.ts'
+import { silentLogger } from '../../actors/runtime/logger.ts'
 
 const JOB = 'orders'
 const ATTEMPT = 3

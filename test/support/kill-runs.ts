@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { decodeOperatorChunk } from '../../actors/operator-state.ts'
+import { decodeOperatorChunk } from '../../actors/state/operator-state.ts'
 import type { SnapshotStore } from '../../index.ts'
 import type { Checks, Mutation } from './controls.ts'
 import type { TestStore } from './stores.ts'

@@ -6,12 +6,12 @@
  * collected per tag. Fast and deterministic, for the window semantics; the tests of the real
  * runtime are in test/actors/windows-runtime.test.ts.
  */
-import { HeapKeyedBackend } from '../../actors/heap-backend.ts'
-import { keyGroupOf, type Key } from '../../actors/key-groups.ts'
-import type { StateDescriptor } from '../../actors/state.ts'
-import type { OutputTag } from '../../actors/side-outputs.ts'
-import { WindowLogic, type WindowContents } from '../../actors/window-operator.ts'
-import type { TimeWindow, WindowAssigner } from '../../actors/windows.ts'
+import { HeapKeyedBackend } from '../../actors/state/heap-backend.ts'
+import { keyGroupOf, type Key } from '../../actors/state/key-groups.ts'
+import type { StateDescriptor } from '../../actors/api/state.ts'
+import type { OutputTag } from '../../actors/api/side-outputs.ts'
+import { WindowLogic, type WindowContents } from '../../actors/time/window-operator.ts'
+import type { TimeWindow, WindowAssigner } from '../../actors/time/windows.ts'
 
 const MAX_P = 8
 

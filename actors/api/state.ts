@@ -8,8 +8,8 @@
  * `serde`, keep plain data in state (objects, arrays, Maps, Sets, Dates, bigints, typed arrays):
  * a checkpoint refuses class instances, functions, symbols and cycles.
  */
-import type { Serde } from '../persistence/serde.ts'
-import { describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
+import type { Serde } from '../../persistence/serde.ts'
+import { describeValue, JobDefinitionError, rejectAsync } from '../errors.ts'
 
 /** The kinds of keyed state. */
 export type StateKind = 'value' | 'list' | 'map' | 'reducing' | 'aggregating'

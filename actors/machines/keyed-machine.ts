@@ -16,10 +16,10 @@
  * nothing of their own.
  */
 import { initialTransition, transition, type AnyStateMachine, type EventObject } from 'xstate'
-import { asyncResultError, describeValue, JobDefinitionError, MachineActionError, MachineStateVersionError, rejectAsync } from './errors.ts'
-import type { KeyedStream, OperatorOptions, ProcessContext, Stream, TimerContext } from './job.ts'
-import type { Key } from './key-groups.ts'
-import { valueState } from './state.ts'
+import { asyncResultError, describeValue, JobDefinitionError, MachineActionError, MachineStateVersionError, rejectAsync } from '../errors.ts'
+import type { KeyedStream, OperatorOptions, ProcessContext, Stream, TimerContext } from '../api/streams.ts'
+import type { Key } from '../state/key-groups.ts'
+import { valueState } from '../api/state.ts'
 
 /** When a machine's delays (`after`) run out. */
 export type MachineDelays = 'processing-time' | 'event-time'

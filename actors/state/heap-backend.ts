@@ -7,12 +7,12 @@
  * key of a group still marked saves the key's old value for the snapshot. So the synchronous part
  * of a checkpoint is a flag per key group, and a write never changes what the snapshot holds.
  */
-import type { Serde } from '../persistence/serde.ts'
-import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../persistence/keyed-chunk.ts'
-import { JobDefinitionError, MisplacedKeyError, UnserializableStateError } from './errors.ts'
-import { deepFreeze, unserializableIn } from './state-checks.ts'
-import { makeTtlHandle, ttlFromWire, ttlToWire } from './state-ttl.ts'
-import { systemClock, type Clock } from './clock.ts'
+import type { Serde } from '../../persistence/serde.ts'
+import { decodeKeyedChunk, encodeKeyedChunk, type KeyedChunkState } from '../../persistence/keyed-chunk.ts'
+import { JobDefinitionError, MisplacedKeyError, UnserializableStateError } from '../errors.ts'
+import { deepFreeze, unserializableIn } from './checks.ts'
+import { makeTtlHandle, ttlFromWire, ttlToWire } from './ttl.ts'
+import { systemClock, type Clock } from '../time/clock.ts'
 import { isKey, keyGroupOf, type Key, type KeyGroupRange } from './key-groups.ts'
 import type {
   AggregatingState,
@@ -25,7 +25,7 @@ import type {
   StateTtl,
   ValueState,
   ValueStateDescriptor,
-} from './state.ts'
+} from '../api/state.ts'
 
 type Group = Map<Key, unknown>
 
@@ -42,7 +42,7 @@ const ABSENT = Symbol('absent')
 class StateTable {
   readonly groups: (Group | undefined)[]
   readonly overlays: (Map<Key, unknown> | undefined)[]
-  /** The state's TTL (actors/state-ttl.ts), or undefined. */
+  /** The state's TTL (actors/state/ttl.ts), or undefined. */
   readonly ttl: StateTtl | undefined
   constructor(
     readonly descriptor: StateDescriptor,

@@ -7,9 +7,9 @@
  * does, and batches the message on that channel.
  */
 import { channelFor, type BarrierItem, type Channel, type EndItem, type Placement } from './channel.ts'
-import { describeValue, JobDefinitionError } from './errors.ts'
-import type { JobGraph, ProcessSpec } from './job.ts'
-import { hashKey, instanceOfKeyGroup, isKey, type Key } from './key-groups.ts'
+import { describeValue, JobDefinitionError } from '../errors.ts'
+import type { JobGraph, ProcessSpec } from '../api/streams.ts'
+import { hashKey, instanceOfKeyGroup, isKey, type Key } from '../state/key-groups.ts'
 import { sendEdges } from './messages.ts'
 
 /**

@@ -6,23 +6,23 @@
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { BarrierAligner, type AlignmentStep, type CheckpointMode } from './alignment.ts'
 import type { Channel, RecordBatch } from './channel.ts'
-import { systemClock, type Clock } from './clock.ts'
-import type { ConnectorContext, SinkWriter, SourceReader } from './connectors.ts'
-import { WeirError } from '../persistence/errors.ts'
-import { asyncResultError, JobDefinitionError, UserCodeError } from './errors.ts'
-import { HeapKeyedBackend, type KeyedSnapshot } from './heap-backend.ts'
-import type { ProcessContext, ProcessSpec, OperatorSpec, SourceSpec, TimerContext, TimerService } from './job.ts'
-import type { Key, KeyGroupRange } from './key-groups.ts'
+import { systemClock, type Clock } from '../time/clock.ts'
+import type { ConnectorContext, SinkWriter, SourceReader } from '../connectors/types.ts'
+import { WeirError } from '../../persistence/errors.ts'
+import { asyncResultError, JobDefinitionError, UserCodeError } from '../errors.ts'
+import { HeapKeyedBackend, type KeyedSnapshot } from '../state/heap-backend.ts'
+import type { ProcessContext, ProcessSpec, OperatorSpec, SourceSpec, TimerContext, TimerService } from '../api/streams.ts'
+import type { Key, KeyGroupRange } from '../state/key-groups.ts'
 import { instanceMachine, statusOf, type InstanceStatus } from './lifecycle.ts'
 import type { EdgeOutput } from './output.ts'
 import type { MessageRecorder, Recording } from './message-recording.ts'
 import { undeclaredTarget, type MessageSender } from './message-channels.ts'
-import type { StateDescriptor } from './state.ts'
-import { BroadcastStates } from './broadcast-state.ts'
-import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from './operator-state.ts'
-import type { OutputTag } from './side-outputs.ts'
-import { KeyedTimerService, TimerStore, type TimeDomain, type TimerOwner, type TimersSnapshot } from './timers.ts'
-import { WatermarkTracker } from './watermarks.ts'
+import type { StateDescriptor } from '../api/state.ts'
+import { BroadcastStates } from '../state/broadcast-state.ts'
+import { encodeOperatorChunk, sourceChunk, type OperatorListStates } from '../state/operator-state.ts'
+import type { OutputTag } from '../api/side-outputs.ts'
+import { KeyedTimerService, TimerStore, type TimeDomain, type TimerOwner, type TimersSnapshot } from '../time/timers.ts'
+import { WatermarkTracker } from '../time/watermarks.ts'
 
 /** What an instance reports to the runtime that hosts it. */
 export interface InstanceHost {
@@ -394,7 +394,7 @@ export abstract class ConsumingInstance extends Instance {
 
 class Context implements ProcessContext<Key, unknown> {
   key: Key = ''
-  /** Set on a keyed operator connected to a broadcast stream (actors/broadcast-state.ts). */
+  /** Set on a keyed operator connected to a broadcast stream (actors/state/broadcast-state.ts). */
   broadcast: BroadcastStates | undefined
   timestamp: number | undefined = undefined
   /** Set while `onTimer` runs (then this is the TimerContext). */

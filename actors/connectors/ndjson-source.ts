@@ -8,8 +8,8 @@
 import { createHash, type Hash } from 'node:crypto'
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
 import { promisify } from 'node:util'
-import type { ConnectorContext, PollResult, Source, SourceReader } from './connectors.ts'
-import { BadLineError, ConnectorError, JobDefinitionError, rejectAsync, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from './errors.ts'
+import type { ConnectorContext, PollResult, Source, SourceReader } from './types.ts'
+import { BadLineError, ConnectorError, JobDefinitionError, rejectAsync, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from '../errors.ts'
 
 const readAt = promisify(read)
 

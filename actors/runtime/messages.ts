@@ -4,8 +4,8 @@
  * The channels themselves are in message-channels.ts, the recording of cyclic ones in
  * message-recording.ts.
  */
-import { describeValue, JobDefinitionError } from './errors.ts'
-import type { JobGraph, OperatorSpec } from './job.ts'
+import { describeValue, JobDefinitionError } from '../errors.ts'
+import type { JobGraph, OperatorSpec } from '../api/streams.ts'
 
 /** A declared message channel between two keyed operators. */
 export interface SendEdge {

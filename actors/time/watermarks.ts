@@ -4,7 +4,7 @@
  * says "no record with a timestamp <= w comes any more" on that channel; an operator's watermark
  * is the minimum over its non-idle input channels, and it only moves forward.
  */
-import { JobDefinitionError, rejectAsync } from './errors.ts'
+import { JobDefinitionError, rejectAsync } from '../errors.ts'
 
 /**
  * How a source assigns event times and watermarks. Create one with {@link boundedOutOfOrderness}.

@@ -7,7 +7,7 @@
  * Times are milliseconds. A window is `[start, end)`: it holds timestamps `start <= t < end`, so
  * its largest timestamp is `end - 1`, as in Flink.
  */
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError } from '../errors.ts'
 
 /** A time window `[start, end)`: timestamps `start <= t < end`, in ms. */
 export interface TimeWindow {

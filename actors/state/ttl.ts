@@ -8,11 +8,11 @@
  * States without TTL never reach this file: their handles and their snapshot path are the heap
  * backend's own, so TTL costs them nothing per record.
  */
-import type { Serde } from '../persistence/serde.ts'
-import type { Clock } from './clock.ts'
+import type { Serde } from '../../persistence/serde.ts'
+import type { Clock } from '../time/clock.ts'
 import type { Key } from './key-groups.ts'
-import { JobDefinitionError } from './errors.ts'
-import { deepFreeze } from './state-checks.ts'
+import { JobDefinitionError } from '../errors.ts'
+import { deepFreeze } from './checks.ts'
 import type {
   AggregatingState,
   AggregatingStateDescriptor,
@@ -24,7 +24,7 @@ import type {
   StateTtl,
   ValueState,
   ValueStateDescriptor,
-} from './state.ts'
+} from '../api/state.ts'
 
 /**
  * A value with TTL as the heap backend stores it (list state: each element; map state: each

@@ -8,11 +8,11 @@
  * key group's table and marks the non-empty ones frozen; the first change to a frozen group
  * copies it first. `encodeSome` turns the kept tables into bytes a few at a time.
  */
-import { cborSerde } from '../persistence/serde.ts'
+import { cborSerde } from '../../persistence/serde.ts'
 import type { Clock } from './clock.ts'
-import { JobDefinitionError, MisplacedKeyError } from './errors.ts'
-import type { TimerService } from './job.ts'
-import { isKey, keyGroupOf, type Key, type KeyGroupRange } from './key-groups.ts'
+import { JobDefinitionError, MisplacedKeyError } from '../errors.ts'
+import type { TimerService } from '../api/streams.ts'
+import { isKey, keyGroupOf, type Key, type KeyGroupRange } from '../state/key-groups.ts'
 
 /** The two time domains of timers. */
 export type TimeDomain = 'event-time' | 'processing-time'

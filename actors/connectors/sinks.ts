@@ -4,8 +4,8 @@
  * exactly-once). Transactional sinks come with two-phase commit (docs/architecture.md section 6, step 4).
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
-import type { ConnectorContext, Sink, SinkWriter } from './connectors.ts'
-import { ConnectorError, JobDefinitionError, rejectAsync } from './errors.ts'
+import type { ConnectorContext, Sink, SinkWriter } from './types.ts'
+import { ConnectorError, JobDefinitionError, rejectAsync } from '../errors.ts'
 
 /** Options of line-writing sinks. */
 export interface LineSinkOptions<T> {

@@ -2,8 +2,8 @@
  * The contracts of sources and sinks: the edges of a job where records enter and leave.
  */
 
-import type { OperatorListStateDescriptor } from './operator-state.ts'
-import type { ListState } from './state.ts'
+import type { OperatorListStateDescriptor } from '../state/operator-state.ts'
+import type { ListState } from '../api/state.ts'
 
 /** What a source or sink instance knows about itself. */
 export interface ConnectorContext {

@@ -2,8 +2,8 @@
  * Replayable sources: a deterministic generator (tests, benchmarks, demos) and a
  * newline-delimited JSON file (in ndjson-source.ts). Both resume exactly from a checkpointed offset.
  */
-import type { ConnectorContext, PollResult, Source, SourceReader } from './connectors.ts'
-import { JobDefinitionError } from './errors.ts'
+import type { ConnectorContext, PollResult, Source, SourceReader } from './types.ts'
+import { JobDefinitionError } from '../errors.ts'
 
 export { ndjsonSource } from './ndjson-source.ts'
 export type { BadLine, BadLinePolicy, NdjsonSource, NdjsonSourceOptions } from './ndjson-source.ts'

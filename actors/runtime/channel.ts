@@ -3,7 +3,7 @@
  * instance) pair of an edge. Records travel in batches; barriers and end-of-input travel in
  * band, in order with them. The NATS transport implements the same items over the wire.
  */
-import type { Key } from './key-groups.ts'
+import type { Key } from '../state/key-groups.ts'
 
 /** A batch of records. On hash edges the sender already computed each record's key and key group. */
 export interface RecordBatch {

@@ -7,14 +7,14 @@
  * There is no ordering between the two inputs: a keyed record may be processed before a
  * broadcast record that was produced earlier, and the other way round.
  */
-import { WeirError } from '../persistence/errors.ts'
-import { cborSerde } from '../persistence/serde.ts'
-import { asyncResultError, describeValue, JobDefinitionError, UnserializableStateError, UserCodeError } from './errors.ts'
-import type { JobBuilder, ProcessContext, ProcessOptions, Stream, TimerContext } from './job.ts'
+import { WeirError } from '../../persistence/errors.ts'
+import { cborSerde } from '../../persistence/serde.ts'
+import { asyncResultError, describeValue, JobDefinitionError, UnserializableStateError, UserCodeError } from '../errors.ts'
+import type { JobBuilder, ProcessContext, ProcessOptions, Stream, TimerContext } from '../api/streams.ts'
 import type { Key } from './key-groups.ts'
 import type { BroadcastWire, OperatorChunk } from './operator-state.ts'
-import { deepFreeze, unserializableIn } from './state-checks.ts'
-import type { MapState, MapStateDescriptor } from './state.ts'
+import { deepFreeze, unserializableIn } from './checks.ts'
+import type { MapState, MapStateDescriptor } from '../api/state.ts'
 
 /** A broadcast map state as the keyed side sees it: read-only. */
 export interface ReadOnlyBroadcastState<K, V> {

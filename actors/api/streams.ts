@@ -2,19 +2,19 @@
  * The job builder: the programming model of docs/architecture.md section 2. It only describes a job (a
  * graph of operators); `runJob` executes it.
  */
-import type { Source, Sink } from './connectors.ts'
-import { JobDefinitionError, rejectAsync } from './errors.ts'
-import { DEFAULT_MAX_PARALLELISM, type Key } from './key-groups.ts'
-import { checkMessages, checkSendsTo } from './messages.ts'
+import type { Source, Sink } from '../connectors/types.ts'
+import { JobDefinitionError, rejectAsync } from '../errors.ts'
+import { DEFAULT_MAX_PARALLELISM, type Key } from '../state/key-groups.ts'
+import { checkMessages, checkSendsTo } from '../runtime/messages.ts'
 import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
-import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from './broadcast-state.ts'
-import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from './operator-state.ts'
-import { WindowedStream } from './window-operator.ts'
-import type { WindowAssigner } from './windows.ts'
-import { addMachine, type MachineOptions } from './keyed-machine.ts'
+import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from '../state/broadcast-state.ts'
+import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from '../state/operator-state.ts'
+import { WindowedStream } from '../time/window-operator.ts'
+import type { WindowAssigner } from '../time/windows.ts'
+import { addMachine, type MachineOptions } from '../machines/keyed-machine.ts'
 import type { AnyStateMachine } from 'xstate'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
-import { isWatermarkStrategy, type WatermarkStrategy } from './watermarks.ts'
+import { isWatermarkStrategy, type WatermarkStrategy } from '../time/watermarks.ts'
 
 /**
  * Timers of the current key (docs/architecture.md section 17), for keyed `process` operators
@@ -365,7 +365,7 @@ export class JobBuilder {
     )
   }
 
-  /** @internal A keyed process whose input 1 is a broadcast stream (actors/broadcast-state.ts). */
+  /** @internal A keyed process whose input 1 is a broadcast stream (actors/state/broadcast-state.ts). */
   addBroadcastProcess(
     name: string,
     options: ProcessOptions,
@@ -395,7 +395,7 @@ export class JobBuilder {
     return new Stream<unknown>(this, [{ from: name, transforms: [] }])
   }
 
-  /** @internal A non-keyed process with operator list state (actors/operator-state.ts). */
+  /** @internal A non-keyed process with operator list state (actors/state/operator-state.ts). */
   addOperatorProcess(name: string, options: OperatorProcessOptions, fn: OperatorProcessFunction<unknown, unknown>, branches: Branch[]): void {
     const uid = this.checkName(name)
     const { state, ...rest } = options ?? {}
@@ -609,7 +609,7 @@ export class KeyedStream<T, K extends Key> {
   }
 
   /**
-   * Groups each key's records into time windows (see `actors/windows.ts` for the assigners); end
+   * Groups each key's records into time windows (see `actors/time/windows.ts` for the assigners); end
    * with `reduce`, `aggregate` or `process` on the returned stream.
    * @example
    * payments.keyBy((p) => p.account)

@@ -4,13 +4,13 @@
  */
 import type { CheckpointMode } from './alignment.ts'
 import type { RecordBatch } from './channel.ts'
-import { WeirError } from '../persistence/errors.ts'
-import { asyncResultError, UserCodeError } from './errors.ts'
+import { WeirError } from '../../persistence/errors.ts'
+import { asyncResultError, UserCodeError } from '../errors.ts'
 import { ConsumingInstance, type InputChannel, type InstanceHost } from './instance.ts'
-import type { OperatorProcessSpec } from './job.ts'
-import { encodeOperatorChunk, OperatorListStates, type OperatorContext, type OperatorListStateDescriptor } from './operator-state.ts'
+import type { OperatorProcessSpec } from '../api/streams.ts'
+import { encodeOperatorChunk, OperatorListStates, type OperatorContext, type OperatorListStateDescriptor } from '../state/operator-state.ts'
 import type { EdgeOutput } from './output.ts'
-import type { ListState } from './state.ts'
+import type { ListState } from '../api/state.ts'
 
 export class OperatorProcessInstance extends ConsumingInstance {
   readonly lists: OperatorListStates

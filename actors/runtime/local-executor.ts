@@ -4,14 +4,14 @@
  * and encodes and writes their snapshots off the hot path (docs/architecture.md sections 5 and 6).
  */
 import type { InspectionEvent } from 'xstate'
-import type { ChunkFilter, SnapshotStore, StateChunk } from '../persistence/store.ts'
-import { KEYED_CHUNK_FORMAT } from '../persistence/keyed-chunk.ts'
-import { CorruptSnapshotError, describeChunk, WeirError } from '../persistence/errors.ts'
-import type { Logger } from '../supervisor/logger.ts'
+import type { ChunkFilter, SnapshotStore, StateChunk } from '../../persistence/store.ts'
+import { KEYED_CHUNK_FORMAT } from '../../persistence/keyed-chunk.ts'
+import { CorruptSnapshotError, describeChunk, WeirError } from '../../persistence/errors.ts'
+import type { Logger } from './logger.ts'
 import type { CheckpointMode } from './alignment.ts'
 import { channelFor, type Channel, type Placement } from './channel.ts'
-import { describeValue, IncompatibleSnapshotError, MisplacedKeyError } from './errors.ts'
-import type { KeyedSnapshot } from './heap-backend.ts'
+import { describeValue, IncompatibleSnapshotError, MisplacedKeyError } from '../errors.ts'
+import type { KeyedSnapshot } from '../state/heap-backend.ts'
 import {
   connectorContext,
   type Instance,
@@ -21,20 +21,20 @@ import {
   SinkInstance,
   SourceInstance,
 } from './instance.ts'
-import type { JobGraph, SinkSpec } from './job.ts'
-import { keyGroupRange } from './key-groups.ts'
+import type { JobGraph, SinkSpec } from '../api/streams.ts'
+import { keyGroupRange } from '../state/key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
 import { OperatorProcessInstance } from './operator-process-instance.ts'
-import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from './operator-state.ts'
-import type { ConnectorContext } from './connectors.ts'
-import type { ListState } from './state.ts'
+import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from '../state/operator-state.ts'
+import type { ConnectorContext } from '../connectors/types.ts'
+import type { ListState } from '../api/state.ts'
 import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } from './message-channels.ts'
 import { CHANNEL_CHUNK_FORMAT, decodeChannelChunk, MessageRecorder, type Recording } from './message-recording.ts'
 import { messageCycles } from './messages.ts'
 import type { Watchdog } from './watchdog.ts'
-import { systemClock, type Clock } from './clock.ts'
-import { TIMERS_CHUNK_FORMAT, type TimersSnapshot } from './timers.ts'
+import { systemClock, type Clock } from '../time/clock.ts'
+import { TIMERS_CHUNK_FORMAT, type TimersSnapshot } from '../time/timers.ts'
 
 /** Where instances send checkpoint acknowledgements (the checkpoint coordinator). */
 export interface CheckpointAcks {
@@ -123,7 +123,7 @@ async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<
   await Promise.race([Promise.allSettled(promises), new Promise((r) => (timer = setTimeout(r, ms)))])
   clearTimeout(timer)
 }
-/** Format of an operator-state chunk: see actors/operator-state.ts. */
+/** Format of an operator-state chunk: see actors/state/operator-state.ts. */
 export { OPERATOR_CHUNK_FORMAT }
 /**
  * Channel items (batches) an instance takes per turn: few, so a turn stays short with large
@@ -502,7 +502,7 @@ export class LocalExecutor implements InstanceHost {
       }
     }
     if (writesOperatorChunk(up.instance.spec)) {
-      // Encoded by the instance when it took the snapshot (actors/operator-state.ts).
+      // Encoded by the instance when it took the snapshot (actors/state/operator-state.ts).
       const data = up.operatorState instanceof Uint8Array ? up.operatorState : EMPTY_CHUNK
       chunks.push({ operatorUid: uid, kind: 'operator', index: up.instance.index, format: OPERATOR_CHUNK_FORMAT, data })
     }

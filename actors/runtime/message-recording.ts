@@ -8,11 +8,11 @@
  * A barrier `n` that arrives before the instance's snapshot `n` sets the channel aside (its later
  * items wait in the channel, which always accepts, so the sender never waits) until the snapshot.
  */
-import { cborSerde } from '../persistence/serde.ts'
+import { cborSerde } from '../../persistence/serde.ts'
 import type { RecordBatch } from './channel.ts'
-import { UnserializableMessageError } from './errors.ts'
-import { unserializableIn } from './state-checks.ts'
-import type { Key, KeyGroupRange } from './key-groups.ts'
+import { UnserializableMessageError } from '../errors.ts'
+import { unserializableIn } from '../state/checks.ts'
+import type { Key, KeyGroupRange } from '../state/key-groups.ts'
 
 /** Format of a `channel` chunk: CBOR of an array of recorded batches, each CBOR of `[keys, groups, messages]`. */
 export const CHANNEL_CHUNK_FORMAT = 1

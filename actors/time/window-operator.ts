@@ -19,11 +19,11 @@
  * at `end - 1` on the processing-time clock; an event-time timer at `END_OF_INPUT` fires the
  * windows still open when the input ends (its watermark is +Infinity).
  */
-import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from './errors.ts'
-import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream, TimerContext } from './job.ts'
-import type { Key } from './key-groups.ts'
-import { isOutputTag, type OutputTag } from './side-outputs.ts'
-import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from './state.ts'
+import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from '../errors.ts'
+import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream, TimerContext } from '../api/streams.ts'
+import type { Key } from '../state/key-groups.ts'
+import { isOutputTag, type OutputTag } from '../api/side-outputs.ts'
+import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from '../api/state.ts'
 import { isWindowAssigner, mergeSession, windowStart, type SlidingWindows, type TimeWindow, type TumblingWindows, type WindowAssigner } from './windows.ts'
 
 /** The record a window operator emits per firing unless `result` says otherwise. */

@@ -13,12 +13,12 @@
  * instance, encoded when the snapshot is taken (operator state is small and may be changed in
  * place right after, so it is not encoded later like keyed state).
  */
-import type { Serde } from '../persistence/serde.ts'
-import { cborSerde } from '../persistence/serde.ts'
-import { describeValue, JobDefinitionError, rejectAsync, UnserializableStateError } from './errors.ts'
-import type { OperatorSpec } from './job.ts'
-import { deepFreeze, unserializableIn } from './state-checks.ts'
-import type { ListState } from './state.ts'
+import type { Serde } from '../../persistence/serde.ts'
+import { cborSerde } from '../../persistence/serde.ts'
+import { describeValue, JobDefinitionError, rejectAsync, UnserializableStateError } from '../errors.ts'
+import type { OperatorSpec } from '../api/streams.ts'
+import { deepFreeze, unserializableIn } from './checks.ts'
+import type { ListState } from '../api/state.ts'
 
 /** How an operator list state is handed out on restore: see {@link operatorListState}. */
 export type OperatorStateDistribution = 'split' | 'union'

@@ -3,7 +3,7 @@
  * records, alerts, ...) to a tagged output with `ctx.output(tag, record)`; `.sideOutput(tag)` on
  * the operator's stream reads them (docs/architecture.md section 17).
  */
-import { JobDefinitionError } from './errors.ts'
+import { JobDefinitionError } from '../errors.ts'
 
 const TAG_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 
