@@ -2,28 +2,9 @@
  * Weir's public API. Everything not exported here is internal.
  */
 export { job, JobBuilder, Stream, KeyedStream, ConnectedKeyedStreams } from './actors/api/streams.ts'
-export type {
-  JobOptions,
-  OperatorOptions,
-  ProcessOptions,
-  ActorOptions,
-  MessageHandler,
-  ProcessContext,
-  ProcessFunction,
-  JobGraph,
-  OperatorSpec,
-  OperatorBase,
-  SourceSpec,
-  ProcessSpec,
-  SinkSpec,
-  OperatorProcessSpec,
-  EdgeSpec,
-  Partitioning,
-  Transform,
-  SourceOptions,
-  TimerService,
-  TimerContext,
-} from './actors/api/streams.ts'
+export type { JobOptions, OperatorOptions, ProcessOptions, ActorOptions, SourceOptions } from './actors/api/options.ts'
+export type { MessageHandler, ProcessContext, ProcessFunction, TimerService, TimerContext } from './actors/api/contexts.ts'
+export type { JobGraph, OperatorSpec, OperatorBase, SourceSpec, ProcessSpec, SinkSpec, OperatorProcessSpec, EdgeSpec, Partitioning, Transform } from './actors/api/graph.ts'
 export { outputTag } from './actors/api/side-outputs.ts'
 export type { OutputTag } from './actors/api/side-outputs.ts'
 export { boundedOutOfOrderness } from './actors/time/watermarks.ts'
@@ -62,13 +43,15 @@ export {
   processingTimeSessionWindows,
 } from './actors/time/windows.ts'
 export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/time/windows.ts'
-export { WindowedStream } from './actors/time/window-operator.ts'
+export { WindowedStream } from './actors/api/streams.ts'
 export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/time/window-operator.ts'
 export type { MachineOptions, MachineDelays } from './actors/machines/keyed-machine.ts'
 export { operatorListState } from './actors/state/operator-state.ts'
 export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/state/operator-state.ts'
-export { BroadcastStream, BroadcastConnectedStream } from './actors/state/broadcast-state.ts'
-export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastProcessOptions, BroadcastContext, BroadcastProcessFunctions, BroadcastSpec } from './actors/state/broadcast-state.ts'
+export { BroadcastStream, BroadcastConnectedStream } from './actors/api/streams.ts'
+export type { ReadOnlyBroadcastState, KeyedBroadcastContext, KeyedBroadcastTimerContext, BroadcastContext, BroadcastProcessFunctions } from './actors/api/contexts.ts'
+export type { BroadcastProcessOptions } from './actors/api/options.ts'
+export type { BroadcastSpec } from './actors/api/graph.ts'
 export { generatorSource, generatedRecord, ndjsonSource } from './actors/connectors/sources.ts'
 export type { GeneratedRecord, GeneratorOptions, NdjsonSourceOptions, NdjsonSource, BadLine, BadLinePolicy } from './actors/connectors/sources.ts'
 export { stdoutSink, fileSink, arraySink } from './actors/connectors/sinks.ts'
@@ -99,20 +82,6 @@ export type { PostgresStoreOptions } from './persistence/postgres-options.ts'
 export { readSnapshotState } from './persistence/snapshot-reader.ts'
 export { cborSerde } from './persistence/serde.ts'
 export type { Serde } from './persistence/serde.ts'
-export type {
-  SnapshotStore,
-  SnapshotInfo,
-  StateChunk,
-  BeginSnapshot,
-  CompleteSnapshot,
-  SnapshotKind,
-  SnapshotStatus,
-  SnapshotLayout,
-  SnapshotLayoutOperator,
-  ChunkAddress,
-  ChunkKind,
-  ChunkFilter,
-  JobLease,
-  LeaseOptions,
-} from './persistence/store.ts'
+export type { SnapshotStore, SnapshotInfo, StateChunk, BeginSnapshot, CompleteSnapshot, SnapshotKind, SnapshotLayout, SnapshotLayoutOperator, ChunkAddress, ChunkFilter, JobLease, LeaseOptions } from './persistence/store.ts'
+export type { SnapshotStatus, ChunkKind } from './persistence/snapshot-kinds.ts'
 export { WeirError, RetryableError, TerminalError, isRetryable, StoreUnavailableError, CorruptChunkError, SnapshotStateError, StoreSchemaError, DuplicateChunkError, FencedError, JobAlreadyRunningError, ReadOnlyStoreError, CorruptSnapshotError, type LeaseHolderInfo } from './persistence/errors.ts'

@@ -8,17 +8,34 @@
  */
 import type { Subscription } from '@nats-io/transport-node'
 import { describeThrown } from '../persistence/errors.ts'
+import type { Logger } from '../actors/runtime/logger.ts'
 import type { JobLease, SnapshotInfo } from '../persistence/store.ts'
 import { CheckpointCoordinator } from '../supervisor/checkpoint-coordinator.ts'
 import { newestVerifiedSnapshot, snapshotLayout } from '../supervisor/job-runner.ts'
-import { decodeReport, encodeMessage, type Command, type Report } from './control.ts'
-import type { Member, WeirNode } from './node.ts'
-import { planAttempt, withParallelism, type ExecutionPlan } from './plan.ts'
+import { decodeReport, encodeMessage, type Command, type Heartbeat, type jobSubjects, type Report } from './control.ts'
+import type { Member, NodeOptions } from './node-options.ts'
+import { planAttempt, withParallelism, type ExecutionPlan, type graphFingerprint } from './plan.ts'
 
 /** How long nodes have to build and restore their instances before the attempt is given up. */
 const DEPLOY_TIMEOUT_MS = 60_000
 /** Pause before restarting after a failure, so a failing node does not spin the job. */
 const RESTART_DELAY_MS = 200
+/** What a coordinator reads of the node that runs it (a `WeirNode`). */
+export interface CoordinatorHost {
+  readonly o: NodeOptions
+  readonly nodeId: string
+  readonly heartbeatMs: number
+  readonly nodeTimeoutMs: number
+  readonly subjects: ReturnType<typeof jobSubjects>
+  readonly fingerprint: ReturnType<typeof graphFingerprint>
+  /** Every node heard from, by id (the host included). */
+  readonly members: Map<string, Member>
+  /** Messages refused so far. */
+  dropped: number
+  readonly log: Logger
+  heartbeatNow(): Heartbeat
+}
+
 /** Tries of the final checkpoint. */
 const FINAL_TRIES = 3
 
@@ -50,7 +67,7 @@ export class Coordinator {
   readonly epoch: number
 
   constructor(
-    private readonly node: WeirNode,
+    private readonly node: CoordinatorHost,
     private readonly lease: JobLease,
   ) {
     this.epoch = lease.epoch

@@ -5,69 +5,22 @@
  * coordinator (cluster/coordinator.ts). When the job finishes, every node ends.
  */
 import { hostname } from 'node:os'
-import type { NatsConnection, Subscription } from '@nats-io/transport-node'
-import type { InspectionEvent } from 'xstate'
+import type { Subscription } from '@nats-io/transport-node'
 import type { Channel, ChannelAddress, Placement } from '../actors/runtime/channel.ts'
-import type { Clock } from '../actors/time/clock.ts'
-import type { JobGraph } from '../actors/api/streams.ts'
-import { LocalExecutor, type ExecutorTuning } from '../actors/runtime/local-executor.ts'
+import { LocalExecutor } from '../actors/runtime/local-executor.ts'
 import { describeThrown, isRetryable, JobAlreadyRunningError } from '../persistence/errors.ts'
-import type { SnapshotStore } from '../persistence/store.ts'
-import type { ResolvedCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import type { Logger } from '../actors/runtime/logger.ts'
 import { decodeCommand, decodeHeartbeat, encodeMessage, jobSubjects, newer, type Command, type Heartbeat, type Report } from './control.ts'
 import { Coordinator } from './coordinator.ts'
+import type { Member, NodeOptions } from './node-options.ts'
 import { checkClusterable, fingerprintDifference, graphFingerprint, withParallelism } from './plan.ts'
 import { RemoteReceiver, RemoteSender, type Generation } from './remote-channel.ts'
-
-/** Options of {@link WeirNode}. */
-export interface NodeOptions {
-  graph: JobGraph
-  store: SnapshotStore
-  nats: NatsConnection
-  /** This node's id, unique in the job. @default `<host>-<pid>` */
-  nodeId?: string
-  /** Instances of each operator this node takes. @default 1 */
-  slots?: number
-  /** First token of every subject. @default 'weir' */
-  subjectPrefix?: string
-  checkpoints: ResolvedCheckpointOptions
-  /** What the first coordinator starts from when no node ran the job yet. @default 'latest' */
-  restore?: 'latest' | 'none' | number
-  /** Nodes the coordinator waits for before the first deploy. @default 1 */
-  minNodes?: number
-  /** Time between heartbeats, in ms. @default 500 */
-  heartbeatMs?: number
-  /** A node silent this long is dead. @default 3000 */
-  nodeTimeoutMs?: number
-  /** How long a coordinator's lease outlives its last renewal. @default 5000 */
-  leaseExpiryMs?: number
-  /**
-   * A node cut off from NATS this long gives up: it exits with an error instead of waiting for
-   * ever. (After the node timeout it already stopped its instances and its coordination.)
-   * @default 60000
-   */
-  natsTimeoutMs?: number
-  /** Restarts in a row (without a completed checkpoint in between) before the job fails. @default 20 */
-  maxRestarts?: number
-  logger: Logger
-  tuning: ExecutorTuning
-  strictState?: boolean
-  clock?: Clock
-  /** XState's inspector for the lifecycle actors of this node's instances (as `RunOptions.inspect`). */
-  inspect?: (event: InspectionEvent) => void
-}
 
 /** How a node's part of the job ended. */
 export interface NodeResult {
   status: 'finished' | 'canceled'
   /** True if this node was the coordinator at the end. */
   coordinator: boolean
-}
-
-/** A membership entry: the last heartbeat of a node and when it came. */
-export interface Member extends Heartbeat {
-  seenAt: number
 }
 
 /** Items a remote receiver grants its sender: more than in process, to cover the network's latency. */

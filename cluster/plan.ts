@@ -4,8 +4,8 @@
  * fingerprint every node compares before it joins.
  */
 import { createHash } from 'node:crypto'
-import type { JobGraph, OperatorSpec } from '../actors/api/streams.ts'
-import { canRescale } from '../actors/state/operator-state.ts'
+import type { JobGraph, OperatorSpec } from '../actors/api/graph.ts'
+import { canRescale } from '../actors/api/graph.ts'
 import { messageCycles } from '../actors/runtime/messages.ts'
 import { JobDefinitionError } from '../actors/errors.ts'
 

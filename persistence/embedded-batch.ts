@@ -10,7 +10,8 @@ import { Encoder } from 'cbor-x'
 import { checksum, chunkChecksum } from './checksum.ts'
 import { CorruptChunkError } from './errors.ts'
 import type { ManifestEntry } from './manifest.ts'
-import type { ChunkKind, StateChunk } from './store.ts'
+import type { ChunkKind } from './snapshot-kinds.ts'
+import type { StateChunk } from './store.ts'
 
 export const BATCH_FORMAT = 1
 

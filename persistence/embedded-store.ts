@@ -48,16 +48,7 @@ import {
   assertSnapshotRef,
   dataBytes,
 } from './store-arguments.ts'
-import type {
-  BeginSnapshot,
-  ChunkFilter,
-  CompleteSnapshot,
-  JobLease,
-  LeaseOptions,
-  SnapshotInfo,
-  SnapshotStore,
-  StateChunk,
-} from './store.ts'
+import type { BeginSnapshot, ChunkFilter, CompleteSnapshot, JobLease, LeaseOptions, SnapshotInfo, SnapshotStore, StateChunk } from './store.ts'
 
 /**
  * The directory layout version this code writes and the newest it reads. 2: completed headers

@@ -1,4 +1,4 @@
-import { isKeyGroupKind, type ChunkKind, type SnapshotStatus } from './store.ts'
+import { isKeyGroupKind, type ChunkKind, type SnapshotStatus } from './snapshot-kinds.ts'
 
 /**
  * The base of every error Weir throws. Whether a restart can help is part of the class tree:

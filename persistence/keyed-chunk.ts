@@ -8,6 +8,9 @@
  */
 import { cborSerde } from './serde.ts'
 
+/** The keys Weir can partition by. Build a string for a composite key. */
+export type Key = string | number | bigint
+
 /** The chunk format this code writes and the newest it reads. */
 export const KEYED_CHUNK_FORMAT = 2
 

@@ -11,7 +11,8 @@
 import { compareAddresses, addressKey } from './chunk-address.ts'
 import { checksum } from './checksum.ts'
 import { CorruptSnapshotError, describeChunk } from './errors.ts'
-import { isKeyGroupKind, type ChunkAddress, type ChunkKind, type SnapshotLayout } from './store.ts'
+import { isKeyGroupKind, type ChunkKind } from './snapshot-kinds.ts'
+import type { ChunkAddress, SnapshotLayout } from './store.ts'
 
 /** The manifest layout this code writes and reads. */
 export const MANIFEST_VERSION = 1

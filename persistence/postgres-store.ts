@@ -34,20 +34,8 @@ import {
   assertSnapshotRef,
   dataBytes,
 } from './store-arguments.ts'
-import type {
-  BeginSnapshot,
-  ChunkFilter,
-  ChunkKind,
-  CompleteSnapshot,
-  JobLease,
-  LeaseOptions,
-  SnapshotInfo,
-  SnapshotKind,
-  SnapshotLayout,
-  SnapshotStatus,
-  SnapshotStore,
-  StateChunk,
-} from './store.ts'
+import type { BeginSnapshot, ChunkFilter, CompleteSnapshot, JobLease, LeaseOptions, SnapshotInfo, SnapshotKind, SnapshotLayout, SnapshotStore, StateChunk } from './store.ts'
+import type { ChunkKind, SnapshotStatus } from './snapshot-kinds.ts'
 
 export type { PostgresStoreOptions } from './postgres-options.ts'
 

@@ -2,8 +2,7 @@
  * Reads keyed state out of a completed snapshot, offline (no running job): for tests,
  * inspection and the state processor to come (docs/architecture.md section 9).
  */
-import type { Key } from '../actors/state/key-groups.ts'
-import { decodeKeyedChunk } from './keyed-chunk.ts'
+import { decodeKeyedChunk, type Key } from './keyed-chunk.ts'
 import type { SnapshotStore } from './store.ts'
 
 /**

@@ -5,7 +5,8 @@
 import { addressKey } from './chunk-address.ts'
 import { DuplicateChunkError } from './errors.ts'
 import { assertJobName } from './job-name.ts'
-import type { BeginSnapshot, ChunkFilter, ChunkKind, CompleteSnapshot, SnapshotKind, StateChunk } from './store.ts'
+import type { BeginSnapshot, ChunkFilter, CompleteSnapshot, SnapshotKind, StateChunk } from './store.ts'
+import type { ChunkKind } from './snapshot-kinds.ts'
 
 /** Indexes and formats are stored as 32-bit integers. */
 const MAX_INT32 = 2 ** 31 - 1

@@ -8,25 +8,10 @@
  * write, so a reader never sees a half-written checkpoint as completed.
  */
 import type { FencedError } from './errors.ts'
+import type { ChunkKind, SnapshotStatus } from './snapshot-kinds.ts'
 
 /** Whether a snapshot was taken automatically (pruned by retention) or asked for (kept). */
 export type SnapshotKind = 'checkpoint' | 'savepoint'
-
-/** Where a snapshot is in its life. */
-export type SnapshotStatus = 'pending' | 'completed' | 'aborted'
-
-/**
- * What a chunk holds. `keyed`: the keyed state of one key group (`index` = key group).
- * `operator`: the operator state of one instance (`index` = instance index), e.g. source offsets.
- * Reserved for the issues that add them: `timers`, the timers of one key group (`index` = key
- * group), and `channel`, the recorded in-flight messages of one instance (`index` = instance).
- */
-export type ChunkKind = 'keyed' | 'operator' | 'timers' | 'channel'
-
-/** True for the kinds addressed by key group (the others by instance index). */
-export function isKeyGroupKind(kind: ChunkKind): boolean {
-  return kind === 'keyed' || kind === 'timers'
-}
 
 /** Where a chunk lives inside a checkpoint. */
 export interface ChunkAddress {

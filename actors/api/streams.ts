@@ -6,226 +6,18 @@ import type { Source, Sink } from '../connectors/types.ts'
 import { JobDefinitionError, rejectAsync } from '../errors.ts'
 import { DEFAULT_MAX_PARALLELISM, type Key } from '../state/key-groups.ts'
 import { checkMessages, checkSendsTo } from '../runtime/messages.ts'
-import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor, type StateHandle } from './state.ts'
-import { BroadcastConnectedStream, BroadcastStream, checkBroadcastStates, type BroadcastProcessFunctions, type BroadcastSpec } from '../state/broadcast-state.ts'
-import { checkOperatorStates, checkSinkStates, type OperatorListStateDescriptor, type OperatorProcessFunction, type OperatorProcessOptions } from '../state/operator-state.ts'
-import { WindowedStream } from '../time/window-operator.ts'
+import { isStateDescriptor, type MapStateDescriptor, type StateDescriptor } from './state.ts'
+import { checkBroadcastStates } from '../state/broadcast-state.ts'
+import type { BroadcastProcessFunctions, MessageHandler, ProcessFunction } from './contexts.ts'
+import type { BroadcastSpec, EdgeSpec, JobGraph, OperatorSpec, ProcessSpec, SourceSpec, Transform } from './graph.ts'
+import type { ActorOptions, BroadcastProcessOptions, JobOptions, OperatorOptions, ProcessOptions, SourceOptions } from './options.ts'
+import { checkOperatorStates, checkSinkStates, type OperatorProcessFunction, type OperatorProcessOptions } from '../state/operator-state.ts'
+import { checkAssigner, checkLateness, checkLateOutput, windowContents, windowProcess, type WindowAggregator, type WindowContents, type WindowFunction, type WindowOptions, type WindowResult } from '../time/window-operator.ts'
 import type { WindowAssigner } from '../time/windows.ts'
-import { addMachine, type MachineOptions } from '../machines/keyed-machine.ts'
+import { machineProcess, type MachineOptions } from '../machines/keyed-machine.ts'
 import type { AnyStateMachine } from 'xstate'
 import { isOutputTag, type OutputTag } from './side-outputs.ts'
 import { isWatermarkStrategy, type WatermarkStrategy } from '../time/watermarks.ts'
-
-/**
- * Timers of the current key (docs/architecture.md section 17), for keyed `process` operators
- * that declare `onTimer`. At most one timer per (key, domain, time): registering it again does
- * nothing. Times are ms; a time that is not a finite number (or +Infinity for event time) throws.
- */
-export interface TimerService {
-  /** Processing time now, from the run's `clock`. */
-  currentProcessingTime(): number
-  /** The operator instance's watermark: -Infinity before the first watermark. */
-  currentWatermark(): number
-  /** Calls `onTimer` when the watermark reaches `time` (time <= watermark). */
-  registerEventTimeTimer(time: number): void
-  /** Calls `onTimer` when processing time reaches `time`. */
-  registerProcessingTimeTimer(time: number): void
-  deleteEventTimeTimer(time: number): void
-  deleteProcessingTimeTimer(time: number): void
-}
-
-/** What user code sees while it processes a record of a keyed stream. */
-export interface ProcessContext<K extends Key, OUT> {
-  /** The key of the record in hand. */
-  readonly key: K
-  /** The operator instance (subtask) index. */
-  readonly instance: number
-  /** The handle of a declared state, bound to the current key. */
-  state<D extends StateDescriptor>(descriptor: D): StateHandle<D>
-  /** Sends a record downstream. */
-  emit(record: OUT): void
-  /**
-   * Sends `message` to key `key` of the keyed operator `operator`, whose `onMessage` handles it
-   * with that key's state. The target must be listed in this operator's `sendsTo`. Messages are
-   * plain data (they are written into snapshots while in flight) and arrive in the order sent
-   * between one pair of instances; cycles are allowed (docs/architecture.md section 15).
-   * @example
-   * ctx.send('inventory', order.sku, { reserve: order.quantity })
-   */
-  send(operator: string, key: Key, message: unknown): void
-  /** The event time of the record (or timer) in hand; undefined on a stream without event time. */
-  readonly timestamp: number | undefined
-  /** Timers of the current key; using them needs `onTimer` in the process options. */
-  readonly timers: TimerService
-  /** Sends a record to a side output, read with `.sideOutput(tag)` on the operator's stream. */
-  output<T>(tag: OutputTag<T>, record: T): void
-}
-
-/** What `onTimer` sees: the context of the timer's key, plus which kind of timer fired. */
-export interface TimerContext<K extends Key, OUT> extends ProcessContext<K, OUT> {
-  readonly timeDomain: 'event-time' | 'processing-time'
-  /** The timer's time. */
-  readonly timestamp: number
-}
-
-/**
- * Handles a message sent with `ctx.send` to this operator: called with `ctx` bound to the
- * message's key and its state, like a record. Synchronous, as a {@link ProcessFunction}.
- */
-export type MessageHandler<M, K extends Key, OUT> = (message: M, ctx: ProcessContext<K, OUT>) => void
-
-/**
- * The function of a keyed operator, called once per record. It must be synchronous: it may not
- * be `async` (rejected when the job is defined) nor return a promise (fails the job with
- * `AsyncUserCodeError`), because the key and state it sees belong to this record only.
- */
-export type ProcessFunction<T, K extends Key, OUT> = (record: T, ctx: ProcessContext<K, OUT>) => void
-
-/** A stateless step chained onto the operator before it (no state, no own instances). */
-export type Transform =
-  | { kind: 'map'; name: string; fn: (r: unknown) => unknown }
-  | { kind: 'filter'; name: string; fn: (r: unknown) => boolean }
-  | { kind: 'flatMap'; name: string; fn: (r: unknown, out: (u: unknown) => void) => void }
-
-/**
- * How records of an edge are spread over the instances of its target. `broadcast`: every record
- * to every instance (the broadcast input of a keyed process).
- */
-export type Partitioning = 'forward' | 'hash' | 'rebalance' | 'broadcast'
-
-/** A connection from an operator's output into an input of another. */
-export interface EdgeSpec {
-  from: string
-  to: string
-  /** Which input of the target: 0, or 1 for the second stream of a connected process. */
-  input: 0 | 1
-  /** Only records sent to this side output (`ctx.output(tag, ...)`) travel on this edge. */
-  tag?: string | undefined
-  partitioning: Partitioning
-  keySelector: ((r: unknown) => Key) | undefined
-  transforms: readonly Transform[]
-}
-
-/** What every operator of a {@link JobGraph} has: its stable id and its parallelism. */
-export interface OperatorBase {
-  uid: string
-  parallelism: number
-}
-/** A source operator of a {@link JobGraph}. */
-export interface SourceSpec extends OperatorBase {
-  kind: 'source'
-  source: Source<unknown>
-  /** Event time and watermarks of the source, if any. */
-  watermarks?: WatermarkStrategy<unknown> | undefined
-}
-/** A keyed process operator of a {@link JobGraph}. */
-export interface ProcessSpec extends OperatorBase {
-  kind: 'process'
-  states: readonly StateDescriptor[]
-  /** One function per input. */
-  fns: readonly ((record: unknown, ctx: ProcessContext<Key, unknown>) => void)[]
-  /** Handles messages sent to this operator with `ctx.send`. */
-  onMessage?: MessageHandler<unknown, Key, unknown>
-  /** The operators this one sends messages to. */
-  sendsTo?: readonly string[]
-  /** Called when a timer of a key fires; operators without it have no timers. */
-  onTimer?: ((time: number, ctx: TimerContext<Key, unknown>) => void) | undefined
-  /** What happens to records at or behind the watermark. */
-  lateRecords?: 'process' | 'drop' | OutputTag<unknown> | undefined
-  /** The broadcast input (input 1), if the keyed stream was connected to a broadcast stream. */
-  broadcast?: BroadcastSpec
-}
-/** A non-keyed process operator of a {@link JobGraph}, with operator list state. */
-export interface OperatorProcessSpec extends OperatorBase {
-  kind: 'operator-process'
-  states: readonly OperatorListStateDescriptor<unknown>[]
-  fn: OperatorProcessFunction<unknown, unknown>
-}
-/** A sink operator of a {@link JobGraph}. */
-export interface SinkSpec extends OperatorBase {
-  kind: 'sink'
-  sink: Sink<unknown>
-}
-/** Any operator of a {@link JobGraph}. */
-export type OperatorSpec = SourceSpec | ProcessSpec | SinkSpec | OperatorProcessSpec
-
-/** A job as data: operators in topological order and the edges between them. */
-export interface JobGraph {
-  name: string
-  maxParallelism: number
-  operators: readonly OperatorSpec[]
-  edges: readonly EdgeSpec[]
-}
-
-/** Options of a job. */
-export interface JobOptions {
-  /**
-   * Number of key groups: the upper bound of any keyed operator's parallelism. It cannot change
-   * across a restore.
-   * @default 128
-   */
-  maxParallelism?: number
-  /**
-   * Parallelism of operators that do not set their own.
-   * @default 1
-   */
-  parallelism?: number
-}
-
-/** Options of one operator. */
-export interface OperatorOptions {
-  /** Number of parallel instances. @default the job's parallelism */
-  parallelism?: number
-}
-
-/** Options of a source. */
-export interface SourceOptions<T> extends OperatorOptions {
-  /** Event time and watermarks, e.g. `boundedOutOfOrderness(...)`; absent: no event time. */
-  watermarks?: WatermarkStrategy<T>
-}
-
-/** What a keyed `process` declares. */
-export interface ProcessOptions<K extends Key = Key, OUT = unknown, T = unknown> extends OperatorOptions {
-  /** The keyed states the function uses, by any names. */
-  state?: Record<string, StateDescriptor>
-  /**
-   * Called once per fired timer, with the timer's key and state bound, like the process
-   * function (synchronous too). Declaring it turns on `ctx.timers`.
-   * @example
-   * stream.keyBy((c) => c.user).process('sessions', {
-   *   state: { last },
-   *   onTimer: (time, ctx) => ctx.emit({ user: ctx.key, sessionEnd: time }),
-   * }, (c, ctx) => {
-   *   ctx.timers.deleteProcessingTimeTimer(ctx.state(last).value() + 30_000)
-   *   ctx.state(last).update(ctx.timers.currentProcessingTime())
-   *   ctx.timers.registerProcessingTimeTimer(ctx.state(last).value() + 30_000)
-   * })
-   */
-  onTimer?: (time: number, ctx: TimerContext<K, OUT>) => void
-  /**
-   * Records whose timestamp is at or behind the operator's watermark: `'process'` them like any
-   * other (Flink's default), `'drop'` them, or send them to a side output.
-   * @default 'process'
-   */
-  lateRecords?: 'process' | 'drop' | OutputTag<T>
-  /** Handles messages that keyed operators send to this one with `ctx.send` (docs/architecture.md section 15). */
-  onMessage?: MessageHandler<unknown, K, OUT>
-  /**
-   * The keyed operators this one sends messages to with `ctx.send`, by name. Each must have an
-   * `onMessage`; `ctx.send` to an operator not listed fails the job.
-   */
-  sendsTo?: readonly string[]
-}
-
-/** What a keyed operator reached only by messages declares (see {@link JobBuilder.actor}). */
-export interface ActorOptions<M, K extends Key, OUT> extends OperatorOptions {
-  /** The keyed states the handler uses, by any names. */
-  state?: Record<string, StateDescriptor>
-  /** Handles each message, with `ctx` bound to its key. */
-  onMessage: MessageHandler<M, K, OUT>
-  /** The keyed operators this one sends messages to with `ctx.send`. */
-  sendsTo?: readonly string[]
-}
 
 /** What `process` and `actor` pass on about messages. */
 interface MessageOptions {
@@ -605,7 +397,8 @@ export class KeyedStream<T, K extends Key> {
    * events.keyBy((e) => e.account).machine('login-patterns', logins, { delays: 'event-time' })
    */
   machine<OUT = { key: K; type: string }>(name: string, machine: AnyStateMachine, options: MachineOptions<T, K, OUT> = {}): Stream<OUT> {
-    return addMachine(this, name, machine, options)
+    const operator = machineProcess(this.job.name, name, machine, options)
+    return this.process(name, operator.options, operator.fn)
   }
 
   /**
@@ -670,3 +463,141 @@ export class ConnectedKeyedStreams<T1, T2, K extends Key> {
 export function job(name: string, options: JobOptions = {}): JobBuilder {
   return new JobBuilder(name, options)
 }
+
+/**
+ * A keyed stream grouped into windows. Made by `keyedStream.window(assigner)`; ends with
+ * {@link WindowedStream.reduce}, {@link WindowedStream.aggregate} or {@link WindowedStream.process}.
+ */
+export class WindowedStream<T, K extends Key> {
+  /** @internal */
+  constructor(
+    private readonly keyed: KeyedStream<T, K>,
+    readonly assigner: WindowAssigner,
+    private readonly lateness = 0,
+    private readonly lateTag: OutputTag<T> | undefined = undefined,
+  ) {
+    checkAssigner(assigner, keyed.job.name)
+  }
+
+  /**
+   * Keeps each event-time window's state `ms` past its end, as Flink does: a record that arrives
+   * after the window fired but before the watermark passes `end - 1 + ms` is added and the window
+   * fires again with the updated value. Later records are late: they go to {@link lateOutput}, or
+   * are dropped.
+   * @default 0
+   */
+  allowedLateness(ms: number): WindowedStream<T, K> {
+    return new WindowedStream(this.keyed, this.assigner, checkLateness(ms, this.assigner, this.keyed.job.name), this.lateTag)
+  }
+
+  /**
+   * Sends records too late for every window they belong to (the watermark passed the window's
+   * end - 1 + allowed lateness) to the side output `tag` instead of dropping them. Read them with
+   * `.sideOutput(tag)` on the stream the window operator returns.
+   * @example
+   * const late = outputTag<Reading>('late-readings')
+   * const perMinute = readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).lateOutput(late).reduce('max', (a, b) => (a.value > b.value ? a : b))
+   * perMinute.sideOutput(late).sink('late', fileSink({ path: 'late.ndjson' }))
+   */
+  lateOutput(tag: OutputTag<T>): WindowedStream<T, K> {
+    checkLateOutput(tag, this.assigner, this.keyed.job.name)
+    return new WindowedStream(this.keyed, this.assigner, this.lateness, tag)
+  }
+
+  /**
+   * Reduces each window's records with `reduce` as they arrive (one value per window in state)
+   * and emits the value when the window fires. For session windows, the values of merging
+   * windows are combined with `reduce` too.
+   * @example
+   * // total per account and hour, by event time
+   * payments.keyBy((p) => p.account).window(tumblingEventTimeWindows(3_600_000)).reduce('hourly', (a, b) => ({ ...b, cents: a.cents + b.cents }))
+   */
+  reduce<OUT = WindowResult<K, T>>(name: string, reduce: (a: T, b: T) => T, options: WindowOptions<K, T, OUT> = {}): Stream<OUT> {
+    return this.build(name, 'reduce', reduce, options)
+  }
+
+  /**
+   * Folds each window's records into an accumulator as they arrive and emits `getResult` of it
+   * when the window fires. Accumulators are keyed state: plain data, never changed in place
+   * (`add` returns the next one). Session windows need `merge`.
+   * @example
+   * const average: WindowAggregator<Reading, { sum: number; n: number }, number> = {
+   *   createAccumulator: () => ({ sum: 0, n: 0 }),
+   *   add: (a, r) => ({ sum: a.sum + r.value, n: a.n + 1 }),
+   *   getResult: (a) => a.sum / a.n,
+   *   merge: (a, b) => ({ sum: a.sum + b.sum, n: a.n + b.n }),
+   * }
+   * readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).aggregate('avg', average)
+   */
+  aggregate<ACC, R, OUT = WindowResult<K, R>>(name: string, aggregator: WindowAggregator<T, ACC, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
+    return this.build(name, 'aggregate', aggregator, options)
+  }
+
+  /**
+   * Keeps every record of each window (list state) and calls `fn` with all of them when the
+   * window fires; emits what it returns. Costs memory per record: prefer `reduce` or `aggregate`
+   * when the value can be computed incrementally.
+   * @example
+   * clicks.keyBy((c) => c.user).window(eventTimeSessionWindows(30 * 60_000))
+   *   .process('sessions', (user, window, clicks) => ({ pages: new Set(clicks.map((c) => c.page)).size }))
+   */
+  process<R, OUT = WindowResult<K, R>>(name: string, fn: WindowFunction<T, K, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
+    return this.build(name, 'process', fn, options)
+  }
+
+  private build<OUT>(name: string, kind: WindowContents['kind'], given: unknown, options: unknown): Stream<OUT> {
+    const job = this.keyed.job.name
+    const contents = windowContents(kind, given, this.assigner, job, name)
+    const window = { assigner: this.assigner, lateness: this.lateness, lateTag: this.lateTag as OutputTag<unknown> | undefined }
+    const operator = windowProcess(job, name, window, contents, options)
+    return this.keyed.process(name, operator.options as ProcessOptions<K, OUT, T>, operator.fn) as Stream<OUT>
+  }
+}
+
+
+/** A stream broadcast to every instance of the keyed operator it is connected to. Made by `Stream.broadcast`. */
+export class BroadcastStream<T> {
+  /** @internal */
+  constructor(
+    readonly job: JobBuilder,
+    /** @internal */ readonly branches: Stream<T>['branches'],
+    /** The broadcast states it fills. */
+    readonly states: readonly MapStateDescriptor<unknown, unknown>[],
+  ) {}
+}
+
+/** A keyed stream connected to a broadcast stream. Made by `KeyedStream.connect`. */
+export class BroadcastConnectedStream<T, B, K extends Key> {
+  /** @internal */
+  constructor(
+    private readonly job: JobBuilder,
+    private readonly keyed: { branches: Stream<T>['branches']; keySelector: (r: unknown) => K },
+    private readonly broadcast: BroadcastStream<B>,
+  ) {}
+
+  /**
+   * A keyed operator that also receives every broadcast record on every instance.
+   * @example
+   * const rules = mapState<string, Rule>('rules')
+   * const ruleStream = j.source('rules', rulesSource).broadcast(rules)
+   * events.keyBy((e) => e.user).connect(ruleStream).process('match', { state: { seen } }, {
+   *   processElement(e, ctx) {
+   *     const rule = ctx.broadcastState(rules).get(e.type)
+   *     if (rule !== undefined && e.amount > rule.limit) ctx.emit({ user: ctx.key, rule: rule.id })
+   *   },
+   *   processBroadcast(rule, ctx) {
+   *     ctx.broadcastState(rules).put(rule.type, rule)
+   *   },
+   * })
+   */
+  process<OUT>(name: string, options: BroadcastProcessOptions<K, OUT>, fns: BroadcastProcessFunctions<T, B, K, OUT>): Stream<OUT> {
+    return this.job.addBroadcastProcess(
+      name,
+      options as ProcessOptions,
+      fns as unknown as BroadcastProcessFunctions<unknown, unknown, Key, unknown>,
+      this.keyed as { branches: Stream<unknown>['branches']; keySelector: (r: unknown) => Key },
+      this.broadcast as BroadcastStream<unknown>,
+    ) as Stream<OUT>
+  }
+}
+

@@ -17,7 +17,8 @@
  */
 import { initialTransition, transition, type AnyStateMachine, type EventObject } from 'xstate'
 import { asyncResultError, describeValue, JobDefinitionError, MachineActionError, MachineStateVersionError, rejectAsync } from '../errors.ts'
-import type { KeyedStream, OperatorOptions, ProcessContext, Stream, TimerContext } from '../api/streams.ts'
+import type { OperatorOptions, ProcessOptions } from '../api/options.ts'
+import type { ProcessContext, ProcessFunction, TimerContext } from '../api/contexts.ts'
 import type { Key } from '../state/key-groups.ts'
 import { valueState } from '../api/state.ts'
 
@@ -124,9 +125,11 @@ function checkFunction(value: unknown, what: string, job: string, operator: stri
   rejectAsync(value, what, job, operator)
 }
 
-/** Adds the operator of `keyed.machine(...)`; see {@link KeyedStream.machine}. */
-export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name: string, machine: AnyStateMachine, options: MachineOptions<T, K, OUT> = {}): Stream<OUT> {
-  const job = keyed.job.name
+/**
+ * The keyed process a machine operator is (`keyed.machine(...)`): its options (the machine
+ * state, `onTimer` for delays) and its function. The stream adds it as any keyed `process`.
+ */
+export function machineProcess<T, K extends Key, OUT>(job: string, name: string, machine: AnyStateMachine, options: MachineOptions<T, K, OUT> = {}): { options: ProcessOptions<K, OUT, T>; fn: ProcessFunction<T, K, OUT> } {
   const m = machine as Partial<AnyStateMachine> | undefined
   if (typeof m !== 'object' || m === null || typeof m.getPersistedSnapshot !== 'function' || typeof m.resolveState !== 'function') {
     throw new JobDefinitionError('machine needs an XState v5 machine (createMachine(...) or setup(...).createMachine(...))', job, name)
@@ -288,9 +291,8 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
     resolved.set(value, loaded.snapshot)
   }
 
-  return keyed.process<OUT>(
-    name,
-    {
+  return {
+    options: {
       state: { stored },
       ...(options.parallelism === undefined ? {} : { parallelism: options.parallelism }),
       onTimer: (time: number, ctx: TimerContext<K, OUT>) => {
@@ -299,7 +301,7 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
         save(ctx, loaded)
       },
     },
-    (record: T, ctx: Ctx) => {
+    fn: (record: T, ctx: Ctx) => {
       const event = toEvent(record)
       if (event !== undefined && typeof (event as { then?: unknown }).then === 'function') throw asyncResultError(event, name, ctx.instance, ctx.key)!
       if (typeof event !== 'object' || event === null || typeof event.type !== 'string') {
@@ -311,7 +313,7 @@ export function addMachine<T, K extends Key, OUT>(keyed: KeyedStream<T, K>, name
       if (loaded.snapshot.status === 'active') step(ctx, loaded, event, at)
       save(ctx, loaded)
     },
-  )
+  }
 }
 
 /** XState's message when an action sends to an actor it cannot find (every `sendTo` and `sendParent` of a keyed machine); group 1 is the target. */

@@ -21,12 +21,13 @@ import {
   SinkInstance,
   SourceInstance,
 } from './instance.ts'
-import type { JobGraph, SinkSpec } from '../api/streams.ts'
+import type { JobGraph, SinkSpec } from '../api/graph.ts'
 import { keyGroupRange } from '../state/key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
 import { EdgeOutput } from './output.ts'
 import { OperatorProcessInstance } from './operator-process-instance.ts'
-import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, writesOperatorChunk, type OperatorChunk, type OperatorListStateDescriptor } from '../state/operator-state.ts'
+import { decodeOperatorChunk, OPERATOR_CHUNK_FORMAT, OperatorListStates, sourceRestoreOffset, type OperatorChunk, type OperatorListStateDescriptor } from '../state/operator-state.ts'
+import { writesOperatorChunk } from '../api/graph.ts'
 import type { ConnectorContext } from '../connectors/types.ts'
 import type { ListState } from '../api/state.ts'
 import { buildMessageChannels, CycleWatch, MessageSender, type ChannelLink } from './message-channels.ts'

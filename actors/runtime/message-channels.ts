@@ -8,7 +8,7 @@
  */
 import { channelFor, type BarrierItem, type Channel, type EndItem, type Placement } from './channel.ts'
 import { describeValue, JobDefinitionError } from '../errors.ts'
-import type { JobGraph, ProcessSpec } from '../api/streams.ts'
+import type { JobGraph, ProcessSpec } from '../api/graph.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from '../state/key-groups.ts'
 import { sendEdges } from './messages.ts'
 

@@ -5,7 +5,7 @@
  * message-recording.ts.
  */
 import { describeValue, JobDefinitionError } from '../errors.ts'
-import type { JobGraph, OperatorSpec } from '../api/streams.ts'
+import type { JobGraph, OperatorSpec } from '../api/graph.ts'
 
 /** A declared message channel between two keyed operators. */
 export interface SendEdge {

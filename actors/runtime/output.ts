@@ -3,7 +3,7 @@
  * the target instances and batches them per channel.
  */
 import type { BarrierItem, Channel, EndItem, WatermarkItem } from './channel.ts'
-import type { EdgeSpec, Transform } from '../api/streams.ts'
+import type { EdgeSpec, Transform } from '../api/graph.ts'
 import { asyncResultError, KeySelectorError, UserCodeError } from '../errors.ts'
 import { WeirError } from '../../persistence/errors.ts'
 import { hashKey, instanceOfKeyGroup, isKey, type Key } from '../state/key-groups.ts'

@@ -10,65 +10,11 @@
 import { WeirError } from '../../persistence/errors.ts'
 import { cborSerde } from '../../persistence/serde.ts'
 import { asyncResultError, describeValue, JobDefinitionError, UnserializableStateError, UserCodeError } from '../errors.ts'
-import type { JobBuilder, ProcessContext, ProcessOptions, Stream, TimerContext } from '../api/streams.ts'
-import type { Key } from './key-groups.ts'
+import type { BroadcastContext } from '../api/contexts.ts'
+import type { BroadcastSpec } from '../api/graph.ts'
 import type { BroadcastWire, OperatorChunk } from './operator-state.ts'
 import { deepFreeze, unserializableIn } from './checks.ts'
 import type { MapState, MapStateDescriptor } from '../api/state.ts'
-
-/** A broadcast map state as the keyed side sees it: read-only. */
-export interface ReadOnlyBroadcastState<K, V> {
-  get(key: K): V | undefined
-  contains(key: K): boolean
-  entries(): IterableIterator<[K, V]>
-  keys(): IterableIterator<K>
-  values(): IterableIterator<V>
-  isEmpty(): boolean
-  /** Number of entries. */
-  size(): number
-}
-
-/** What `processElement` sees: a keyed context, plus read access to the broadcast states. */
-export interface KeyedBroadcastContext<K extends Key, OUT> extends ProcessContext<K, OUT> {
-  /** A broadcast state, read-only: writing it here throws (write it in `processBroadcast`). */
-  broadcastState<MK, MV>(descriptor: MapStateDescriptor<MK, MV>): ReadOnlyBroadcastState<MK, MV>
-}
-
-/** What `onTimer` of a keyed process with a broadcast input sees: a timer context, plus read access to the broadcast states. */
-export interface KeyedBroadcastTimerContext<K extends Key, OUT> extends TimerContext<K, OUT> {
-  /** A broadcast state, read-only. */
-  broadcastState<MK, MV>(descriptor: MapStateDescriptor<MK, MV>): ReadOnlyBroadcastState<MK, MV>
-}
-
-/** What a keyed process connected to a broadcast stream declares: as a keyed process, without messages (not supported here yet). */
-export interface BroadcastProcessOptions<K extends Key, OUT> extends Omit<ProcessOptions<K, OUT>, 'onTimer' | 'onMessage' | 'sendsTo'> {
-  /** Called when a timer of a key fires, as in a keyed process; it may read broadcast state. */
-  onTimer?: (time: number, ctx: KeyedBroadcastTimerContext<K, OUT>) => void
-}
-
-/** What `processBroadcast` sees: no key, and write access to the broadcast states. */
-export interface BroadcastContext<OUT> {
-  /** The operator instance (subtask) index. */
-  readonly instance: number
-  /** A broadcast state of this instance, writable. */
-  broadcastState<MK, MV>(descriptor: MapStateDescriptor<MK, MV>): MapState<MK, MV>
-  /** Sends a record downstream. */
-  emit(record: OUT): void
-}
-
-/** The two functions of a keyed operator connected to a broadcast stream. Both synchronous. */
-export interface BroadcastProcessFunctions<T, B, K extends Key, OUT> {
-  /** Called once per keyed record, with its key's keyed state and read-only broadcast state. */
-  processElement(record: T, ctx: KeyedBroadcastContext<K, OUT>): void
-  /** Called on every instance for every broadcast record. It must be deterministic, so every instance's copy stays the same. */
-  processBroadcast(record: B, ctx: BroadcastContext<OUT>): void
-}
-
-/** The broadcast side of a keyed process, in a {@link ProcessSpec} of a job graph. */
-export interface BroadcastSpec {
-  states: readonly MapStateDescriptor<unknown, unknown>[]
-  fn: (record: unknown, ctx: BroadcastContext<unknown>) => void
-}
 
 /** Checks the descriptors given to `Stream.broadcast`. */
 export function checkBroadcastStates(descriptors: readonly unknown[], job: string): MapStateDescriptor<unknown, unknown>[] {
@@ -84,52 +30,6 @@ export function checkBroadcastStates(descriptors: readonly unknown[], job: strin
     out.push(m)
   }
   return out
-}
-
-/** A stream broadcast to every instance of the keyed operator it is connected to. Made by `Stream.broadcast`. */
-export class BroadcastStream<T> {
-  /** @internal */
-  constructor(
-    readonly job: JobBuilder,
-    /** @internal */ readonly branches: Stream<T>['branches'],
-    /** The broadcast states it fills. */
-    readonly states: readonly MapStateDescriptor<unknown, unknown>[],
-  ) {}
-}
-
-/** A keyed stream connected to a broadcast stream. Made by `KeyedStream.connect`. */
-export class BroadcastConnectedStream<T, B, K extends Key> {
-  /** @internal */
-  constructor(
-    private readonly job: JobBuilder,
-    private readonly keyed: { branches: Stream<T>['branches']; keySelector: (r: unknown) => K },
-    private readonly broadcast: BroadcastStream<B>,
-  ) {}
-
-  /**
-   * A keyed operator that also receives every broadcast record on every instance.
-   * @example
-   * const rules = mapState<string, Rule>('rules')
-   * const ruleStream = j.source('rules', rulesSource).broadcast(rules)
-   * events.keyBy((e) => e.user).connect(ruleStream).process('match', { state: { seen } }, {
-   *   processElement(e, ctx) {
-   *     const rule = ctx.broadcastState(rules).get(e.type)
-   *     if (rule !== undefined && e.amount > rule.limit) ctx.emit({ user: ctx.key, rule: rule.id })
-   *   },
-   *   processBroadcast(rule, ctx) {
-   *     ctx.broadcastState(rules).put(rule.type, rule)
-   *   },
-   * })
-   */
-  process<OUT>(name: string, options: BroadcastProcessOptions<K, OUT>, fns: BroadcastProcessFunctions<T, B, K, OUT>): Stream<OUT> {
-    return this.job.addBroadcastProcess(
-      name,
-      options as ProcessOptions,
-      fns as unknown as BroadcastProcessFunctions<unknown, unknown, Key, unknown>,
-      this.keyed as { branches: Stream<unknown>['branches']; keySelector: (r: unknown) => Key },
-      this.broadcast as BroadcastStream<unknown>,
-    ) as Stream<OUT>
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

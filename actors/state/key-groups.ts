@@ -2,6 +2,7 @@
  * Key groups (docs/architecture.md section 3): the unit of keyed state and of rescaling. These formulas are
  * part of the snapshot format; changing any of them makes old snapshots unreadable.
  */
+import type { Key } from '../../persistence/keyed-chunk.ts'
 
 /** The murmur3 seed for key hashing ("WEIR" in ASCII). Fixed forever: it is part of the snapshot format. */
 export const KEY_HASH_SEED = 0x57454952
@@ -9,8 +10,8 @@ export const KEY_HASH_SEED = 0x57454952
 /** The default number of key groups of a job. */
 export const DEFAULT_MAX_PARALLELISM = 128
 
-/** The keys Weir can partition by. Build a string for a composite key. */
-export type Key = string | number | bigint
+/** The keys Weir can partition by (defined with the chunk format that stores them). */
+export type { Key } from '../../persistence/keyed-chunk.ts'
 
 const C1 = 0xcc9e2d51
 const C2 = 0x1b873593

@@ -16,7 +16,6 @@
 import type { Serde } from '../../persistence/serde.ts'
 import { cborSerde } from '../../persistence/serde.ts'
 import { describeValue, JobDefinitionError, rejectAsync, UnserializableStateError } from '../errors.ts'
-import type { OperatorSpec } from '../api/streams.ts'
 import { deepFreeze, unserializableIn } from './checks.ts'
 import type { ListState } from '../api/state.ts'
 
@@ -241,19 +240,6 @@ export function sourceRestoreOffset(old: readonly (OperatorChunk | undefined)[],
   if (own === undefined) return undefined
   if (own.splits !== undefined) return { offset: own.splits }
   return own.offset === undefined ? undefined : { offset: own.offset }
-}
-
-/** True if `op` can restore with another parallelism than its snapshot was taken with. */
-export function canRescale(op: OperatorSpec): boolean {
-  if (op.kind === 'source') return op.source.rescalable === true
-  if (op.kind === 'sink') return (op.sink.operatorState?.length ?? 0) > 0
-  return op.kind === 'process' || op.kind === 'operator-process'
-}
-
-/** True if every instance of `op` writes an operator chunk into every snapshot. */
-export function writesOperatorChunk(op: OperatorSpec): boolean {
-  if (op.kind === 'sink') return (op.sink.operatorState?.length ?? 0) > 0
-  return op.kind === 'source' || op.kind === 'operator-process' || (op.kind === 'process' && op.broadcast !== undefined)
 }
 
 /** Checks `Sink.operatorState`: an array of operator list state descriptors with distinct names. */

@@ -11,7 +11,7 @@
 import { cborSerde } from '../../persistence/serde.ts'
 import type { Clock } from './clock.ts'
 import { JobDefinitionError, MisplacedKeyError } from '../errors.ts'
-import type { TimerService } from '../api/streams.ts'
+import type { TimerService } from '../api/contexts.ts'
 import { isKey, keyGroupOf, type Key, type KeyGroupRange } from '../state/key-groups.ts'
 
 /** The two time domains of timers. */

@@ -20,7 +20,8 @@
  * windows still open when the input ends (its watermark is +Infinity).
  */
 import { asyncResultError, describeValue, JobDefinitionError, rejectAsync } from '../errors.ts'
-import type { KeyedStream, OperatorOptions, ProcessContext, ProcessOptions, Stream, TimerContext } from '../api/streams.ts'
+import type { OperatorOptions, ProcessOptions } from '../api/options.ts'
+import type { ProcessContext, TimerContext } from '../api/contexts.ts'
 import type { Key } from '../state/key-groups.ts'
 import { isOutputTag, type OutputTag } from '../api/side-outputs.ts'
 import { listState, valueState, type Aggregator, type ListState, type StateDescriptor, type ValueState } from '../api/state.ts'
@@ -71,126 +72,69 @@ export interface WindowSpec {
   result: ((key: Key, window: TimeWindow, value: unknown) => unknown) | undefined
 }
 
+/** Checks the lateness given to `allowedLateness`. */
+export function checkLateness(ms: unknown, assigner: WindowAssigner, job: string): number {
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
+    throw new JobDefinitionError(`allowedLateness must be a whole number of milliseconds >= 0, got ${String(ms)}`, job)
+  }
+  if (assigner.domain !== 'event-time') throw new JobDefinitionError('allowedLateness applies to event-time windows only; processing-time windows have no late records', job)
+  return ms
+}
+
+/** Checks the tag given to `lateOutput`. */
+export function checkLateOutput(tag: unknown, assigner: WindowAssigner, job: string): void {
+  if (!isOutputTag(tag)) throw new JobDefinitionError('lateOutput needs an output tag, e.g. outputTag<Reading>("late")', job)
+  if (assigner.domain !== 'event-time') throw new JobDefinitionError('lateOutput applies to event-time windows only; processing-time windows have no late records', job)
+}
+
+/** Checks the assigner given to `window`. */
+export function checkAssigner(assigner: unknown, job: string): void {
+  if (!isWindowAssigner(assigner)) throw new JobDefinitionError('window needs a window assigner, e.g. tumblingEventTimeWindows(60_000)', job)
+}
+
+function checkFunction(fn: unknown, problem: string, job: string, operator: string): void {
+  if (typeof fn !== 'function') throw new JobDefinitionError(problem, job, operator)
+  rejectAsync(fn, 'a window function', job, operator)
+}
+
+/** What a window operator keeps and how it combines records, checked: `reduce`, `aggregate` or `process`. */
+export function windowContents(kind: WindowContents['kind'], given: unknown, assigner: WindowAssigner, job: string, operator: string): WindowContents {
+  switch (kind) {
+    case 'reduce':
+      checkFunction(given, 'reduce needs a function (a, b) => reduced', job, operator)
+      return { kind, reduce: given as (a: unknown, b: unknown) => unknown }
+    case 'process':
+      checkFunction(given, 'process needs a window function (key, window, records) => value', job, operator)
+      return { kind, fn: given as WindowFunction<unknown, Key, unknown> }
+    case 'aggregate': {
+      const aggregator = given as WindowAggregator<unknown, unknown, unknown>
+      if (typeof aggregator !== 'object' || aggregator === null) throw new JobDefinitionError('aggregate needs an aggregator { createAccumulator, add, getResult, merge? }', job, operator)
+      for (const fn of ['createAccumulator', 'add', 'getResult'] as const) checkFunction(aggregator[fn], `the aggregator needs ${fn}()`, job, operator)
+      if (aggregator.merge !== undefined) checkFunction(aggregator.merge, 'the aggregator merge must be a function (a, b) => merged', job, operator)
+      else if (assigner.kind === 'session') throw new JobDefinitionError('session windows merge, so their aggregator needs merge(a, b) to combine two accumulators', job, operator)
+      return { kind, aggregator }
+    }
+  }
+}
+
+/** A window, as it is defined: the assigner and what `allowedLateness` and `lateOutput` added. */
+export type WindowDefinition = Pick<WindowSpec, 'assigner' | 'lateness' | 'lateTag'>
+
 /**
- * A keyed stream grouped into windows. Made by `keyedStream.window(assigner)`; ends with
- * {@link WindowedStream.reduce}, {@link WindowedStream.aggregate} or {@link WindowedStream.process}.
+ * The keyed process a window operator is: its options (the window states, `onTimer`) and its
+ * function. The stream adds it as any keyed `process`.
  */
-export class WindowedStream<T, K extends Key> {
-  /** @internal */
-  constructor(
-    private readonly keyed: KeyedStream<T, K>,
-    readonly assigner: WindowAssigner,
-    private readonly lateness = 0,
-    private readonly lateTag: OutputTag<T> | undefined = undefined,
-  ) {
-    if (!isWindowAssigner(assigner)) {
-      throw new JobDefinitionError('window needs a window assigner, e.g. tumblingEventTimeWindows(60_000)', keyed.job.name)
-    }
+export function windowProcess(job: string, name: string, window: WindowDefinition, contents: WindowContents, options: unknown): { options: ProcessOptions; fn: (record: unknown, ctx: ProcessContext<Key, unknown>) => void } {
+  if (typeof options !== 'object' || options === null) throw new JobDefinitionError('window options must be an object', job, name)
+  for (const k of Object.keys(options)) {
+    if (k !== 'parallelism' && k !== 'result') throw new JobDefinitionError(`unknown window option ${k} (known: parallelism, result)`, job, name)
   }
-
-  /**
-   * Keeps each event-time window's state `ms` past its end, as Flink does: a record that arrives
-   * after the window fired but before the watermark passes `end - 1 + ms` is added and the window
-   * fires again with the updated value. Later records are late: they go to {@link lateOutput}, or
-   * are dropped.
-   * @default 0
-   */
-  allowedLateness(ms: number): WindowedStream<T, K> {
-    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
-      throw new JobDefinitionError(`allowedLateness must be a whole number of milliseconds >= 0, got ${String(ms)}`, this.keyed.job.name)
-    }
-    if (this.assigner.domain !== 'event-time') throw new JobDefinitionError('allowedLateness applies to event-time windows only; processing-time windows have no late records', this.keyed.job.name)
-    return new WindowedStream(this.keyed, this.assigner, ms, this.lateTag)
-  }
-
-  /**
-   * Sends records too late for every window they belong to (the watermark passed the window's
-   * end - 1 + allowed lateness) to the side output `tag` instead of dropping them. Read them with
-   * `.sideOutput(tag)` on the stream the window operator returns.
-   * @example
-   * const late = outputTag<Reading>('late-readings')
-   * const perMinute = readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).lateOutput(late).reduce('max', (a, b) => (a.value > b.value ? a : b))
-   * perMinute.sideOutput(late).sink('late', fileSink({ path: 'late.ndjson' }))
-   */
-  lateOutput(tag: OutputTag<T>): WindowedStream<T, K> {
-    if (!isOutputTag(tag)) throw new JobDefinitionError('lateOutput needs an output tag, e.g. outputTag<Reading>("late")', this.keyed.job.name)
-    if (this.assigner.domain !== 'event-time') throw new JobDefinitionError('lateOutput applies to event-time windows only; processing-time windows have no late records', this.keyed.job.name)
-    return new WindowedStream(this.keyed, this.assigner, this.lateness, tag)
-  }
-
-  /**
-   * Reduces each window's records with `reduce` as they arrive (one value per window in state)
-   * and emits the value when the window fires. For session windows, the values of merging
-   * windows are combined with `reduce` too.
-   * @example
-   * // total per account and hour, by event time
-   * payments.keyBy((p) => p.account).window(tumblingEventTimeWindows(3_600_000)).reduce('hourly', (a, b) => ({ ...b, cents: a.cents + b.cents }))
-   */
-  reduce<OUT = WindowResult<K, T>>(name: string, reduce: (a: T, b: T) => T, options: WindowOptions<K, T, OUT> = {}): Stream<OUT> {
-    this.checkFunction(reduce, 'reduce needs a function (a, b) => reduced', name)
-    return this.build(name, { kind: 'reduce', reduce: reduce as (a: unknown, b: unknown) => unknown }, options)
-  }
-
-  /**
-   * Folds each window's records into an accumulator as they arrive and emits `getResult` of it
-   * when the window fires. Accumulators are keyed state: plain data, never changed in place
-   * (`add` returns the next one). Session windows need `merge`.
-   * @example
-   * const average: WindowAggregator<Reading, { sum: number; n: number }, number> = {
-   *   createAccumulator: () => ({ sum: 0, n: 0 }),
-   *   add: (a, r) => ({ sum: a.sum + r.value, n: a.n + 1 }),
-   *   getResult: (a) => a.sum / a.n,
-   *   merge: (a, b) => ({ sum: a.sum + b.sum, n: a.n + b.n }),
-   * }
-   * readings.keyBy((r) => r.sensor).window(tumblingEventTimeWindows(60_000)).aggregate('avg', average)
-   */
-  aggregate<ACC, R, OUT = WindowResult<K, R>>(name: string, aggregator: WindowAggregator<T, ACC, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
-    if (typeof aggregator !== 'object' || aggregator === null) throw new JobDefinitionError('aggregate needs an aggregator { createAccumulator, add, getResult, merge? }', this.keyed.job.name, name)
-    for (const fn of ['createAccumulator', 'add', 'getResult'] as const) this.checkFunction(aggregator[fn], `the aggregator needs ${fn}()`, name)
-    if (aggregator.merge !== undefined) this.checkFunction(aggregator.merge, 'the aggregator merge must be a function (a, b) => merged', name)
-    else if (this.assigner.kind === 'session') throw new JobDefinitionError('session windows merge, so their aggregator needs merge(a, b) to combine two accumulators', this.keyed.job.name, name)
-    return this.build(name, { kind: 'aggregate', aggregator: aggregator as WindowAggregator<unknown, unknown, unknown> }, options)
-  }
-
-  /**
-   * Keeps every record of each window (list state) and calls `fn` with all of them when the
-   * window fires; emits what it returns. Costs memory per record: prefer `reduce` or `aggregate`
-   * when the value can be computed incrementally.
-   * @example
-   * clicks.keyBy((c) => c.user).window(eventTimeSessionWindows(30 * 60_000))
-   *   .process('sessions', (user, window, clicks) => ({ pages: new Set(clicks.map((c) => c.page)).size }))
-   */
-  process<R, OUT = WindowResult<K, R>>(name: string, fn: WindowFunction<T, K, R>, options: WindowOptions<K, R, OUT> = {}): Stream<OUT> {
-    this.checkFunction(fn, 'process needs a window function (key, window, records) => value', name)
-    return this.build(name, { kind: 'process', fn: fn as WindowFunction<unknown, Key, unknown> }, options)
-  }
-
-  private checkFunction(fn: unknown, problem: string, operator: string): void {
-    if (typeof fn !== 'function') throw new JobDefinitionError(problem, this.keyed.job.name, operator)
-    rejectAsync(fn, 'a window function', this.keyed.job.name, operator)
-  }
-
-  private build<OUT>(name: string, contents: WindowContents, options: WindowOptions<K, never, OUT>): Stream<OUT> {
-    if (typeof options !== 'object' || options === null) throw new JobDefinitionError('window options must be an object', this.keyed.job.name, name)
-    for (const k of Object.keys(options)) {
-      if (k !== 'parallelism' && k !== 'result') throw new JobDefinitionError(`unknown window option ${k} (known: parallelism, result)`, this.keyed.job.name, name)
-    }
-    const { result, ...rest } = options as WindowOptions<Key, unknown, unknown>
-    if (result !== undefined) this.checkFunction(result, 'result must be a function (key, window, value) => record', name)
-    const logic = new WindowLogic({
-      operator: name,
-      assigner: this.assigner,
-      lateness: this.lateness,
-      lateTag: this.lateTag as OutputTag<unknown> | undefined,
-      contents,
-      result,
-    })
-    const processOptions: ProcessOptions = {
-      ...rest,
-      state: logic.states,
-      onTimer: (time, ctx) => logic.timer(time, ctx),
-    }
-    return this.keyed.process(name, processOptions, (record, ctx) => logic.element(record, ctx)) as Stream<OUT>
+  const { result, ...rest } = options as WindowOptions<Key, unknown, unknown>
+  if (result !== undefined) checkFunction(result, 'result must be a function (key, window, value) => record', job, name)
+  const logic = new WindowLogic({ operator: name, ...window, contents, result })
+  return {
+    options: { ...rest, state: logic.states, onTimer: (time, ctx) => logic.timer(time, ctx) },
+    fn: (record, ctx) => logic.element(record, ctx),
   }
 }
 
