@@ -250,12 +250,12 @@ export class EmbeddedStore implements SnapshotStore {
     assertBegin(begin)
     const { job, id } = begin
     await this.#run(() =>
-      this.#jobTurn(job, async () => {
+      this.#mutate(job, 'begin a snapshot', true, async (lease) => {
         const dir = this.#snapshotDir(job, id)
         // The folder marks the id as begun (nextSnapshotId counts folders; job.json is written
         // only when a folder goes, in discardSnapshot), so an existing folder is the only case
         // that needs a look at its header.
-        this.#fenceSync(job, 'begin a snapshot')
+        this.#fenceSync(job, 'begin a snapshot', lease)
         const created = await this.#makeSnapshotDir(job, dir)
         if (!created) {
           const existing = await this.#readHeader(job, id)
@@ -281,29 +281,29 @@ export class EmbeddedStore implements SnapshotStore {
   async writeChunks(job: string, id: number, chunks: readonly StateChunk[]): Promise<number> {
     assertSnapshotRef(job, id)
     assertChunks(job, id, chunks)
-    return this.#run(async () => {
-      const operation = 'write chunks'
-      const lease = this.#lease(job, operation)
-      const pending = await this.#pendingSnapshot(job, id, 'write chunks to')
-      if (chunks.length === 0) return 0
-      const keys = chunks.map(addressKey)
-      const repeated = chunks.find((_, i) => pending.addresses.has(keys[i]!))
-      if (repeated !== undefined) {
-        throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
-      }
-      // Claimed before the first await, so a concurrent write of the same address is refused.
-      for (const key of keys) pending.addresses.add(key)
-      const write = this.#writeBatch(job, id, chunks, lease, pending)
-      pending.writes.add(write)
-      try {
-        return await write
-      } catch (err) {
-        for (const key of keys) pending.addresses.delete(key)
-        throw err
-      } finally {
-        pending.writes.delete(write)
-      }
-    })
+    return this.#run(() =>
+      this.#mutate(job, 'write chunks', false, async (lease) => {
+        const pending = await this.#pendingSnapshot(job, id, 'write chunks to')
+        if (chunks.length === 0) return 0
+        const keys = chunks.map(addressKey)
+        const repeated = chunks.find((_, i) => pending.addresses.has(keys[i]!))
+        if (repeated !== undefined) {
+          throw new DuplicateChunkError({ job, snapshotId: id, operatorUid: repeated.operatorUid, kind: repeated.kind, index: repeated.index })
+        }
+        // Claimed before the first await, so a concurrent write of the same address is refused.
+        for (const key of keys) pending.addresses.add(key)
+        const write = this.#writeBatch(job, id, chunks, lease, pending)
+        pending.writes.add(write)
+        try {
+          return await write
+        } catch (err) {
+          for (const key of keys) pending.addresses.delete(key)
+          throw err
+        } finally {
+          pending.writes.delete(write)
+        }
+      }),
+    )
   }
 
   /**
@@ -329,51 +329,51 @@ export class EmbeddedStore implements SnapshotStore {
   async completeSnapshot(job: string, id: number, complete: CompleteSnapshot): Promise<SnapshotInfo> {
     assertSnapshotRef(job, id)
     assertComplete(complete)
-    return this.#run(async () => {
-      const operation = 'complete a snapshot'
-      const lease = this.#lease(job, operation)
-      const pending = await this.#pendingSnapshot(job, id, 'complete')
-      pending.closing = true
-      try {
-        await Promise.allSettled([...pending.writes])
-        const dir = this.#snapshotDir(job, id)
-        const info: SnapshotInfo = {
-          ...pending.info,
-          status: 'completed',
-          completedAt: complete.completedAt,
-          durationMs: complete.durationMs,
-          sizeBytes: pending.bytes,
+    const operation = 'complete a snapshot'
+    return this.#run(() =>
+      this.#mutate(job, operation, false, async (lease) => {
+        const pending = await this.#pendingSnapshot(job, id, 'complete')
+        pending.closing = true
+        try {
+          await Promise.allSettled([...pending.writes])
+          const dir = this.#snapshotDir(job, id)
+          const info: SnapshotInfo = {
+            ...pending.info,
+            status: 'completed',
+            completedAt: complete.completedAt,
+            durationMs: complete.durationMs,
+            sizeBytes: pending.bytes,
+          }
+          const manifest = buildManifest(job, id, pending.info.layout, pending.entries)
+          const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort(), manifest }
+          // Everything the header names becomes durable first: the batch renames and the snapshot
+          // folder itself (its entry in the job folder), in one wait. Temp files a crash left are
+          // swept on the way.
+          this.#fenceSync(job, operation, lease)
+          const [temp] = await Promise.all([
+            writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify(headerFile)),
+            syncDirs([dir, this.#jobDir(job)]),
+            this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
+          ])
+          // The header is the last write: until this rename lands, the snapshot is pending.
+          this.#fenceSync(job, operation, lease)
+          renameTempSync(temp, dir, HEADER_FILE)
+          await syncDirs([dir])
+          this.#pending.delete(dir)
+          return info
+        } catch (err) {
+          pending.closing = false
+          throw err
         }
-        const manifest = buildManifest(job, id, pending.info.layout, pending.entries)
-        const headerFile: HeaderFile = { format: STORE_FORMAT, info, batches: [...pending.files].sort(), manifest }
-        // Everything the header names becomes durable first: the batch renames and the snapshot
-        // folder itself (its entry in the job folder), in one wait. Temp files a crash left are
-        // swept on the way.
-        this.#fenceSync(job, operation, lease)
-        const [temp] = await Promise.all([
-          writeTempFileQuickly(dir, HEADER_FILE, JSON.stringify(headerFile)),
-          syncDirs([dir, this.#jobDir(job)]),
-          this.#removeEntries(dir, (name) => name.startsWith(TEMP_PREFIX) && !name.endsWith(`-${HEADER_FILE}`)),
-        ])
-        // The header is the last write: until this rename lands, the snapshot is pending.
-        this.#fenceSync(job, operation, lease)
-        renameTempSync(temp, dir, HEADER_FILE)
-        await syncDirs([dir])
-        this.#pending.delete(dir)
-        return info
-      } catch (err) {
-        pending.closing = false
-        throw err
-      }
-    })
+      }),
+    )
   }
 
   async abortSnapshot(job: string, id: number, reason: string): Promise<void> {
     assertSnapshotRef(job, id)
+    const operation = 'abort a snapshot'
     await this.#run(() =>
-      this.#jobTurn(job, async () => {
-        const operation = 'abort a snapshot'
-        const lease = this.#lease(job, operation)
+      this.#mutate(job, operation, true, async (lease) => {
         const dir = this.#snapshotDir(job, id)
         const pending = await this.#pending.get(dir)?.catch(() => undefined)
         if (pending !== undefined) {
@@ -502,8 +502,8 @@ export class EmbeddedStore implements SnapshotStore {
   async discardSnapshot(job: string, id: number): Promise<void> {
     assertSnapshotRef(job, id)
     await this.#run(() =>
-      this.#jobTurn(job, async () => {
-        await this.#fence(job, 'discard a snapshot')
+      this.#mutate(job, 'discard a snapshot', true, async (lease) => {
+        await this.#fence(job, 'discard a snapshot', lease)
         const jobDir = this.#jobDir(job)
         const dir = this.#snapshotDir(job, id)
         this.#pending.delete(dir)
@@ -568,6 +568,29 @@ export class EmbeddedStore implements SnapshotStore {
     if (lease === undefined) throw new FencedError(job, undefined, undefined, operation)
     if (!lease.usable) throw lease.fenced(operation)
     return lease
+  }
+
+  /**
+   * Runs a mutation of `job` under this instance's lease, after the job's earlier begin, abort
+   * and discard calls if `inTurn`. A mutation that fails looks at the lock again: a runner
+   * stopped (SIGSTOP) while another took the job over finds the files it was writing moved or
+   * deleted by the new owner (ENOENT, a snapshot no longer pending), and what it must learn then
+   * is that it was fenced (docs/architecture.md section 8), not the error of a vanished file.
+   */
+  async #mutate<T>(job: string, operation: string, inTurn: boolean, fn: (lease: HeldLease) => Promise<T>): Promise<T> {
+    const run = async () => {
+      const lease = this.#lease(job, operation)
+      try {
+        return await fn(lease)
+      } catch (err) {
+        if (err instanceof FencedError) throw err
+        // A lock that cannot be read now says nothing either way: the mutation's own error stands.
+        const held = await holdsJobLock(this.#jobDir(job), lease.epoch).catch(() => true)
+        if (!held) throw lease.markLost(operation)
+        throw err
+      }
+    }
+    return inTurn ? this.#jobTurn(job, run) : run()
   }
 
   /** {@link #fence} without a wait on the event loop, for the checkpoint path. */

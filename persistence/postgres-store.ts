@@ -464,9 +464,10 @@ export class PostgresStore implements SnapshotStore {
 
   /**
    * Runs a mutation of `job`'s snapshots in a transaction that starts with the fencing check. If
-   * the connection is lost meanwhile, a fresh one asks whether the lease is still ours: a holder
-   * stopped past its expiry has its session ended by the server (postgres-lease.ts), and what it
-   * must learn then is `FencedError`, not an outage to retry.
+   * it fails anyhow (most often the connection lost meanwhile), a fresh session asks whether the
+   * lease is still ours: a holder stopped past its expiry has its session ended by the server
+   * (postgres-lease.ts), and what it must learn then is `FencedError`, not an outage to retry or
+   * the error of a statement cut short. If the store cannot answer, the mutation's error stands.
    */
   async #fenced<T>(job: string, operation: string, fn: (c: Statements) => Promise<T>): Promise<T> {
     const lease = this.#lease(job, operation)
@@ -476,7 +477,7 @@ export class PostgresStore implements SnapshotStore {
         return fn(c)
       })
     } catch (err) {
-      if (!(err instanceof StoreUnavailableError)) throw err
+      if (err instanceof FencedError) throw err
       const current = await this.#session(false, (c) => currentEpoch(c, this.#schema, job)).catch(() => lease.epoch)
       if (current !== lease.epoch) throw lease.markLost(operation, current)
       throw err
