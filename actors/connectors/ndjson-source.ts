@@ -4,158 +4,24 @@
  * bytes so a huge line never holds the event loop, and the offset carries a SHA-256 of every byte
  * before it, so a restore against another file (even one of the same size with one line changed)
  * is refused instead of mixing records of two files.
+ *
+ * This file holds the source and its reader; the options are actors/connectors/ndjson-options.ts,
+ * the offset and the file identity check actors/connectors/ndjson-offset.ts.
  */
 import { createHash, type Hash } from 'node:crypto'
-import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
-import { promisify } from 'node:util'
-import type { ConnectorContext, PollResult, Source, SourceReader } from './types.ts'
-import { BadLineError, ConnectorError, JobDefinitionError, rejectAsync, SourceChangedError, type BadLineReason, type SourceChangeReason, type SourceFileIdentity } from '../errors.ts'
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import type { ConnectorContext, PollResult, SourceReader } from './types.ts'
+import { BadLineError, ConnectorError, type BadLineReason } from '../errors.ts'
+import { BAD_LINE_PREFIX_BYTES, resolveNdjsonOptions, type NdjsonConfig, type NdjsonSource, type NdjsonSourceOptions } from './ndjson-options.ts'
+import { checkOffset, fileStat, OFFSET_VERSION, type FileIdentity, type NdjsonOffset } from './ndjson-offset.ts'
 
-const readAt = promisify(read)
-
-/** A line that could not be read as a record, as given to an `onBadLine` function. */
-export interface BadLine {
-  /** The file's path, as given to {@link ndjsonSource}. */
-  path: string
-  /** The line's number, from 1. */
-  line: number
-  /** Byte position of the line's first byte in the file. */
-  byteOffset: number
-  /** What is wrong with it. */
-  reason: BadLineReason
-  /** What is wrong with it, in words (e.g. the JSON parser's message). */
-  message: string
-  /** The line's bytes without its newline; of a `'too-long'` line only the first {@link BAD_LINE_PREFIX_BYTES}. */
-  bytes: Uint8Array
-  /** `bytes` as text, with U+FFFD for bytes that are not UTF-8. */
-  text: string
-}
-
-/** What an NDJSON source does with a bad line: fail the job, skip it, or hand it to your function. */
-export type BadLinePolicy = 'fail' | 'skip' | ((line: BadLine) => void)
-
-/** Options of {@link ndjsonSource}. */
-export interface NdjsonSourceOptions {
-  /** Path of a file with one JSON value per line. */
-  path: string
-  /**
-   * Longest line accepted, in bytes (without its newline). A longer line is a bad line
-   * (`'too-long'`); it is never read into memory whole.
-   * @default 16 MiB
-   */
-  maxLineBytes?: number
-  /**
-   * What to do with a line that is not JSON, not UTF-8, longer than `maxLineBytes` or (with
-   * `partialLastLine: 'bad'`) not terminated: `'fail'` the job with a {@link BadLineError}
-   * naming file and line; `'skip'` it (counted, see {@link NdjsonSource.badLines}); or call a
-   * function with the {@link BadLine}, a side output of bad lines. The function is called
-   * synchronously, and again for lines read again after a restore (at least once).
-   * @default 'fail'
-   */
-  onBadLine?: BadLinePolicy
-  /**
-   * A last line without a newline: `'settled'` reads it as a record once the file has not been
-   * modified for `settleMs` (until then the source waits, and reads on if the file grows, so a
-   * half-written line is never parsed); `'bad'` makes it a bad line (`'unterminated'`).
-   * @default 'settled'
-   */
-  partialLastLine?: 'settled' | 'bad'
-  /**
-   * How long a file must go unmodified before an unterminated last line counts as complete.
-   * @default 1000
-   */
-  settleMs?: number
-}
-
-/** An {@link ndjsonSource}: a source that also counts the bad lines it skipped. */
-export interface NdjsonSource<T> extends Source<T> {
-  /**
-   * Bad lines skipped or handed to `onBadLine` so far, over all instances of the latest run
-   * in this process; it includes those counted before the checkpoint a run restored from.
-   */
-  badLines(): number
-}
-
-/** Bytes of a too-long line kept for its {@link BadLine}. */
-export const BAD_LINE_PREFIX_BYTES = 1024
-const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
-const DEFAULT_SETTLE_MS = 1000
 /** Size of one read. */
 const READ_BYTES = 64 * 1024
 /** Bytes one `poll` reads at most before it yields to the event loop. */
 export const POLL_READ_BUDGET = 1024 * 1024
-/** Bytes at each end of the read part of the file that the fingerprint of a version 2 offset covers. */
-const FINGERPRINT_EDGE = 4096
-/** Size of one read when a restore checks the bytes before the offset. */
-const VERIFY_READ_BYTES = 1024 * 1024
-const OFFSET_VERSION = 3
-const OPTION_KEYS = new Set(['path', 'maxLineBytes', 'onBadLine', 'partialLastLine', 'settleMs'])
-
-/**
- * Offset of an NDJSON reader. `pos` and `line` are where the next line starts; `file` says
- * which file they belong to. Older versions: without `v`, `{ pos, line }`; version 2 has
- * `file.fingerprint` (of the first and last 4 KiB before `pos`) instead of `file.sha256`.
- */
-interface NdjsonOffset {
-  v: typeof OFFSET_VERSION
-  pos: number
-  line: number
-  parallelism: number
-  badLines: number
-  file: FileIdentity
-}
-
-/**
- * What identifies the file an offset was taken on. `sha256` is the authority: the same bytes
- * before `pos` are the same file, whatever its inode or modification time (a copy to another
- * machine restores); `id`, `size` and `mtimeMs` only say in a refusal what else changed.
- */
-interface FileIdentity extends SourceFileIdentity {
-  /** SHA-256 (hex) of the bytes `[0, pos)`. */
-  sha256: string
-}
-
-/** The file part of a version 2 offset. */
-interface FileIdentityV2 {
-  id: string
-  size: number
-  /** SHA-256 (hex, 32 digits) of the first and last {@link FINGERPRINT_EDGE} bytes before `pos`. */
-  fingerprint: string
-}
 
 /** Whitespace JSON allows around a value (and `trim()` removes): space, tab, CR. */
 const isSpace = (byte: number) => byte === 32 || byte === 9 || byte === 13
-
-/** Resolved options. */
-interface NdjsonConfig {
-  path: string
-  maxLineBytes: number
-  onBadLine: BadLinePolicy
-  partialLastLine: 'settled' | 'bad'
-  settleMs: number
-}
-
-function resolve(options: NdjsonSourceOptions): NdjsonConfig {
-  if (typeof options?.path !== 'string' || options.path === '') throw new JobDefinitionError('ndjsonSource needs { path }')
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) throw new JobDefinitionError(`ndjsonSource: unknown option '${key}'; known are ${[...OPTION_KEYS].join(', ')}`)
-  }
-  const { maxLineBytes = DEFAULT_MAX_LINE_BYTES, onBadLine = 'fail', partialLastLine = 'settled', settleMs = DEFAULT_SETTLE_MS } = options
-  if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) {
-    throw new JobDefinitionError(`ndjsonSource: maxLineBytes must be a positive integer, got ${String(maxLineBytes)}`)
-  }
-  if (onBadLine !== 'fail' && onBadLine !== 'skip' && typeof onBadLine !== 'function') {
-    throw new JobDefinitionError(`ndjsonSource: onBadLine must be 'fail', 'skip' or a function, got ${String(onBadLine)}`)
-  }
-  rejectAsync(onBadLine, 'ndjsonSource: onBadLine')
-  if (partialLastLine !== 'settled' && partialLastLine !== 'bad') {
-    throw new JobDefinitionError(`ndjsonSource: partialLastLine must be 'settled' or 'bad', got ${String(partialLastLine)}`)
-  }
-  if (!Number.isSafeInteger(settleMs) || settleMs < 0 || settleMs > 2 ** 31 - 1) {
-    throw new JobDefinitionError(`ndjsonSource: settleMs must be an integer from 0 to 2147483647, got ${String(settleMs)}`)
-  }
-  return { path: options.path, maxLineBytes, onBadLine, partialLastLine, settleMs }
-}
 
 /**
  * Reads a newline-delimited JSON file; blank lines are skipped. With parallelism `p`, instance
@@ -166,7 +32,7 @@ function resolve(options: NdjsonSourceOptions): NdjsonConfig {
  * job('payments').source('in', payments) // ... after the run: payments.badLines()
  */
 export function ndjsonSource<T>(options: NdjsonSourceOptions): NdjsonSource<T> {
-  const config = resolve(options)
+  const config = resolveNdjsonOptions(options)
   const readers = new Map<number, NdjsonReader<T>>()
   return {
     kind: 'ndjson',
@@ -198,8 +64,10 @@ export class NdjsonReader<T> implements SourceReader<T> {
   readonly stats: NdjsonReaderStats = { bytesRead: 0, bytesCopied: 0, reads: 0 }
   /** Bad lines skipped or handed to `onBadLine`, including those counted before the restored offset. */
   badLines = 0
-  private readonly fd: number
-  private readonly path: string
+  /** The open file and its path and operator, as `checkOffset` takes them. */
+  readonly fd: number
+  readonly path: string
+  readonly operator: string
   private readonly decoder = new TextDecoder('utf-8', { fatal: true })
   /** Bytes read and not yet consumed: `chunk[chunkStart..]`. */
   private chunk: Buffer = Buffer.alloc(0)
@@ -236,6 +104,7 @@ export class NdjsonReader<T> implements SourceReader<T> {
     private readonly ctx: ConnectorContext,
   ) {
     this.path = config.path
+    this.operator = ctx.operator
     try {
       this.fd = openSync(this.path, 'r')
     } catch (err) {
@@ -243,38 +112,16 @@ export class NdjsonReader<T> implements SourceReader<T> {
     }
   }
 
-  /**
-   * Checks that the file is the one the offset was taken on and resumes there. It reads the
-   * bytes before the offset once, to check their SHA-256 and to go on hashing from there; the
-   * reads are asynchronous so a large file does not hold the event loop (heartbeats, timers).
-   */
+  /** Checks that the file is the one the offset was taken on (see `checkOffset`) and resumes there. */
   async restore(offset: unknown): Promise<void> {
-    const o = offset as (Partial<Omit<NdjsonOffset, 'v' | 'file'>> & { v?: unknown; file?: Partial<FileIdentity & FileIdentityV2> }) | null
-    if (typeof o?.pos !== 'number' || typeof o.line !== 'number' || !Number.isSafeInteger(o.pos) || o.pos < 0) {
-      throw this.refuse(`not an ndjson offset: ${JSON.stringify(offset)}`)
-    }
-    const pos = o.pos
-    if (o.v !== undefined && o.v !== 2 && o.v !== OFFSET_VERSION) throw this.refuse(`offset format ${String(o.v)} is newer than this version of Weir reads`)
-    if (o.v !== undefined && (typeof o.file !== 'object' || o.file === null)) throw this.refuse(`not an ndjson offset: ${JSON.stringify(offset)}`)
-    if (o.v !== undefined && o.parallelism !== this.ctx.parallelism) {
-      throw this.refuse(
-        `the snapshot's offsets were taken with parallelism ${String(o.parallelism)}, this run has ${this.ctx.parallelism}; ` +
-          `an ndjson source cannot be rescaled: run it with parallelism ${String(o.parallelism)}, or start without restoring`,
-      )
-    }
-    const was = o.v === undefined ? undefined : { id: String(o.file?.id), size: Number(o.file?.size), mtimeMs: Number(o.file?.mtimeMs) }
-    if (this.stat().size < pos) this.changed(pos, 'shorter', was, `the file is shorter than that${was === undefined ? '' : `; ${this.differences(was)}`}. It was replaced or truncated`)
-    if (o.v === undefined) this.checkLegacy(pos)
-    else if (o.v === 2 && this.fingerprint(pos) !== o.file?.fingerprint) this.changed(pos, 'content', was, this.contentProblem(was!))
-    const hash = await this.hashPrefix(pos)
-    if (o.v === OFFSET_VERSION && hash.copy().digest('hex') !== o.file?.sha256) this.changed(pos, 'content', was, this.contentProblem(was!))
-    if (o.v !== undefined) this.badLines = typeof o.badLines === 'number' ? o.badLines : 0
-    this.pos = this.readPos = pos
-    this.line = o.line
+    const at = await checkOffset(this, offset, this.ctx.parallelism)
+    if (at.badLines !== undefined) this.badLines = at.badLines
+    this.pos = this.readPos = at.pos
+    this.line = at.line
     this.unchanged = undefined
     this.chunk = Buffer.alloc(0)
     this.chunkStart = 0
-    this.hash = hash
+    this.hash = at.hash
     this.hashFrom = 0
     this.identityAt = undefined
     this.dropLine()
@@ -501,78 +348,8 @@ export class NdjsonReader<T> implements SourceReader<T> {
     if (this.identityAt?.pos === this.pos) return this.identityAt.file
     this.hashConsumed()
     // A copy: the hash goes on with the next lines.
-    const file = { ...this.stat(), sha256: this.hash.copy().digest('hex') }
+    const file = { ...fileStat(this.fd), sha256: this.hash.copy().digest('hex') }
     this.identityAt = { pos: this.pos, file }
     return file
-  }
-
-  private stat(): SourceFileIdentity {
-    const stat = fstatSync(this.fd, { bigint: true })
-    return { id: `${stat.dev}:${stat.ino}`, size: Number(stat.size), mtimeMs: Number(stat.mtimeMs) }
-  }
-
-  /** SHA-256 of the bytes `[0, pos)`, read in large asynchronous reads. */
-  private async hashPrefix(pos: number): Promise<Hash> {
-    const hash = createHash('sha256')
-    const buf = Buffer.allocUnsafe(Math.min(VERIFY_READ_BYTES, Math.max(pos, 1)))
-    for (let at = 0; at < pos; ) {
-      const { bytesRead } = await readAt(this.fd, buf, 0, Math.min(buf.length, pos - at), at)
-      if (bytesRead === 0) this.changed(pos, 'shorter', undefined, `the file became shorter (${at} bytes) while the bytes before the offset were checked`)
-      hash.update(buf.subarray(0, bytesRead))
-      at += bytesRead
-    }
-    return hash
-  }
-
-  /** SHA-256 (32 hex digits) of the first and the last {@link FINGERPRINT_EDGE} bytes before `pos`, as version 2 offsets hold. */
-  private fingerprint(pos: number): string {
-    const hash = createHash('sha256')
-    const headBytes = Math.min(pos, FINGERPRINT_EDGE)
-    const tailStart = Math.max(headBytes, pos - FINGERPRINT_EDGE)
-    for (const [from, to] of [
-      [0, headBytes],
-      [tailStart, pos],
-    ] as const) {
-      const buf = Buffer.alloc(to - from)
-      let done = 0
-      while (done < buf.length) {
-        const got = readSync(this.fd, buf, done, buf.length - done, from + done)
-        if (got === 0) break
-        done += got
-      }
-      hash.update(buf.subarray(0, done))
-    }
-    return hash.digest('hex').slice(0, 32)
-  }
-
-  private contentProblem(was: SourceFileIdentity): string {
-    return `the bytes before it are not those read before the snapshot (their SHA-256 differs); ${this.differences(was)}. It was replaced or rewritten`
-  }
-
-  /** What else differs between the file then and now, in words: the inode, the size, the modification time. */
-  private differences(was: SourceFileIdentity): string {
-    const now = this.stat()
-    const what = [
-      was.id === now.id ? undefined : `file id ${was.id} then, ${now.id} now`,
-      was.size === now.size ? `same size (${now.size} bytes)` : `${was.size} bytes then, ${now.size} now`,
-      Number.isFinite(was.mtimeMs) && was.mtimeMs !== now.mtimeMs ? `modified at ${new Date(was.mtimeMs).toISOString()} then, ${new Date(now.mtimeMs).toISOString()} now` : undefined,
-    ]
-    return what.filter((x) => x !== undefined).join(', ')
-  }
-
-  private changed(pos: number, reason: SourceChangeReason, was: SourceFileIdentity | undefined, problem: string): never {
-    throw new SourceChangedError(this.ctx.operator, this.path, pos, reason, was, this.stat(), problem)
-  }
-
-  /** An offset from a Weir before offsets carried the file's identity: checked as far as it can be. */
-  private checkLegacy(pos: number): void {
-    if (pos === 0 || pos === this.stat().size) return
-    const before = Buffer.alloc(1)
-    readSync(this.fd, before, 0, 1, pos - 1)
-    if (before[0] !== 10) this.changed(pos, 'content', undefined, 'it is not at the start of a line (the offset is of an older version, which recorded no checksum). The file was replaced or rewritten')
-  }
-
-  private refuse(problem: string): ConnectorError {
-    return new ConnectorError(`cannot resume reading ${this.path}: ${problem}; restore a snapshot taken on this file, or start without restoring`, this.ctx.operator, false)
   }
 }

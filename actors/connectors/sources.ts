@@ -6,7 +6,7 @@ import type { ConnectorContext, PollResult, Source, SourceReader } from './types
 import { JobDefinitionError } from '../errors.ts'
 
 export { ndjsonSource } from './ndjson-source.ts'
-export type { BadLine, BadLinePolicy, NdjsonSource, NdjsonSourceOptions } from './ndjson-source.ts'
+export type { BadLine, BadLinePolicy, NdjsonSource, NdjsonSourceOptions } from './ndjson-options.ts'
 
 /** A record of {@link generatorSource}. */
 export interface GeneratedRecord {
