@@ -12,15 +12,10 @@ import type { CheckpointMode } from './alignment.ts'
 import { channelFor, type Channel, type Placement } from './channel.ts'
 import { describeValue, IncompatibleSnapshotError, MisplacedKeyError } from '../errors.ts'
 import type { KeyedSnapshot } from '../state/heap-backend.ts'
-import {
-  connectorContext,
-  type Instance,
-  type InstanceHost,
-  type InputChannel,
-  ProcessInstance,
-  SinkInstance,
-  SourceInstance,
-} from './instance.ts'
+import { connectorContext, type Instance, type InstanceHost, type InputChannel } from './instance.ts'
+import { ProcessInstance } from './process-instance.ts'
+import { SinkInstance } from './sink-instance.ts'
+import { SourceInstance } from './source-instance.ts'
 import type { JobGraph, SinkSpec } from '../api/graph.ts'
 import { keyGroupRange } from '../state/key-groups.ts'
 import type { InstanceStatus } from './lifecycle.ts'
