@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { connect } from '@nats-io/transport-node'
-import { ItemDecoder, ItemEncoder } from '../cluster/remote-channel.ts'
+import { ItemDecoder, ItemEncoder } from '../cluster/channel-wire.ts'
 import { withFallbackUser } from '../persistence/postgres-store.ts'
 import { startNatsServer } from '../test/support/nats-server.ts'
 

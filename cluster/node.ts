@@ -14,7 +14,8 @@ import { decodeCommand, decodeHeartbeat, encodeMessage, jobSubjects, newer, type
 import { Coordinator } from './coordinator.ts'
 import type { Member, NodeOptions } from './node-options.ts'
 import { checkClusterable, fingerprintDifference, graphFingerprint, withParallelism } from './plan.ts'
-import { RemoteReceiver, RemoteSender, type Generation } from './remote-channel.ts'
+import { RemoteReceiver, RemoteSender } from './remote-channel.ts'
+import type { Generation } from './channel-wire.ts'
 
 /** How a node's part of the job ended. */
 export interface NodeResult {

@@ -8,13 +8,10 @@ import { IncompatibleSnapshotError, UserCodeError } from '../actors/errors.ts'
 import type { JobBuilder } from '../actors/api/streams.ts'
 import type { JobGraph } from '../actors/api/graph.ts'
 import { Watchdog } from '../actors/runtime/watchdog.ts'
-import { canRescale, writesOperatorChunk } from '../actors/api/graph.ts'
 import type { Clock } from '../actors/time/clock.ts'
-import { receivesRecorded } from '../actors/runtime/messages.ts'
 import { LocalExecutor, type ExecutorMetrics, type ExecutorTuning } from '../actors/runtime/local-executor.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
-import type { ChunkKind } from '../persistence/snapshot-kinds.ts'
 import type { JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -23,6 +20,7 @@ import { jobMachine, type JobStatus } from './job-machine.ts'
 import { createLogger, type Logger, type LogLevel } from '../actors/runtime/logger.ts'
 import { createRestartActor } from './restart-machine.ts'
 import { describeRestartStrategy, type ResolvedRestartStrategy, type RestartStrategyOptions } from './restart-strategy.ts'
+import { checkSnapshotLayout, newestVerifiedSnapshot, snapshotLayout } from './restore-point.ts'
 import { resolveRunOptions } from './run-options.ts'
 
 /** Options of {@link runJob}. */
@@ -417,79 +415,6 @@ class JobRunner {
       this.coordinator = undefined
     }
   }
-}
-
-/**
- * What every snapshot of `graph` must hold, so a snapshot missing a key group (empty ones
- * included) or a source offset can never be completed or restored.
- */
-export function snapshotLayout(graph: JobGraph): SnapshotLayout {
-  return {
-    maxParallelism: graph.maxParallelism,
-    operators: graph.operators.map((o) => ({ uid: o.uid, parallelism: o.parallelism, ...requiredChunks(graph, o) })),
-  }
-}
-
-/**
- * The newest completed snapshot that verifies against its manifest; each newer one that does
- * not is skipped with a warning. If none verifies, the newest one's error: starting from nothing
- * while completed snapshots exist must be asked for (`restore: 'none'`).
- */
-export async function newestVerifiedSnapshot(store: SnapshotStore, graph: JobGraph, log: Logger, below = Infinity): Promise<SnapshotInfo | undefined> {
-  const job = graph.name
-  const completed = (await store.listSnapshots(job)).filter((s) => s.status === 'completed' && s.id < below).reverse()
-  if (completed.length === 0) {
-    if (below !== Infinity) return undefined
-    log.info('no completed snapshot to restore; starting from scratch')
-    return undefined
-  }
-  let first: CorruptSnapshotError | undefined
-  for (const s of completed) {
-    try {
-      await store.verifySnapshot(job, s.id)
-    } catch (err) {
-      if (!(err instanceof CorruptSnapshotError)) throw err
-      first ??= err
-      log.warn(`skipping snapshot ${s.id}: it fails verification`, { snapshot: s.id, error: err.message })
-      continue
-    }
-    checkSnapshotLayout(graph, s)
-    return s
-  }
-  throw first!
-}
-
-/** Refuses a snapshot the job cannot restore: another maxParallelism, an operator gone, a parallelism that cannot change. */
-export function checkSnapshotLayout(graph: JobGraph, s: SnapshotInfo): void {
-  const job = graph.name
-  if (s.layout.maxParallelism !== graph.maxParallelism) {
-    throw new IncompatibleSnapshotError(
-      `maxParallelism is ${s.layout.maxParallelism} in the snapshot but ${graph.maxParallelism} in the job; it cannot change across a restore (set it back to ${s.layout.maxParallelism})`,
-      job,
-      s.id,
-    )
-  }
-  for (const op of s.layout.operators) {
-    const now = graph.operators.find((o) => o.uid === op.uid)
-    if (now === undefined) throw new IncompatibleSnapshotError(`the snapshot has state of operator ${op.uid}, which the job no longer has`, job, s.id, op.uid)
-    if (!canRescale(now) && now.parallelism !== op.parallelism) {
-      const why =
-        now.kind === 'source'
-          ? `source ${op.uid} (${now.source.kind}) cannot be rescaled: its readers' positions cannot be handed to other instances (a source that can declares rescalable: true, e.g. generatorSource with splits)`
-          : 'only keyed operators, non-keyed process operators, rescalable sources and sinks with operator state can be rescaled'
-      throw new IncompatibleSnapshotError(`parallelism of ${op.uid} changed from ${op.parallelism} to ${now.parallelism}; ${why}. Set its parallelism back to ${op.parallelism}`, job, s.id, op.uid)
-    }
-  }
-}
-
-/** The chunk kinds every snapshot must hold for `op` (keyed state per key group, operator state per instance). */
-function requiredChunks(graph: JobGraph, op: JobGraph['operators'][number]): { chunks?: ChunkKind[] } {
-  const chunks: ChunkKind[] = []
-  if (op.kind === 'process') chunks.push('keyed')
-  if (op.kind === 'process' && op.onTimer !== undefined) chunks.push('timers')
-  if (op.kind === 'process' && receivesRecorded(graph, op.uid)) chunks.push('channel')
-  if (writesOperatorChunk(op)) chunks.push('operator')
-  return chunks.length === 0 ? {} : { chunks }
 }
 
 /** Tries of the final checkpoint before the attempt fails and the restart strategy runs it again. */

@@ -14,12 +14,8 @@
 
 import { assign, createActor, setup } from 'xstate'
 import type { Actor, ActorOptions, AnyActorLogic } from 'xstate'
-import {
-  decideRestart,
-  initialRestartHistory,
-  type ResolvedRestartStrategy,
-  type RestartHistory,
-} from './restart-strategy.ts'
+import { decideRestart, initialRestartHistory, type RestartHistory } from './restart-decision.ts'
+import type { ResolvedRestartStrategy } from './restart-strategy.ts'
 
 export interface RestartMachineInput {
   readonly strategy: ResolvedRestartStrategy

@@ -7,7 +7,8 @@ import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { ChannelAddress, ChannelItem } from '../../actors/runtime/channel.ts'
 import { ChannelBrokenError, CreditExceededError } from '../../cluster/errors.ts'
-import { channelSubjects, ItemDecoder, ItemEncoder, RemoteReceiver, RemoteSender, type ChannelEvents } from '../../cluster/remote-channel.ts'
+import { channelSubjects, ItemDecoder, ItemEncoder } from '../../cluster/channel-wire.ts'
+import { RemoteReceiver, RemoteSender, type ChannelEvents } from '../../cluster/remote-channel.ts'
 import { hasNatsServer, NO_NATS_SERVER, startNatsServer } from '../support/nats-server.ts'
 
 const gen = { epoch: 3, attempt: 2 }

@@ -1,10 +1,7 @@
 import t from 'tap'
 import { SimulatedClock } from 'xstate'
 import { createRestartActor, type RestartActor } from '../../supervisor/restart-machine.ts'
-import {
-  resolveRestartStrategy,
-  type RestartStrategyOptions,
-} from '../../supervisor/restart-strategy.ts'
+import { resolveRestartStrategy, type RestartStrategyOptions } from '../../supervisor/restart-strategy.ts'
 
 function start(
   options: RestartStrategyOptions,

@@ -1,14 +1,7 @@
 import t from 'tap'
 import { InvalidOptionError, UnknownOptionError } from '../../supervisor/errors.ts'
-import {
-  decideRestart,
-  describeRestartStrategy,
-  initialRestartHistory,
-  resolveRestartStrategy,
-  type RestartDecision,
-  type RestartHistory,
-  type ResolvedRestartStrategy,
-} from '../../supervisor/restart-strategy.ts'
+import { decideRestart, initialRestartHistory, type RestartDecision, type RestartHistory } from '../../supervisor/restart-decision.ts'
+import { describeRestartStrategy, resolveRestartStrategy, type ResolvedRestartStrategy } from '../../supervisor/restart-strategy.ts'
 
 const noRandom = (): number => {
   throw new Error('random() must not be called here')
