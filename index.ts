@@ -44,7 +44,7 @@ export {
 } from './actors/time/windows.ts'
 export type { TimeWindow, WindowAssigner, TumblingWindows, SlidingWindows, SessionWindows, WindowTimeDomain } from './actors/time/windows.ts'
 export { WindowedStream } from './actors/api/streams.ts'
-export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/time/window-operator.ts'
+export type { WindowResult, WindowOptions, WindowAggregator, WindowFunction } from './actors/time/window-spec.ts'
 export type { MachineOptions, MachineDelays } from './actors/machines/keyed-machine.ts'
 export { operatorListState } from './actors/state/operator-state.ts'
 export type { OperatorStateDistribution, OperatorListStateOptions, OperatorListStateDescriptor, OperatorContext, OperatorProcessFunction, OperatorProcessOptions } from './actors/state/operator-state.ts'

@@ -1,8 +1,8 @@
 /**
  * Window assigners and the pure arithmetic of time windows (docs/architecture.md section 18):
  * which windows a timestamp falls into, when a window fires and when its state is cleared, and
- * how session windows merge. The window operator (`window-operator.ts`) applies them per record
- * and per timer; everything here is pure and tested on its own.
+ * how session windows merge. The window operator (`window-operator.ts`, `window-logic.ts`)
+ * applies them per record and per timer; everything here is pure and tested on its own.
  *
  * Times are milliseconds. A window is `[start, end)`: it holds timestamps `start <= t < end`, so
  * its largest timestamp is `end - 1`, as in Flink.

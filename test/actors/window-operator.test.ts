@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { Key } from '../../actors/state/key-groups.ts'
-import type { WindowAggregator, WindowContents } from '../../actors/time/window-operator.ts'
+import type { WindowAggregator, WindowContents } from '../../actors/time/window-spec.ts'
 import {
   eventTimeSessionWindows,
   processingTimeSessionWindows,

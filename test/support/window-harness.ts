@@ -10,7 +10,8 @@ import { HeapKeyedBackend } from '../../actors/state/heap-backend.ts'
 import { keyGroupOf, type Key } from '../../actors/state/key-groups.ts'
 import type { StateDescriptor } from '../../actors/api/state.ts'
 import type { OutputTag } from '../../actors/api/side-outputs.ts'
-import { WindowLogic, type WindowContents } from '../../actors/time/window-operator.ts'
+import { WindowLogic } from '../../actors/time/window-logic.ts'
+import type { WindowContents } from '../../actors/time/window-spec.ts'
 import type { TimeWindow, WindowAssigner } from '../../actors/time/windows.ts'
 
 const MAX_P = 8
