@@ -1,6 +1,12 @@
 /**
  * The job builder: the programming model of docs/architecture.md section 2. It only describes a job (a
  * graph of operators); `runJob` executes it.
+ *
+ * Why this file is long (~600 lines): the builder and its six stream classes (Stream,
+ * KeyedStream, ConnectedKeyedStreams, WindowedStream, BroadcastStream, BroadcastConnectedStream)
+ * create and return one another, so any split of them is an import circle. What can stand alone
+ * lives elsewhere: the types in contexts.ts, graph.ts and options.ts, the window and machine
+ * operators in time/ and machines/, their checks beside them. Most of the length is TSDoc.
  */
 import type { Source, Sink } from '../connectors/types.ts'
 import { JobDefinitionError, rejectAsync } from '../errors.ts'

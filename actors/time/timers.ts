@@ -7,6 +7,10 @@
  * Snapshots are copy-on-write per key group: `startSnapshot` only keeps a reference to every
  * key group's table and marks the non-empty ones frozen; the first change to a frozen group
  * copies it first. `encodeSome` turns the kept tables into bytes a few at a time.
+ *
+ * One file (~400 lines) on purpose: the heaps, the per-group tables and their copy-on-write share
+ * one invariant (a timer is in its group's table exactly when it is live in the heap), which is
+ * easier to check when it is kept in one place.
  */
 import { cborSerde } from '../../persistence/serde.ts'
 import type { Clock } from './clock.ts'
