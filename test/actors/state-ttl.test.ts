@@ -708,7 +708,6 @@ function crashScript(killAt: number | undefined, restore: 'latest' | 'none' = 'l
 function runScript(script: string, dir: string): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
   delete env.NODE_OPTIONS
-  delete env.NODE_V8_COVERAGE
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''

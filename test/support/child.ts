@@ -6,10 +6,10 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url))
 
 /** Runs an ES module script in a child node (with tsx), in the repository, and parses the JSON line it prints. */
 export function runChild(script: string, dir: string, timeoutMs: number): Promise<unknown> {
-  // A plain node: without the test runner's preloaded hooks, which run code of their own.
+  // A plain node: without the test runner's preloaded hooks, which run code of their own. It keeps
+  // NODE_V8_COVERAGE, so the library code it runs counts in the coverage of `npm test`.
   const env: NodeJS.ProcessEnv = { ...process.env, WEIR_TEST_DIR: dir }
   delete env.NODE_OPTIONS
-  delete env.NODE_V8_COVERAGE
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,

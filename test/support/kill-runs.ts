@@ -17,8 +17,6 @@ import type { Checks, Mutation } from './controls.ts'
 import type { TestStore } from './stores.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-// A child killed with SIGKILL writes no coverage: collecting it (c8 under npm test) would only slow its start.
-const { NODE_V8_COVERAGE: _coverage, ...parentEnv } = process.env
 
 export interface Run {
   child: ChildProcess
@@ -31,7 +29,9 @@ export function startRun(jobFile: string, storeArgs: string[], env: Record<strin
   let output = ''
   const args = ['bin/weir.js', 'run', jobFile, ...storeArgs, '--restore', mutation?.restore ?? 'latest', '--checkpoint-interval', String(intervalMs), '--log-level', 'info']
   if (mutation?.mode !== undefined) args.push('--checkpoint-mode', mutation.mode)
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...parentEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // It keeps NODE_V8_COVERAGE (c8 under npm test): the run that finishes writes its coverage; a run
+  // killed with SIGKILL writes none, which is the price of killing it for real.
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
