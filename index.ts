@@ -66,7 +66,7 @@ export type { InstanceStatus } from './actors/runtime/lifecycle.ts'
 
 export { runJob, startJob, DEFAULT_SNAPSHOT_DIR } from './supervisor/job-runner.ts'
 export type { RunOptions, JobResult, JobHandle } from './supervisor/job-runner.ts'
-export type { ExecutorTuning, ExecutorMetrics } from './actors/runtime/local-executor.ts'
+export type { ExecutorTuning, ExecutorMetrics } from './actors/runtime/executor-options.ts'
 export type { CheckpointOptions } from './supervisor/checkpoint-options.ts'
 export type { RestartStrategyOptions, ResolvedRestartStrategy, NoRestartOptions, FixedDelayOptions, ExponentialBackoffOptions, FailureRateOptions } from './supervisor/restart-strategy.ts'
 export { DEFAULT_RESTART_STRATEGY } from './supervisor/restart-strategy.ts'

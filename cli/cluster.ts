@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { NatsConnection } from '@nats-io/transport-node'
-import { DEFAULT_TUNING } from '../actors/runtime/local-executor.ts'
+import { DEFAULT_TUNING } from '../actors/runtime/executor-options.ts'
 import { resolveCheckpointOptions } from '../supervisor/checkpoint-options.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../actors/runtime/logger.ts'
 import { connectNats, NATS_FLAGS, NATS_USAGE, natsConnectionOptions, NatsOptionError, natsFlagsFrom } from '../cluster/nats-options.ts'

@@ -4,7 +4,7 @@
  * writing through the main thread's store.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
-import { DEFAULT_TUNING } from '../actors/runtime/local-executor.ts'
+import { DEFAULT_TUNING } from '../actors/runtime/executor-options.ts'
 import { BusConnection } from '../cluster/local-bus.ts'
 import { WeirNode } from '../cluster/node.ts'
 import { StoreClient } from '../cluster/store-proxy.ts'

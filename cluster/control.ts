@@ -6,7 +6,7 @@
  */
 import { Encoder } from 'cbor-x'
 import type { ExecutionPlan } from './plan.ts'
-import type { InstanceStats } from '../actors/runtime/local-executor.ts'
+import type { InstanceStats } from '../actors/runtime/executor-options.ts'
 
 const wire = new Encoder({ useRecords: false })
 

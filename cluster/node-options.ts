@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { InspectionEvent } from 'xstate'
 import type { JobGraph } from '../actors/api/graph.ts'
-import type { ExecutorTuning } from '../actors/runtime/local-executor.ts'
+import type { ExecutorTuning } from '../actors/runtime/executor-options.ts'
 import type { Logger } from '../actors/runtime/logger.ts'
 import type { Clock } from '../actors/time/clock.ts'
 import type { SnapshotStore } from '../persistence/store.ts'

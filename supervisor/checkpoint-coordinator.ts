@@ -5,7 +5,7 @@
  */
 import { describeThrown, WeirError } from '../persistence/errors.ts'
 import type { SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
-import type { CheckpointAcks } from '../actors/runtime/local-executor.ts'
+import type { CheckpointAcks } from '../actors/runtime/executor-options.ts'
 import type { ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { CheckpointFailedError } from './errors.ts'
 import type { Logger } from '../actors/runtime/logger.ts'

@@ -5,7 +5,7 @@
  */
 import type { InspectionEvent } from 'xstate'
 import { systemClock, type Clock } from '../actors/time/clock.ts'
-import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/runtime/local-executor.ts'
+import { DEFAULT_TUNING, type ExecutorTuning } from '../actors/runtime/executor-options.ts'
 import { checkBoolean, checkDuration, checkInteger, checkObject } from '../persistence/option-checks.ts'
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from './checkpoint-options.ts'
 import { InvalidOptionError, rejectUnknownKeys } from './errors.ts'
