@@ -4,7 +4,7 @@
  * before the offset) and the refusals that say what changed. The reader is
  * actors/connectors/ndjson-source.ts.
  */
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { fstatSync, read, readSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { ConnectorError, SourceChangedError, type SourceChangeReason, type SourceFileIdentity } from '../errors.ts'
@@ -57,13 +57,23 @@ export interface OpenFile {
   readonly operator: string
 }
 
+/**
+ * The running SHA-256 of a file's consumed prefix, as the reader uses it (node:crypto's `Hash`,
+ * named here so that the published declarations do not need Node's types).
+ */
+export interface PrefixHash {
+  update(data: Uint8Array): unknown
+  copy(): PrefixHash
+  digest(encoding: 'hex'): string
+}
+
 /** Where a checked offset resumes, with the hash of the bytes before it to go on from. */
 export interface ResumePoint {
   pos: number
   line: number
   /** The bad lines counted before the offset; undefined for an offset older than the count. */
   badLines: number | undefined
-  hash: Hash
+  hash: PrefixHash
 }
 
 /** The file's identity now (without its hash). */
@@ -103,7 +113,7 @@ export async function checkOffset(file: OpenFile, offset: unknown, parallelism: 
 }
 
 /** SHA-256 of the bytes `[0, pos)`, read in large asynchronous reads. */
-async function hashPrefix(file: OpenFile, pos: number): Promise<Hash> {
+async function hashPrefix(file: OpenFile, pos: number): Promise<PrefixHash> {
   const hash = createHash('sha256')
   const buf = Buffer.allocUnsafe(Math.min(VERIFY_READ_BYTES, Math.max(pos, 1)))
   for (let at = 0; at < pos; ) {

@@ -8,12 +8,12 @@
  * This file holds the source and its reader; the options are actors/connectors/ndjson-options.ts,
  * the offset and the file identity check actors/connectors/ndjson-offset.ts.
  */
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import type { ConnectorContext, PollResult, SourceReader } from './types.ts'
 import { BadLineError, ConnectorError, type BadLineReason } from '../errors.ts'
 import { BAD_LINE_PREFIX_BYTES, resolveNdjsonOptions, type NdjsonConfig, type NdjsonSource, type NdjsonSourceOptions } from './ndjson-options.ts'
-import { checkOffset, fileStat, OFFSET_VERSION, type FileIdentity, type NdjsonOffset } from './ndjson-offset.ts'
+import { checkOffset, fileStat, OFFSET_VERSION, type FileIdentity, type NdjsonOffset, type PrefixHash } from './ndjson-offset.ts'
 
 /** Size of one read. */
 const READ_BYTES = 64 * 1024
@@ -91,10 +91,10 @@ export class NdjsonReader<T> implements SourceReader<T> {
    * update before the chunk is replaced or an offset is taken (one call per line would cost
    * more than the hashing itself on short lines).
    */
-  private hash: Hash = createHash('sha256')
+  private hash: PrefixHash = createHash('sha256')
   private hashFrom = 0
   /** While the current line is too long: the hash including its bytes dropped so far (they are not kept to hash at its end). */
-  private pending: Hash | undefined
+  private pending: PrefixHash | undefined
   private identityAt: { pos: number; file: FileIdentity } | undefined
   /** Size and modification time of the file since when they have not changed, while a last line waits. */
   private unchanged: { size: number; mtimeMs: number; since: number } | undefined
