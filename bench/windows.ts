@@ -10,23 +10,33 @@
  *   node --import tsx bench/windows.ts
  *   WEIR_BENCH_CASES=10000:5000000 WEIR_BENCH_REPEAT=3 node --import tsx bench/windows.ts
  *
- * Prints a Markdown table for BENCHMARKS.md. Not a test: nothing here asserts, except that both
- * sides produce the same number of results.
+ * Prints a Markdown table for BENCHMARKS.md. Besides the timed runs, each of the three runs once
+ * more keeping its window results, and the three must be equal (every key, window and sum): if
+ * they differ, it says where and exits 1, since a faster run computing something else is no
+ * comparison.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { KEY_HASH_SEED, murmur3String } from '../actors/state/key-groups.ts'
 import { boundedOutOfOrderness, EmbeddedStore, generatedRecord, generatorSource, job, startJob, tumblingEventTimeWindows, type Sink } from '../index.ts'
 
 const WINDOW_MS = 100_000
+
+/** One window's result, as Weir's window operator emits it by default. */
+interface Fired {
+  key: string
+  window: { start: number; end: number }
+  value: number
+}
 
 /**
  * The same work without Weir, as a program that keeps state per key would do it: per key group
  * a Map of key -> (window end -> sum), and per window end the keys to emit when the watermark
  * (the time of the record in hand) passes it. Records come from the same generator.
  */
-function bareLoop(records: number, keys: number): { perSecond: number; results: number } {
+function bareLoop(records: number, keys: number, keep?: Fired[]): { perSecond: number; results: number } {
   const groups = Array.from({ length: 128 }, () => new Map<string, Map<number, number>>())
   const due = new Map<number, string[]>()
   let results = 0
@@ -34,6 +44,7 @@ function bareLoop(records: number, keys: number): { perSecond: number; results: 
   const emit = (key: string, end: number, value: number) => {
     const out = { key, window: { start: end - WINDOW_MS, end }, value }
     if (out.value > 0) results++
+    keep?.push(out)
   }
   const fire = (upTo: number) => {
     for (const [end, ks] of due) {
@@ -71,7 +82,7 @@ function bareLoop(records: number, keys: number): { perSecond: number; results: 
 }
 
 /** The fastest hand-written form, for reference: one Map per open window, key -> sum, dropped whole when it fires. */
-function windowMajorLoop(records: number, keys: number): { perSecond: number; results: number } {
+function windowMajorLoop(records: number, keys: number, keep?: Fired[]): { perSecond: number; results: number } {
   const open = new Map<number, Map<string, number>>()
   let results = 0
   let nextFire = Infinity
@@ -81,6 +92,7 @@ function windowMajorLoop(records: number, keys: number): { perSecond: number; re
       sums.forEach((value, key) => {
         const out = { key, window: { start: end - WINDOW_MS, end }, value }
         if (out.value > 0) results++
+        keep?.push(out)
       })
       open.delete(end)
     }
@@ -104,18 +116,26 @@ function windowMajorLoop(records: number, keys: number): { perSecond: number; re
   return { perSecond: records / ((performance.now() - began) / 1000), results }
 }
 
-function countingSink(count: { n: number }): Sink<unknown> {
-  return { kind: 'count', open: () => ({ write: (rs) => void (count.n += rs.length) }) }
+function countingSink(count: { n: number }, keep?: Fired[]): Sink<Fired> {
+  return {
+    kind: 'count',
+    open: () => ({
+      write: (rs) => {
+        count.n += rs.length
+        if (keep !== undefined) for (const r of rs) keep.push({ key: r.key, window: { start: r.window.start, end: r.window.end }, value: r.value })
+      },
+    }),
+  }
 }
 
-async function weir(records: number, keys: number): Promise<{ perSecond: number; results: number; checkpoints: number; maxSliceMs: number }> {
+async function weir(records: number, keys: number, keep?: Fired[]): Promise<{ perSecond: number; results: number; checkpoints: number; maxSliceMs: number }> {
   const count = { n: 0 }
   const j = job(`bench-windows-${keys}`, { maxParallelism: 128 })
     .source('in', generatorSource({ records, keys }), { watermarks: boundedOutOfOrderness({ timestamp: (r) => r.seq, maxOutOfOrdernessMs: 0 }) })
     .keyBy((r) => r.key)
     .window(tumblingEventTimeWindows(WINDOW_MS))
     .aggregate('sums', { createAccumulator: () => 0, add: (sum: number, r) => sum + r.value, getResult: (sum) => sum })
-    .sink('out', countingSink(count))
+    .sink('out', countingSink(count, keep))
   const dir = mkdtempSync(join(tmpdir(), 'weir-bench-windows-'))
   const store = new EmbeddedStore({ dir })
   const began = performance.now()
@@ -130,6 +150,28 @@ const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3)
 const cases = (process.env.WEIR_BENCH_CASES ?? '10000:5000000').split(',').map((c) => c.split(':').map(Number) as [number, number])
 const repeat = Number(process.env.WEIR_BENCH_REPEAT ?? 3)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+/** The results in one order (by window end, then key): the runs emit them in different orders. */
+const sorted = (rs: Fired[]) => [...rs].sort((a, b) => a.window.end - b.window.end || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+
+/** Runs each side once more keeping its results, untimed; they must be deeply equal. */
+async function sameResults(records: number, keys: number): Promise<boolean> {
+  const kept = { perKey: [] as Fired[], perWindow: [] as Fired[], weir: [] as Fired[] }
+  bareLoop(records, keys, kept.perKey)
+  windowMajorLoop(records, keys, kept.perWindow)
+  await weir(records, keys, kept.weir)
+  const reference = sorted(kept.perKey)
+  let same = true
+  for (const [name, rs] of [['bare loop, per window', kept.perWindow], ['weir', kept.weir]] as const) {
+    const other = sorted(rs)
+    if (isDeepStrictEqual(other, reference)) continue
+    same = false
+    const at = other.findIndex((r, i) => !isDeepStrictEqual(r, reference[i]))
+    const i = at === -1 ? Math.min(other.length, reference.length) : at
+    console.error(`${fmt(keys)} keys, ${fmt(records)} records: ${name} gives other results than the bare loop per key (${other.length} vs ${reference.length}); first difference at ${i}: ${JSON.stringify(other[i])} vs ${JSON.stringify(reference[i])}`)
+  }
+  return same
+}
 console.log(`node ${process.version}, ${process.platform}/${process.arch}; ${WINDOW_MS / 1000} s tumbling event-time windows, event time = seq ms; median of ${repeat} interleaved runs`)
 console.log('| keys | records | run | records/s | vs bare loop (per key) | ns/record (wall) | results | checkpoints | longest slice ms |')
 console.log('|---|---|---|---|---|---|---|---|---|')
@@ -149,6 +191,7 @@ for (const [keys, records] of cases) {
   const rate = median(runs.map((r) => r.perSecond))
   console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop, per key | ${fmt(bareRate)} | 1.00 | ${(1e9 / bareRate).toFixed(0)} | ${bare[0]!.results} | | |`)
   console.log(`| ${fmt(keys)} | ${fmt(records)} | bare loop, per window | ${fmt(majorRate)} | ${(majorRate / bareRate).toFixed(2)} | ${(1e9 / majorRate).toFixed(0)} | ${major[0]!.results} | | |`)
+  if (!(await sameResults(records, keys))) process.exitCode = 1
   console.log(
     `| ${fmt(keys)} | ${fmt(records)} | weir, checkpoints 1 s embedded | ${fmt(rate)} | ${(rate / bareRate).toFixed(2)} (${(rate / majorRate).toFixed(2)} of per window) | ${(1e9 / rate).toFixed(0)} | ${runs[0]!.results} | ${median(runs.map((r) => r.checkpoints))} | ${Math.max(...runs.map((r) => r.maxSliceMs)).toFixed(1)} |`,
   )
