@@ -9,7 +9,7 @@ import { JobBuilder } from '../actors/api/streams.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { PostgresStore } from '../persistence/postgres-store.ts'
 import { checkDuration } from '../persistence/option-checks.ts'
-import type { SnapshotStore } from '../persistence/store.ts'
+import type { LeaseOptions, SnapshotStore } from '../persistence/store.ts'
 import { DEFAULT_SNAPSHOT_DIR } from '../supervisor/job-runner.ts'
 
 export const STORE_OPTIONS = {
@@ -44,11 +44,20 @@ export function ms(flag: string, value: string | undefined): number | undefined 
 /** `readOnly` for the inspecting commands: they never take a lease or create anything. */
 export function storeFrom(values: { store?: string; 'store-dir'?: string; 'pg-schema'?: string }, readOnly = false): SnapshotStore {
   const store = values.store ?? 'embedded'
-  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR, readOnly })
+  const lease = readOnly ? {} : { lease: leaseFromEnv() }
+  if (store === 'embedded') return new EmbeddedStore({ dir: values['store-dir'] ?? DEFAULT_SNAPSHOT_DIR, readOnly, ...lease })
   if (/^postgres(ql)?:\/\//.test(store)) {
-    return new PostgresStore({ connectionString: store, readOnly, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
+    return new PostgresStore({ connectionString: store, readOnly, ...lease, ...(values['pg-schema'] === undefined ? {} : { schema: values['pg-schema'] }) })
   }
   throw new UsageError(`--store must be "embedded" or a postgres:// URL, got ${JSON.stringify(store)}`)
+}
+
+/** `WEIR_LEASE_TAKEOVER` (`wait` or `refuse`): what `weir run` does about another runner's unexpired lease. */
+function leaseFromEnv(): LeaseOptions {
+  const takeover = process.env['WEIR_LEASE_TAKEOVER']
+  if (takeover === undefined || takeover === '') return {}
+  if (takeover !== 'wait' && takeover !== 'refuse') throw new UsageError(`WEIR_LEASE_TAKEOVER must be "wait" or "refuse", got ${JSON.stringify(takeover)}`)
+  return { takeover }
 }
 
 export async function loadJob(file: string): Promise<JobBuilder> {

@@ -45,6 +45,10 @@ Store options:
   --store <embedded|postgres-url>  where snapshots go (default embedded)
   --store-dir <dir>                folder of the embedded store (default ${DEFAULT_SNAPSHOT_DIR})
   --pg-schema <name>               Postgres schema (default weir)
+
+Environment:
+  WEIR_LEASE_TAKEOVER=refuse       refuse at once a job whose lease another runner still has,
+                                   even one whose heartbeat stopped (default: wait for it)
 `
 
 const RUN_OPTIONS = {

@@ -163,7 +163,9 @@ export class StoreClient implements SnapshotStore {
   }
 
   async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
-    const l = await this.call<{ id: number; job: string; epoch: number; owner: string; host: string; pid: number; since: number }>('acquireLease', job, options)
+    // A function cannot cross to the main thread, so a worker is not told of a wait.
+    const { onWait: _onWait, ...sendable } = options ?? {}
+    const l = await this.call<{ id: number; job: string; epoch: number; owner: string; host: string; pid: number; since: number }>('acquireLease', job, sendable)
     const lost = new Promise<errors.FencedError>((resolve) => this.lost.set(l.id, resolve))
     let released = false
     return {

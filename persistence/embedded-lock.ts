@@ -4,8 +4,8 @@
  *
  * The lock lives in the job's folder, not the store's, because one store folder (the CLI's
  * `.weir/snapshots`) holds every job run from a directory, and different jobs may run side by
- * side. Each owner has a file `lease-<epoch>.json` holding its owner id, host, pid, since and
- * expiry; its modification time is the heartbeat. The epoch is in the name, so taking the lock
+ * side. Each owner has a file `lease-<epoch>.json` holding its owner id, host, pid, the start time
+ * of its process, since, expiry and heartbeat interval; its modification time is the heartbeat. The epoch is in the name, so taking the lock
  * is one atomic, exclusive step: `link()` of a complete temp file to the next epoch's name,
  * which fails with EEXIST for every contender but one. The winner then deletes the older files,
  * lowest first, so a lease file that still exists without a successor is the current one: an
@@ -17,25 +17,24 @@ import { statSync } from 'node:fs'
 import { link, open, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { mkdirDurable, syncDir, TEMP_PREFIX } from './durable-fs.ts'
-import { JobAlreadyRunningError, type LeaseHolderInfo } from './errors.ts'
-import { deadOnThisHost } from './lease.ts'
+import type { RecordedHolder } from './lease.ts'
+import { judgeHolder, type Waiting } from './lease-takeover.ts'
+import type { LeaseTakeover } from './store.ts'
 
 const LEASE_FILE = /^lease-([1-9][0-9]{0,15})\.json$/
 
-interface LeaseFile extends LeaseHolderInfo {
-  expiryMs: number
-}
+type LeaseFile = RecordedHolder
 
 function leaseName(epoch: number): string {
   return `lease-${epoch}.json`
 }
 
 /**
- * Takes the job folder's lock for `holder` and returns its epoch. Throws
- * `JobAlreadyRunningError` if the newest lease file has a live holder: a fresh heartbeat and a
- * process that is not known to be dead.
+ * Takes the job folder's lock for `holder` and returns its epoch, or the holder of the newest
+ * lease file to wait for (lease-takeover.ts decides). Throws `JobAlreadyRunningError` if that
+ * holder is alive.
  */
-export async function takeJobLock(jobDir: string, job: string, holder: LeaseHolderInfo, expiryMs: number): Promise<number> {
+export async function takeJobLock(jobDir: string, job: string, holder: RecordedHolder, policy: LeaseTakeover): Promise<number | Waiting> {
   await mkdirDurable(jobDir)
   for (;;) {
     const epochs = await leaseEpochs(jobDir)
@@ -44,11 +43,11 @@ export async function takeJobLock(jobDir: string, job: string, holder: LeaseHold
       const current = await readLease(jobDir, top)
       // Gone meanwhile: a newer owner is deleting older files; look again.
       if (current === undefined) continue
-      const fresh = Date.now() - current.heartbeatAt < current.file.expiryMs
-      if (fresh && !deadOnThisHost(current.file)) throw new JobAlreadyRunningError(job, current.file)
+      const verdict = judgeHolder(job, { holder: current.file, sinceHeartbeatMs: Date.now() - current.heartbeatAt }, policy)
+      if (verdict !== 'take') return verdict
     }
     const next = top + 1
-    if (!(await createExclusive(jobDir, leaseName(next), JSON.stringify({ ...holder, expiryMs } satisfies LeaseFile)))) {
+    if (!(await createExclusive(jobDir, leaseName(next), JSON.stringify(holder satisfies LeaseFile)))) {
       // Another runner took this epoch first; the next look finds it alive and refuses.
       continue
     }
@@ -97,19 +96,22 @@ async function readLease(jobDir: string, epoch: number): Promise<{ file: LeaseFi
   try {
     const [text, stats] = await Promise.all([readFile(path, 'utf8'), stat(path)])
     const parsed = JSON.parse(text) as Partial<LeaseFile>
+    // Files written before the process start and the heartbeat interval were recorded lack them.
     const file: LeaseFile = {
       owner: String(parsed.owner),
       host: String(parsed.host),
       pid: Number(parsed.pid),
       since: Number(parsed.since),
+      processStart: typeof parsed.processStart === 'number' ? parsed.processStart : undefined,
       expiryMs: typeof parsed.expiryMs === 'number' ? parsed.expiryMs : 0,
+      heartbeatMs: typeof parsed.heartbeatMs === 'number' ? parsed.heartbeatMs : undefined,
     }
     return { file, heartbeatAt: stats.mtimeMs }
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return undefined
     // A lease file is complete before it gets its name, so an unreadable one was damaged:
     // it protects nothing, and its heartbeat (expiry 0) counts as expired.
-    if (err instanceof SyntaxError) return { file: { owner: '?', host: '?', pid: 0, since: 0, expiryMs: 0 }, heartbeatAt: 0 }
+    if (err instanceof SyntaxError) return { file: { owner: '?', host: '?', pid: 0, since: 0, processStart: undefined, expiryMs: 0, heartbeatMs: undefined }, heartbeatAt: 0 }
     throw err
   }
 }

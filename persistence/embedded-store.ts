@@ -37,6 +37,7 @@ import {
   errorCode,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder, type ResolvedLeaseOptions } from './lease.ts'
+import { takeWhenFree } from './lease-takeover.ts'
 import { buildManifest, verifyManifest, type ManifestEntry, type StoredManifest } from './manifest.ts'
 import { assertJobName } from './job-name.ts'
 import { checkBoolean, checkObject, rejectUnknownKeys } from './option-checks.ts'
@@ -199,14 +200,14 @@ export class EmbeddedStore implements SnapshotStore {
 
   async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
     assertJobName(job)
-    const timing = options === undefined ? this.#leaseOptions : resolveLeaseOptions(options)
+    const timing = resolveLeaseOptions(options, 'lease', this.#leaseOptions)
     if (this.#readOnly) throw new ReadOnlyStoreError(this.description, `take the lease of job '${job}'`)
     return this.#run(async () => {
       const held = this.#leases.get(job)
       if (held?.usable === true) throw new JobAlreadyRunningError(job, held)
       const jobDir = this.#jobDir(job)
-      const holder = thisHolder()
-      const epoch = await takeJobLock(jobDir, job, holder, timing.expiryMs)
+      const holder = thisHolder(timing)
+      const epoch = await takeWhenFree(() => takeJobLock(jobDir, job, holder, timing.takeover), timing.onWait)
       // What this instance remembered of the job's pending snapshots may be stale: another
       // owner may have written or aborted them since.
       for (const dir of [...this.#pending.keys()]) if (dir.startsWith(jobDir + '/')) this.#pending.delete(dir)

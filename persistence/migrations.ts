@@ -91,6 +91,19 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'lease holders: process start and heartbeat interval',
+    sql: `
+      -- Lets another runner tell a holder that is gone from one that is silent: the start time of
+      -- the holder's process (clock ticks since boot, /proc/<pid>/stat) tells a pid reused by
+      -- another process, and the heartbeat interval tells a stopped heartbeat from a late one.
+      -- NULL for leases taken before.
+      ALTER TABLE job_leases
+        ADD COLUMN process_start bigint CHECK (process_start >= 0),
+        ADD COLUMN heartbeat_ms integer CHECK (heartbeat_ms > 0);
+    `,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -1,7 +1,8 @@
 /**
  * The Postgres store's job lease (docs/architecture.md section 8): a row per job in `job_leases`
- * with the owner, its host and pid, the fencing epoch and a heartbeat. Times are the database's
- * own clock, so runners on hosts whose clocks disagree still agree on expiry.
+ * with the owner, its host, pid and process start, the fencing epoch, a heartbeat and its
+ * interval. Times are the database's own clock, so runners on hosts whose clocks disagree still
+ * agree on expiry.
  *
  * Every mutation of a job's snapshots first locks the lease row `FOR KEY SHARE` and compares the
  * epoch, in the mutation's transaction. A takeover locks the row `FOR UPDATE`, which waits for
@@ -15,70 +16,71 @@
  * rolls its transaction back, once it has waited that long for its client.
  */
 import type pg from 'pg'
-import { JobAlreadyRunningError, type LeaseHolderInfo } from './errors.ts'
-import { deadOnThisHost } from './lease.ts'
+import type { RecordedHolder } from './lease.ts'
+import { judgeHolder, type SeenLease, type Waiting } from './lease-takeover.ts'
+import type { LeaseTakeover } from './store.ts'
 
 /** What lease statements run on: a connection of the store, each statement under its deadline. */
 export interface Statements {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>
 }
 
-interface LeaseRow {
-  epoch: number
-  owner: string
-  host: string
-  pid: number
-  since: number
-  expired: boolean
-}
-
 /**
- * Takes the job's lease in the caller's transaction and returns the new epoch. Throws
- * `JobAlreadyRunningError` if the holder's heartbeat is within its expiry and its process is not
- * known to be dead.
+ * Takes the job's lease in the caller's transaction and returns the new epoch, or the holder to
+ * wait for (lease-takeover.ts decides; the caller waits outside the transaction). Throws
+ * `JobAlreadyRunningError` if the holder is alive.
  */
-export async function takeLease(c: Statements, schema: string, job: string, holder: LeaseHolderInfo, expiryMs: number): Promise<number> {
+export async function takeLease(c: Statements, schema: string, job: string, holder: RecordedHolder, policy: LeaseTakeover): Promise<number | Waiting> {
+  const values = [job, holder.owner, holder.host, holder.pid, holder.since, holder.expiryMs, holder.processStart ?? null, holder.heartbeatMs]
   const inserted = await c.query<{ epoch: number }>(
-    `INSERT INTO ${schema}.job_leases (job, epoch, owner, host, pid, since, heartbeat_at, expiry_ms)
-     VALUES ($1, 1, $2, $3, $4, to_timestamp($5::float8 / 1000), clock_timestamp(), $6)
+    `INSERT INTO ${schema}.job_leases (job, epoch, owner, host, pid, since, heartbeat_at, expiry_ms, process_start, heartbeat_ms)
+     VALUES ($1, 1, $2, $3, $4, to_timestamp($5::float8 / 1000), clock_timestamp(), $6, $7, $8)
      ON CONFLICT (job) DO NOTHING
      RETURNING epoch::float8 AS epoch`,
-    [job, holder.owner, holder.host, holder.pid, holder.since, expiryMs],
+    values,
   )
   if (inserted.rows[0] !== undefined) return inserted.rows[0].epoch
   // Looked at without a lock first: a live holder may be inside a write that holds the row, and
   // the answer must come at once. Only a takeover waits for the row (and so for the old holder's
   // last transaction to end; see above for why that wait is bounded).
   const seen = await readLease(c, schema, job, '')
-  refuseIfAlive(job, seen)
-  await c.query(`SELECT set_config('lock_timeout', $1, true)`, [String(2 * seen.expiryMs + 5000)])
-  refuseIfAlive(job, await readLease(c, schema, job, 'FOR UPDATE'))
+  const first = judgeHolder(job, seen, policy)
+  if (first !== 'take') return first
+  await c.query(`SELECT set_config('lock_timeout', $1, true)`, [String(2 * seen.holder.expiryMs + 5000)])
+  const locked = judgeHolder(job, await readLease(c, schema, job, 'FOR UPDATE'), policy)
+  if (locked !== 'take') return locked
   const updated = await c.query<{ epoch: number }>(
     `UPDATE ${schema}.job_leases SET epoch = epoch + 1, owner = $2, host = $3, pid = $4,
-       since = to_timestamp($5::float8 / 1000), heartbeat_at = clock_timestamp(), expiry_ms = $6
+       since = to_timestamp($5::float8 / 1000), heartbeat_at = clock_timestamp(), expiry_ms = $6, process_start = $7, heartbeat_ms = $8
      WHERE job = $1 RETURNING epoch::float8 AS epoch`,
-    [job, holder.owner, holder.host, holder.pid, holder.since, expiryMs],
+    values,
   )
   return updated.rows[0]!.epoch
 }
 
-interface SeenLease extends LeaseRow {
+interface LeaseRow {
+  owner: string
+  host: string
+  pid: number
+  since: number
+  processStart: number | null
   expiryMs: number
+  heartbeatMs: number | null
+  sinceHeartbeatMs: number
 }
 
 async function readLease(c: Statements, schema: string, job: string, lock: '' | 'FOR UPDATE'): Promise<SeenLease> {
-  const { rows } = await c.query<SeenLease>(
-    `SELECT epoch::float8 AS epoch, owner, host, pid, (extract(epoch FROM since) * 1000)::float8 AS since,
-       expiry_ms AS "expiryMs", clock_timestamp() - heartbeat_at > expiry_ms * interval '1 millisecond' AS expired
+  const { rows } = await c.query<LeaseRow>(
+    `SELECT owner, host, pid, (extract(epoch FROM since) * 1000)::float8 AS since, process_start::float8 AS "processStart",
+       expiry_ms AS "expiryMs", heartbeat_ms AS "heartbeatMs",
+       (extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000)::float8 AS "sinceHeartbeatMs"
      FROM ${schema}.job_leases WHERE job = $1 ${lock}`,
     [job],
   )
-  return rows[0]!
-}
-
-function refuseIfAlive(job: string, current: SeenLease): void {
-  if (!current.expired && !deadOnThisHost(current)) {
-    throw new JobAlreadyRunningError(job, { owner: current.owner, host: current.host, pid: current.pid, since: Math.round(current.since) })
+  const row = rows[0]!
+  return {
+    holder: { owner: row.owner, host: row.host, pid: row.pid, since: row.since, processStart: row.processStart ?? undefined, expiryMs: row.expiryMs, heartbeatMs: row.heartbeatMs ?? undefined },
+    sinceHeartbeatMs: row.sinceHeartbeatMs,
   }
 }
 

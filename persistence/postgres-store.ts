@@ -20,6 +20,7 @@ import {
   errorCode,
 } from './errors.ts'
 import { HeldLease, resolveLeaseOptions, thisHolder } from './lease.ts'
+import { takeWhenFree } from './lease-takeover.ts'
 import { currentEpoch, lockEpoch, releaseLease, renewLease, takeLease, type Statements } from './postgres-lease.ts'
 import { assertJobName } from './job-name.ts'
 import { buildManifest, verifyManifest, type ManifestEntry } from './manifest.ts'
@@ -147,12 +148,12 @@ export class PostgresStore implements SnapshotStore {
    */
   async followLease(job: string, epoch: number, options?: LeaseOptions): Promise<void> {
     assertJobName(job)
-    const timing = options === undefined ? this.#options.lease : resolveLeaseOptions(options)
+    const timing = resolveLeaseOptions(options, 'lease', this.#options.lease)
     await this.#followers.get(job)?.release()
     const follower: HeldLease = new HeldLease(
       job,
       epoch,
-      thisHolder(),
+      thisHolder(timing),
       timing,
       async () => (await this.#session(false, (c) => currentEpoch(c, this.#schema, job))) === epoch,
       async () => {
@@ -164,12 +165,12 @@ export class PostgresStore implements SnapshotStore {
 
   async acquireLease(job: string, options?: LeaseOptions): Promise<JobLease> {
     assertJobName(job)
-    const timing = options === undefined ? this.#options.lease : resolveLeaseOptions(options)
+    const timing = resolveLeaseOptions(options, 'lease', this.#options.lease)
     if (this.#options.readOnly) throw new ReadOnlyStoreError(this.description, `take the lease of job '${job}'`)
     const held = this.#leases.get(job)
     if (held?.usable === true) throw new JobAlreadyRunningError(job, held)
-    const holder = thisHolder()
-    const epoch = await this.#session(true, (c) => takeLease(c, this.#schema, job, holder, timing.expiryMs))
+    const holder = thisHolder(timing)
+    const epoch = await takeWhenFree(() => this.#session(true, (c) => takeLease(c, this.#schema, job, holder, timing.takeover)), timing.onWait)
     const lease: HeldLease = new HeldLease(
       job,
       epoch,

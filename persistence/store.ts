@@ -7,7 +7,7 @@
  * is pending, in atomic batches (one batch per instance ack); `completeCheckpoint` is the last
  * write, so a reader never sees a half-written checkpoint as completed.
  */
-import type { FencedError } from './errors.ts'
+import type { FencedError, LeaseHolderInfo } from './errors.ts'
 import type { ChunkKind, SnapshotStatus } from './snapshot-kinds.ts'
 
 /** Whether a snapshot was taken automatically (pruned by retention) or asked for (kept). */
@@ -88,7 +88,31 @@ export interface ChunkFilter {
   indexes?: readonly number[]
 }
 
-/** Timing of a job lease. */
+/**
+ * What a runner that wants a job's lease does about a holder that still has it, unexpired
+ * (docs/architecture.md section 8):
+ *
+ * - `wait`: a holder known to be gone is taken over at once (on this host: its process is dead, a
+ *   zombie, or its pid now belongs to another process); a holder whose heartbeat stopped is waited
+ *   for until its lease expires, then fenced by the new epoch; only a holder still renewing its
+ *   lease is refused with `JobAlreadyRunningError`.
+ * - `refuse`: every unexpired holder whose pid still answers is refused at once, even one whose
+ *   heartbeat stopped or whose process is a zombie (how leases behaved before `wait`).
+ */
+export type LeaseTakeover = 'wait' | 'refuse'
+
+/** A wait for a silent holder, as {@link LeaseOptions.onWait} hears of it. */
+export interface LeaseWait {
+  job: string
+  /** The holder whose lease is waited out. */
+  holder: LeaseHolderInfo
+  /** How long ago the holder last renewed its lease. */
+  silentMs: number
+  /** How long the wait lasts at most: until the holder's lease expires. */
+  waitMs: number
+}
+
+/** Timing of a job lease, and what to do about another holder. */
 export interface LeaseOptions {
   /**
    * How long a holder may go without a heartbeat before another runner may take the lease
@@ -102,6 +126,16 @@ export interface LeaseOptions {
    * @default a third of `expiryMs`
    */
   heartbeatMs?: number
+  /**
+   * What `acquireLease` does about an unexpired holder (see {@link LeaseTakeover}).
+   * @default 'wait'
+   */
+  takeover?: LeaseTakeover
+  /**
+   * Called when `acquireLease` starts to wait for a holder whose heartbeat stopped, once per
+   * holder, so that a runner can say in its log whom it waits for and how long.
+   */
+  onWait?: (wait: LeaseWait) => void
 }
 
 /**

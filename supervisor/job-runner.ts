@@ -13,6 +13,7 @@ import { LocalExecutor } from '../actors/runtime/local-executor.ts'
 import type { ExecutorMetrics, ExecutorTuning } from '../actors/runtime/executor-options.ts'
 import { EmbeddedStore } from '../persistence/embedded-store.ts'
 import { CorruptChunkError, CorruptSnapshotError, isRetryable } from '../persistence/errors.ts'
+import { describeLeaseWait } from '../persistence/lease-takeover.ts'
 import type { JobLease, SnapshotInfo, SnapshotLayout, SnapshotStore } from '../persistence/store.ts'
 import { CheckpointCoordinator } from './checkpoint-coordinator.ts'
 import type { CheckpointOptions, ResolvedCheckpointOptions } from './checkpoint-options.ts'
@@ -215,8 +216,11 @@ class JobRunner {
     this.watchdog = this.userCode.watchdogMs === 0 ? undefined : Watchdog.start({ intervalMs: this.userCode.watchdogMs, scope: this.graph.name })
     try {
       await this.store.open()
-      // One owner per job: a second runner stops here, before it changes anything.
-      this.lease = await this.store.acquireLease(this.graph.name)
+      // One owner per job: a second runner stops here, before it changes anything. A runner
+      // whose heartbeat stopped is waited out to its expiry, and the log says so.
+      this.lease = await this.store.acquireLease(this.graph.name, {
+        onWait: (wait) => this.log.warn(describeLeaseWait(wait), { owner: wait.holder.owner, host: wait.holder.host, pid: wait.holder.pid, waitMs: wait.waitMs }),
+      })
       this.log.info('starting', { store: this.store.description, checkpoints: this.checkpoints ? `${this.checkpoints.intervalMs}ms ${this.checkpoints.mode}` : 'off', restart: describeRestartStrategy(this.strategy) })
       await this.abortLeftovers()
       let from = await this.initialSnapshot()

@@ -2,7 +2,8 @@
  * One owner per job (docs/architecture.md section 8), shown with real processes on both stores: a
  * second runner is refused at once; a runner stopped (SIGSTOP) past its lease expiry while
  * another takes over cannot complete or prune anything once resumed; a lock left by a killed
- * runner is taken over; read-only commands create nothing.
+ * runner is taken over, even when the next runner starts at once through a shell and the killed
+ * one is not yet reaped; read-only commands create nothing.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
@@ -10,7 +11,9 @@ import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { faultTest, type Checks, type Mutation } from './support/controls.ts'
 import { assertFinalState, expectedState } from './support/counting.ts'
+import { restoredId, startChild, waitFor, weirRunArgs, type Run } from './support/kill-runs.ts'
 import { pgClient, PG_URL, testStores, type TestStore } from './support/stores.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -141,6 +144,81 @@ for (const { name, make } of testStores) {
     t.ok(Date.now() - started < 9_000, `without waiting for the expiry (${Date.now() - started} ms)`)
     await assertFinalState(t, ts, job, expectedState(gen))
   })
+}
+
+/** The old behaviour: every unexpired holder whose pid answers is refused, a zombie included. */
+const TAKEOVER_REFUSED: Mutation = { name: 'takeover refused', describe: 'an unexpired lease is refused at once (WEIR_LEASE_TAKEOVER=refuse)', env: { WEIR_LEASE_TAKEOVER: 'refuse' } }
+
+/**
+ * `kill -9` of a running `weir run`, then at once `exec weir run ... --restore latest` from the
+ * shell that started it. The killed runner stays a zombie child of the new one (node never reaps a
+ * child it did not spawn), so its pid still answers `kill(pid, 0)` and its lease is unexpired.
+ * `$1` is the first runner's log, `$2` how long to let it run after its first checkpoint, the rest
+ * the command of both runners.
+ */
+const KILL_THEN_RESUME = `
+log=$1; delay=$2; shift 2
+"$@" >"$log" 2>&1 &
+pid=$!
+tries=0
+while [ $tries -lt 1500 ] && ! grep -q 'checkpoint completed' "$log"; do sleep 0.02; tries=$((tries + 1)); done
+sleep "$delay"
+kill -9 "$pid"
+exec "$@"
+`
+
+const ROUNDS = 5
+
+/** The refusal a runner printed, if it was refused. */
+function refusal(output: string): string | undefined {
+  return output.split('\n').find((l) => l.includes('JobAlreadyRunningError'))
+}
+
+for (const { name, make } of testStores) {
+  const body = async (t: Checks, mutation: Mutation | undefined) => {
+    const ts = make()
+    t.teardown(() => ts.cleanup())
+    const job = `resume-${name}`
+    const gen = { records: 300_000, keys: 400, seed: 9 }
+    await ts.store.open()
+    const logs = mkdtempSync(join(tmpdir(), 'weir-resume-'))
+    t.teardown(() => rmSync(logs, { recursive: true, force: true }))
+    const env = fixtureEnv(job, gen, 25_000)
+    const live = new Set<Run>()
+    t.teardown(() => {
+      for (const run of live) run.child.kill('SIGKILL')
+    })
+    let resumed: Run | undefined
+    for (let round = 1; round <= ROUNDS; round++) {
+      const delay = (Math.random() * 0.3).toFixed(2)
+      const script = [KILL_THEN_RESUME, 'sh', join(logs, `run-${round}.log`), delay, process.execPath, ...weirRunArgs('test/fixtures/counting-job.ts', ts.cliArgs, 50, mutation)]
+      resumed = startChild('sh', ['-c', ...script], env, mutation)
+      live.add(resumed)
+      const run = resumed
+      let exited = false
+      void run.exit.then(() => (exited = true))
+      await waitFor(() => exited || /checkpoint completed/.test(run.output()), 60_000)
+      const what = `round ${round}: the runner started at once after kill -9 of the one before`
+      t.equal(refusal(run.output()), undefined, `${what} is not refused`)
+      t.match(run.output(), /checkpoint completed/, `${what} checkpoints`, { output: run.output().slice(-2000) })
+      t.ok(restoredId(run.output()) !== undefined, `${what} restored a snapshot`)
+      t.notOk(/waiting up to \d+ ms for the lease/.test(run.output()), `${what} did not wait for the dead one's lease`)
+      if (round < ROUNDS) {
+        run.child.kill('SIGKILL')
+        await run.exit
+        live.delete(run)
+      }
+    }
+    const last = resumed!
+    const guard = setTimeout(() => last.child.kill('SIGKILL'), 120_000)
+    const code = await last.exit
+    clearTimeout(guard)
+    t.equal(code, 0, 'the last runner finishes', { output: last.output().slice(-2000) })
+    await assertFinalState(t, ts, job, expectedState(gen))
+  }
+  faultTest(t, `lease (${name}) - a runner SIGKILLed and started again at once through a shell restores the latest checkpoint; exact final state`, body, [
+    { mutation: TAKEOVER_REFUSED, because: /is not refused \(found .*JobAlreadyRunningError: job 'resume-[a-z]+' is already running on host/ },
+  ])
 }
 
 t.test('lease (embedded) - weir snapshots and weir state on a missing folder create nothing', async (t) => {

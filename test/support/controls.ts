@@ -7,7 +7,8 @@
  * control asserts that there was one and what it said.
  *
  * Mutations are switched on through the runtime's own options (`--restore none`,
- * `--checkpoint-mode at-least-once`), so no test-only code path lives in the product.
+ * `--checkpoint-mode at-least-once`, `WEIR_LEASE_TAKEOVER=refuse`), so no test-only code path
+ * lives in the product.
  */
 import { inspect } from 'node:util'
 import type { MessageExtra } from '@tapjs/core'
@@ -33,6 +34,8 @@ export interface Mutation {
   restore?: 'none'
   /** `--checkpoint-mode` of every run. */
   mode?: 'at-least-once'
+  /** Environment variables of every run, e.g. `WEIR_LEASE_TAKEOVER=refuse`. */
+  env?: Record<string, string>
 }
 
 /** Restore switched off: every restart begins again from nothing, input included. */

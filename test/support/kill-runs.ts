@@ -24,14 +24,24 @@ export interface Run {
   output: () => string
 }
 
-/** One `weir run <jobFile>` child, restoring the latest snapshot (unless `mutation` says otherwise), checkpoints every `intervalMs`. */
-export function startRun(jobFile: string, storeArgs: string[], env: Record<string, string>, intervalMs = 50, mutation?: Mutation): Run {
-  let output = ''
+/** The arguments of `node` for a `weir run <jobFile>` that restores the latest snapshot (unless `mutation` says otherwise), checkpoints every `intervalMs`. */
+export function weirRunArgs(jobFile: string, storeArgs: string[], intervalMs = 50, mutation?: Mutation): string[] {
   const args = ['bin/weir.js', 'run', jobFile, ...storeArgs, '--restore', mutation?.restore ?? 'latest', '--checkpoint-interval', String(intervalMs), '--log-level', 'info']
   if (mutation?.mode !== undefined) args.push('--checkpoint-mode', mutation.mode)
+  return args
+}
+
+/** One `weir run <jobFile>` child (see {@link weirRunArgs}). */
+export function startRun(jobFile: string, storeArgs: string[], env: Record<string, string>, intervalMs = 50, mutation?: Mutation): Run {
+  return startChild(process.execPath, weirRunArgs(jobFile, storeArgs, intervalMs, mutation), env, mutation)
+}
+
+/** A child of `command` in the repository's folder, its output collected; the mutation's environment on top of `env`. */
+export function startChild(command: string, args: string[], env: Record<string, string>, mutation?: Mutation): Run {
+  let output = ''
   // It keeps NODE_V8_COVERAGE (c8 under npm test): the run that finishes writes its coverage; a run
   // killed with SIGKILL writes none, which is the price of killing it for real.
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env, ...mutation?.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
